@@ -1,0 +1,127 @@
+"""Tool specifications: the immutable ``name@version`` definitions that runs pin."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from typing import Annotated, Any, Literal
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from registry.semver import Version
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+class RetryPolicy(BaseModel):
+    """How a failed tool call is retried: exponential backoff with jitter, capped.
+
+    Attempt ``n`` (1-based) that fails waits ``min(max_s, initial_s * backoff ** (n - 1))``, spread by
+    ``± jitter`` of itself, before attempt ``n + 1``. Deterministic failures (contract violations, invalid
+    input, errors a tool marks permanent) are never retried.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_attempts: int = Field(3, ge=1, le=100, description="Total attempts, the first included.")
+    initial_s: float = Field(0.2, ge=0, le=3600, description="Delay before the second attempt.")
+    backoff: float = Field(2.0, ge=1, le=10, description="Multiplier applied to the delay after each attempt.")
+    max_s: float = Field(30.0, ge=0, le=3600, description="Cap on any single delay.")
+    jitter: float = Field(0.2, ge=0, le=1, description="Fraction of the delay randomised either way.")
+
+    def delay_s(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        base = min(self.max_s, self.initial_s * self.backoff ** (attempt - 1))
+        if self.jitter == 0 or base == 0:
+            return base
+        spread = base * self.jitter
+        return max(0.0, base + (rng or random).uniform(-spread, spread))
+
+
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+class PythonProvider(BaseModel):
+    """A Python callable, ``module:function`` (dotted attribute paths allowed after the colon)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["python"] = "python"
+    target: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+Provider = Annotated[PythonProvider, Field(discriminator="type")]
+
+
+def check_json_schema(schema: dict[str, Any] | None, where: str) -> None:
+    """Raise ``ValueError`` naming ``where`` and the rule if ``schema`` is not a valid JSON Schema (2020-12)."""
+    if schema is None:
+        return
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        location = "/".join(str(p) for p in exc.path) or "(root)"
+        raise ValueError(f"{where} is not a valid JSON Schema: at {location}: {exc.message}") from None
+
+
+class ToolSpec(BaseModel):
+    """One published version of a tool. Never changes once registered, except the ``deprecated`` flag."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    version: str
+    description: str = ""
+    provider: Provider
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+    idempotent: bool = Field(
+        False, description="Safe to invoke again after a crash; non-idempotent calls are never re-run automatically."
+    )
+    cost: float = Field(0.0, ge=0, description="Cost charged per call, in the run's budget unit.")
+    timeout_s: float | None = Field(None, gt=0, description="Default per-attempt timeout.")
+    retry: RetryPolicy | None = None
+    tags: tuple[str, ...] = ()
+    deprecated: bool = False
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, value: str) -> str:
+        Version.parse(value)
+        return value
+
+    @field_validator("input_schema", "output_schema")
+    @classmethod
+    def _schema(cls, value: dict[str, Any] | None, info: Any) -> dict[str, Any] | None:
+        check_json_schema(value, info.field_name)
+        return value
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def parsed_version(self) -> Version:
+        return Version.parse(self.version)
+
+    def definition(self) -> dict[str, Any]:
+        """The immutable part of the spec, as JSON data (everything but ``deprecated``)."""
+        return self.model_dump(mode="json", exclude={"deprecated"})
+
+    def definition_hash(self) -> str:
+        canonical = json.dumps(self.definition(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def differences(self, other: ToolSpec) -> list[str]:
+        """Names of the immutable fields whose values differ between two specs."""
+        mine, theirs = self.definition(), other.definition()
+        return sorted(key for key in mine.keys() | theirs.keys() if mine.get(key) != theirs.get(key))
+
+
+def is_valid_name(name: str) -> bool:
+    return _NAME_RE.match(name) is not None

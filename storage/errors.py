@@ -1,0 +1,38 @@
+"""Storage errors.
+
+Tree::
+
+    StorageError
+    ├── RunNotFound            no run with that id
+    ├── UnsupportedDatabase    a database URL the store cannot use
+    └── WriteFailed            the step writer could not persist records of a run
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Root of the store's errors."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RunNotFound(StorageError):
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no run with id {run_id!r}")
+        self.run_id = run_id
+
+
+class UnsupportedDatabase(StorageError):
+    """The database URL names a backend or form the store does not support."""
+
+
+class WriteFailed(StorageError):
+    """Records of a run could not be written; the run cannot be reported as durable."""
+
+    def __init__(self, run_id: str | None, cause: str) -> None:
+        where = f" for run {run_id}" if run_id else ""
+        super().__init__(f"persisting step records{where} failed: {cause}")
+        self.run_id = run_id

@@ -1,0 +1,60 @@
+"""Bring a database's schema to the newest migration. Safe to run from several processes at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+
+from storage.engine import Database, create_store_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# An arbitrary, fixed key for PostgreSQL's advisory lock that serialises concurrent upgrades.
+_PG_LOCK_KEY = 7_214_003_551
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _upgrade(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+    if _current(connection) != head_revision():
+        command.upgrade(_config(connection), "head")
+
+
+async def upgrade(db: Database) -> None:
+    """Upgrade ``db`` to the head revision inside one transaction that holds the database's write lock."""
+    engine = create_store_engine(db, immediate=True)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade)
+    finally:
+        await engine.dispose()
+
+
+async def current_revision(db: Database) -> str | None:
+    engine = create_store_engine(db)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(_current)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,163 @@
+"""Plain, detached records the store returns and accepts. No ORM row ever leaves the store."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+# A step record's status. ``started`` is written before a tool is invoked; a replay skips ``completed``.
+STEP_STARTED = "started"
+STEP_COMPLETED = "completed"
+STEP_FAILED = "failed"
+STEP_CANCELLED = "cancelled"
+STEP_STATUSES = (STEP_STARTED, STEP_COMPLETED, STEP_FAILED, STEP_CANCELLED)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, the one serialisation used for every stored payload."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTool:
+    name: str
+    version: str
+    definition: dict[str, Any]
+    definition_hash: str
+    deprecated: bool
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """What the engine knows about a run when it creates it."""
+
+    id: str
+    step: dict[str, Any]
+    input: Any
+    lock: dict[str, str]
+    limits: dict[str, Any]
+    trace_id: str
+    status: str = "pending"
+    tags: dict[str, str] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    parent_run_id: str | None = None
+    principal: str = "local"
+    deadline_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    id: str
+    status: str
+    step: dict[str, Any]
+    input: Any
+    output: Any
+    error: dict[str, Any] | None
+    missing: list[str]
+    lock: dict[str, str]
+    limits: dict[str, Any]
+    tags: dict[str, str]
+    usage_steps: int
+    usage_cost: float
+    idempotency_key: str | None
+    parent_run_id: str | None
+    principal: str
+    trace_id: str
+    lease_owner: str | None
+    lease_expires_at: float | None
+    deadline_at: float | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    updated_at: float
+
+    @property
+    def duration_ms(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        end = self.finished_at if self.finished_at is not None else self.updated_at
+        return max(0.0, (end - self.started_at) * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class RunUpdate:
+    """A change to a run's mutable state. ``None`` fields are left as they are (``output`` uses ``set_output``)."""
+
+    run_id: str
+    status: str | None = None
+    output_json: str | None = None
+    set_output: bool = False
+    error: dict[str, Any] | None = None
+    set_error: bool = False
+    missing: list[str] | None = None
+    usage_steps: int | None = None
+    usage_cost: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepWrite:
+    """A full step row as the engine knows it now. Later writes of the same (run, path) replace earlier ones."""
+
+    run_id: str
+    path: str
+    kind: str
+    status: str
+    started_at: float
+    tool: str | None = None
+    version: str | None = None
+    input_json: str | None = None
+    output_json: str | None = None
+    error: dict[str, Any] | None = None
+    missing: tuple[str, ...] = ()
+    attempts: tuple[dict[str, Any], ...] = ()
+    cost: float = 0.0
+    finished_at: float | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "path": self.path,
+            "kind": self.kind,
+            "tool": self.tool,
+            "version": self.version,
+            "status": self.status,
+            "input": self.input_json,
+            "output": self.output_json,
+            "error": None if self.error is None else dumps(self.error),
+            "missing": dumps(list(self.missing)),
+            "attempts": dumps(list(self.attempts)),
+            "cost": self.cost,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    run_id: str
+    path: str
+    kind: str
+    tool: str | None
+    version: str | None
+    status: str
+    input: Any
+    output: Any
+    output_json: str | None
+    error: dict[str, Any] | None
+    missing: list[str]
+    attempts: list[dict[str, Any]]
+    cost: float
+    started_at: float
+    finished_at: float | None
+
+    @property
+    def duration_ms(self) -> float | None:
+        return None if self.finished_at is None else max(0.0, (self.finished_at - self.started_at) * 1000)

@@ -1,0 +1,292 @@
+"""The store: the only code that opens database sessions. It returns plain records, never ORM rows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from storage import migrate
+from storage.engine import Database, Durability, create_sqlite_writer_engine, create_store_engine, parse_database_url
+from storage.errors import RunNotFound
+from storage.models import RunRow, StepRow, ToolRow
+from storage.records import NewRun, RunRecord, RunUpdate, StepRecord, StepWrite, StoredTool, dumps, loads
+from storage.writer import AsyncWriter, StepWriter, ThreadedWriter
+
+
+def _tool(row: ToolRow) -> StoredTool:
+    return StoredTool(
+        name=row.name,
+        version=row.version,
+        definition=loads(row.definition),
+        definition_hash=row.definition_hash,
+        deprecated=row.deprecated,
+        created_at=row.created_at,
+    )
+
+
+def _run(row: RunRow) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        status=row.status,
+        step=loads(row.step),
+        input=loads(row.input),
+        output=loads(row.output),
+        error=loads(row.error),
+        missing=loads(row.missing),
+        lock=loads(row.lock),
+        limits=loads(row.limits),
+        tags=loads(row.tags),
+        usage_steps=row.usage_steps,
+        usage_cost=row.usage_cost,
+        idempotency_key=row.idempotency_key,
+        parent_run_id=row.parent_run_id,
+        principal=row.principal,
+        trace_id=row.trace_id,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
+        deadline_at=row.deadline_at,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _step(row: StepRow) -> StepRecord:
+    return StepRecord(
+        run_id=row.run_id,
+        path=row.path,
+        kind=row.kind,
+        tool=row.tool,
+        version=row.version,
+        status=row.status,
+        input=loads(row.input),
+        output=loads(row.output),
+        output_json=row.output,
+        error=loads(row.error),
+        missing=loads(row.missing),
+        attempts=loads(row.attempts),
+        cost=row.cost,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+class Store:
+    """Tools, runs and step records. Open it with ``async with Store.open(url) as store``.
+
+    Reads and rare writes go through an async session. Step records and run state changes on the engine's
+    hot path go through ``submit_*`` into the group-commit writer and become durable at ``flush``.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        engine: AsyncEngine,
+        writer: StepWriter,
+        durability: Durability,
+        clock: Callable[[], float],
+    ) -> None:
+        self.db = db
+        self.durability = durability
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._writer = writer
+        self._clock = clock
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        url: str,
+        *,
+        durability: Durability = "normal",
+        clock: Callable[[], float] = time.time,
+    ) -> AsyncIterator[Store]:
+        """Open (creating and upgrading it if needed) the database at ``url``.
+
+        Args:
+            url: ``sqlite:///FILE``, a bare file path, or ``postgresql+asyncpg://...``.
+            durability: SQLite's ``synchronous`` level: ``normal`` survives a process crash, ``full`` a power loss.
+            clock: the time source for timestamps.
+        """
+        db = parse_database_url(url)
+        await migrate.upgrade(db)
+        engine = create_store_engine(db, durability)
+        try:
+            if db.dialect == "sqlite":
+                writer: StepWriter = ThreadedWriter(create_sqlite_writer_engine(db, durability), clock)
+                try:
+                    yield cls(db, engine, writer, durability, clock)
+                finally:
+                    await writer.aclose()
+            else:
+                async_writer = AsyncWriter(engine, clock)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(async_writer.run)
+                    try:
+                        yield cls(db, engine, async_writer, durability, clock)
+                    finally:
+                        with anyio.CancelScope(shield=True):
+                            await async_writer.aclose()
+        finally:
+            await engine.dispose()
+
+    def now(self) -> float:
+        return self._clock()
+
+    # -- tools -----------------------------------------------------------------------------------------------
+
+    async def put_tool(
+        self, name: str, version: str, definition: dict[str, Any], definition_hash: str, deprecated: bool = False
+    ) -> tuple[StoredTool, bool]:
+        """Insert ``name@version`` unless it exists. Returns the stored tool and whether it was created."""
+        row = ToolRow(
+            name=name,
+            version=version,
+            definition=dumps(definition),
+            definition_hash=definition_hash,
+            deprecated=deprecated,
+            created_at=self._clock(),
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(row)
+            return _tool(row), True
+        except IntegrityError:
+            existing = await self.get_tool(name, version)
+            assert existing is not None, "an integrity error on insert means the row exists"
+            return existing, False
+
+    async def get_tool(self, name: str, version: str) -> StoredTool | None:
+        async with self._sessions() as session:
+            row = await session.get(ToolRow, (name, version))
+            return None if row is None else _tool(row)
+
+    async def tool_versions(self, name: str) -> list[StoredTool]:
+        async with self._sessions() as session:
+            rows = await session.scalars(select(ToolRow).where(ToolRow.name == name))
+            return [_tool(r) for r in rows]
+
+    async def list_tools(self) -> list[StoredTool]:
+        async with self._sessions() as session:
+            rows = await session.scalars(select(ToolRow).order_by(ToolRow.name, ToolRow.created_at))
+            return [_tool(r) for r in rows]
+
+    async def tool_names(self) -> list[str]:
+        async with self._sessions() as session:
+            return list(await session.scalars(select(ToolRow.name).distinct().order_by(ToolRow.name)))
+
+    async def set_tool_deprecated(self, name: str, version: str, deprecated: bool) -> StoredTool | None:
+        async with self._sessions.begin() as session:
+            row = await session.get(ToolRow, (name, version))
+            if row is None:
+                return None
+            row.deprecated = deprecated
+            return _tool(row)
+
+    # -- runs ------------------------------------------------------------------------------------------------
+
+    async def create_run(self, new: NewRun) -> tuple[RunRecord, bool]:
+        """Insert a run. With an idempotency key already used, return that run instead (``created`` False)."""
+        now = self._clock()
+        row = RunRow(
+            id=new.id,
+            status=new.status,
+            step=dumps(new.step),
+            input=dumps(new.input),
+            output=None,
+            error=None,
+            missing="[]",
+            lock=dumps(new.lock),
+            limits=dumps(new.limits),
+            tags=dumps(new.tags),
+            usage_steps=0,
+            usage_cost=0.0,
+            idempotency_key=new.idempotency_key,
+            parent_run_id=new.parent_run_id,
+            principal=new.principal,
+            trace_id=new.trace_id,
+            lease_owner=None,
+            lease_expires_at=None,
+            deadline_at=new.deadline_at,
+            created_at=now,
+            started_at=None,
+            finished_at=None,
+            updated_at=now,
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(row)
+            return _run(row), True
+        except IntegrityError:
+            if new.idempotency_key is None:
+                raise
+            existing = await self.find_run_by_key(new.idempotency_key)
+            if existing is None:
+                raise
+            return existing, False
+
+    async def find_run_by_key(self, idempotency_key: str) -> RunRecord | None:
+        async with self._sessions() as session:
+            row = await session.scalar(select(RunRow).where(RunRow.idempotency_key == idempotency_key))
+            return None if row is None else _run(row)
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        async with self._sessions() as session:
+            row = await session.get(RunRow, run_id)
+            if row is None:
+                raise RunNotFound(run_id)
+            return _run(row)
+
+    async def list_runs(self, status: str | Sequence[str] | None = None, limit: int = 20) -> list[RunRecord]:
+        """Newest first."""
+        query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc()).limit(limit)
+        if isinstance(status, str):
+            query = query.where(RunRow.status == status)
+        elif status is not None:
+            query = query.where(RunRow.status.in_(list(status)))
+        async with self._sessions() as session:
+            return [_run(r) for r in await session.scalars(query)]
+
+    async def get_steps(self, run_id: str) -> list[StepRecord]:
+        """Every step record of a run, in path order."""
+        async with self._sessions() as session:
+            rows = await session.scalars(select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.started_at))
+            return [_step(r) for r in rows]
+
+    async def update_run(self, change: RunUpdate) -> None:
+        """Apply a run change directly (not through the writer) and commit it."""
+        await self._writer.flush()
+        async with self._sessions.begin() as session:
+            values = {"updated_at": self._clock()}
+            if change.status is not None:
+                values["status"] = change.status
+            result = await session.execute(update(RunRow).where(RunRow.id == change.run_id).values(values))
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                raise RunNotFound(change.run_id)
+
+    async def delete_steps(self, run_id: str, paths: Sequence[str]) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(delete(StepRow).where(StepRow.run_id == run_id, StepRow.path.in_(list(paths))))
+
+    # -- the hot path ----------------------------------------------------------------------------------------
+
+    def submit_step(self, write: StepWrite) -> None:
+        """Queue a step record for the writer; durable after the next ``flush``."""
+        self._writer.submit(write)
+
+    def submit_run(self, change: RunUpdate) -> None:
+        """Queue a run change for the writer, ordered after the step records submitted before it."""
+        self._writer.submit(change)
+
+    async def flush(self, run_id: str | None = None) -> None:
+        """Durability barrier. Raises ``WriteFailed`` if records of ``run_id`` (or any run) could not be written."""
+        await self._writer.flush(run_id)

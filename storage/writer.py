@@ -1,0 +1,287 @@
+"""The step writer: group commit of step records and run updates.
+
+The engine never waits on the database per step. It hands each record to the writer, which takes whatever is
+pending, writes it in one transaction, and releases the engine's durability barriers (``flush``) once the
+transaction has committed. Several writes of the same step in one batch (``started`` then ``completed``)
+collapse into the last one. For SQLite the writer is a thread owning one synchronous connection, so a batch
+costs one thread handoff and one commit instead of one handoff per statement; for PostgreSQL it is a task on
+the event loop using the async engine.
+
+A batch that fails is retried run by run, so one run's bad record cannot lose another run's records; the
+failure is reported to that run's next ``flush``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from sqlalchemy import Connection, Engine, Insert, Update, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.errors import WriteFailed
+from storage.models import RunRow, StepRow
+from storage.records import RunUpdate, StepWrite, dumps
+
+log = logging.getLogger("podium.storage")
+
+Op = StepWrite | RunUpdate
+_STEPS = StepRow.__table__
+_RUNS = RunRow.__table__
+_STEP_UPDATE_COLUMNS = [c.name for c in _STEPS.columns if c.name not in ("run_id", "path")]
+_upserts: dict[str, Insert] = {}
+
+
+def _step_upsert(dialect: str) -> Insert:
+    """``INSERT .. ON CONFLICT (run_id, path) DO UPDATE``, built once per dialect."""
+    stmt = _upserts.get(dialect)
+    if stmt is None:
+        insert = sqlite.insert(_STEPS) if dialect == "sqlite" else postgresql.insert(_STEPS)
+        stmt = insert.on_conflict_do_update(
+            index_elements=[_STEPS.c.run_id, _STEPS.c.path],
+            set_={name: insert.excluded[name] for name in _STEP_UPDATE_COLUMNS},
+        )
+        _upserts[dialect] = stmt
+    return stmt
+
+
+def _run_update(change: RunUpdate, now: float) -> Update:
+    values: dict[str, Any] = {"updated_at": now}
+    if change.status is not None:
+        values["status"] = change.status
+    if change.set_output:
+        values["output"] = change.output_json
+    if change.set_error:
+        values["error"] = None if change.error is None else dumps(change.error)
+    if change.missing is not None:
+        values["missing"] = dumps(change.missing)
+    if change.usage_steps is not None:
+        values["usage_steps"] = change.usage_steps
+    if change.usage_cost is not None:
+        values["usage_cost"] = change.usage_cost
+    if change.started_at is not None:
+        values["started_at"] = change.started_at
+    if change.finished_at is not None:
+        values["finished_at"] = change.finished_at
+    return update(_RUNS).where(_RUNS.c.id == change.run_id).values(values)
+
+
+def apply_batch(connection: Connection, ops: list[Op], now: float) -> None:
+    """Write ``ops`` on ``connection`` (inside the caller's transaction): steps first, then run updates."""
+    steps: dict[tuple[str, str], StepWrite] = {}
+    runs: list[RunUpdate] = []
+    for op in ops:
+        if isinstance(op, StepWrite):
+            steps[(op.run_id, op.path)] = op
+        else:
+            runs.append(op)
+    if steps:
+        connection.execute(_step_upsert(connection.dialect.name), [s.row() for s in steps.values()])
+    for change in runs:
+        connection.execute(_run_update(change, now))
+
+
+def _by_run(ops: list[Op]) -> dict[str, list[Op]]:
+    groups: dict[str, list[Op]] = {}
+    for op in ops:
+        groups.setdefault(op.run_id, []).append(op)
+    return groups
+
+
+class _Barriers:
+    """Sequence numbers and the waiters of ``flush``. Shared by both writers; guarded by ``lock``."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending: list[Op] = []
+        self.submitted = 0
+        self.durable = 0
+        self.waiters: list[tuple[int, anyio.Event]] = []
+        self.errors: dict[str, str] = {}
+
+    def release(self) -> None:
+        """Set the events of every waiter whose target is durable now. Runs on the event loop."""
+        with self.lock:
+            durable = self.durable
+            ready = [event for target, event in self.waiters if target <= durable]
+            self.waiters = [(target, event) for target, event in self.waiters if target > durable]
+        for event in ready:
+            event.set()
+
+    def check(self, run_id: str | None) -> None:
+        with self.lock:
+            if run_id is None and self.errors:
+                raise WriteFailed(None, "; ".join(f"{rid}: {msg}" for rid, msg in self.errors.items()))
+            if run_id is not None and run_id in self.errors:
+                raise WriteFailed(run_id, self.errors[run_id])
+
+
+class StepWriter:
+    """Common interface: ``submit`` never blocks; ``flush`` returns once everything submitted before it is durable."""
+
+    def __init__(self) -> None:
+        self._b = _Barriers()
+
+    def submit(self, op: Op) -> None:
+        raise NotImplementedError
+
+    async def flush(self, run_id: str | None = None) -> None:
+        """Durability barrier: wait until every record submitted so far is committed; raise if ``run_id``'s failed."""
+        b = self._b
+        with b.lock:
+            target = b.submitted
+            if b.durable >= target:
+                event = None
+            else:
+                event = anyio.Event()
+                b.waiters.append((target, event))
+        if event is not None:
+            self._kick()
+            await event.wait()
+        b.check(run_id)
+
+    def _kick(self) -> None:
+        """Make sure the writer is awake."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    def _write(self, ops: list[Op], attempt: Callable[[list[Op]], None]) -> None:
+        """Write ``ops`` in one transaction; if that fails, once per run so that other runs' records survive."""
+        try:
+            attempt(ops)
+            return
+        except Exception:
+            log.warning("batch of %d records failed; retrying run by run", len(ops), exc_info=True)
+        for run_id, group in _by_run(ops).items():
+            try:
+                attempt(group)
+            except Exception as exc:  # any driver error is recorded against the run and reported by flush
+                log.error("records of run %s could not be written", run_id, exc_info=True)
+                with self._b.lock:
+                    self._b.errors[run_id] = f"{type(exc).__name__}: {exc}"
+
+
+class ThreadedWriter(StepWriter):
+    """SQLite: a thread with one synchronous connection; one handoff and one commit per batch."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self._engine = engine
+        self._clock = clock
+        self._wake = threading.Event()
+        self._closing = False
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._main, name="podium-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, op: Op) -> None:
+        b = self._b
+        with b.lock:
+            b.pending.append(op)
+            b.submitted += 1
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _kick(self) -> None:
+        self._wake.set()
+
+    def _main(self) -> None:
+        b = self._b
+        with self._engine.connect() as connection:
+
+            def attempt(ops: list[Op]) -> None:
+                with connection.begin():
+                    apply_batch(connection, ops, self._clock())
+
+            while True:
+                self._wake.wait()
+                with b.lock:
+                    ops, b.pending = b.pending, []
+                    upto = b.submitted
+                    self._wake.clear()
+                    closing = self._closing
+                if ops:
+                    self._write(ops, attempt)
+                with b.lock:
+                    b.durable = upto
+                    notify = bool(b.waiters)
+                if notify and not self._loop.is_closed():
+                    self._loop.call_soon_threadsafe(b.release)
+                if closing and not ops:
+                    return
+
+    async def aclose(self) -> None:
+        await self.flush()
+        self._closing = True
+        self._wake.set()
+        await anyio.to_thread.run_sync(self._thread.join)
+        self._engine.dispose()
+
+
+class AsyncWriter(StepWriter):
+    """PostgreSQL: a task on the event loop batching into one transaction per round trip."""
+
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self._engine = engine
+        self._clock = clock
+        self._wake = anyio.Event()
+        self._closing = False
+
+    def submit(self, op: Op) -> None:
+        b = self._b
+        with b.lock:
+            b.pending.append(op)
+            b.submitted += 1
+        self._wake.set()
+
+    def _kick(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        b = self._b
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            with b.lock:
+                ops, b.pending = b.pending, []
+                upto = b.submitted
+            closing = self._closing
+            if ops:
+                await self._write_async(ops)
+            with b.lock:
+                b.durable = upto
+            b.release()
+            if closing and not ops:
+                return
+
+    async def _write_async(self, ops: list[Op]) -> None:
+        now = self._clock()
+
+        async def attempt(group: list[Op]) -> None:
+            async with self._engine.begin() as connection:
+                await connection.run_sync(apply_batch, group, now)
+
+        try:
+            await attempt(ops)
+            return
+        except Exception:
+            log.warning("batch of %d records failed; retrying run by run", len(ops), exc_info=True)
+        for run_id, group in _by_run(ops).items():
+            try:
+                await attempt(group)
+            except Exception as exc:  # recorded against the run and reported by flush
+                log.error("records of run %s could not be written", run_id, exc_info=True)
+                with self._b.lock:
+                    self._b.errors[run_id] = f"{type(exc).__name__}: {exc}"
+
+    async def aclose(self) -> None:
+        await self.flush()
+        self._closing = True
+        self._wake.set()
