@@ -1,0 +1,357 @@
+"""The engine: starts runs of step trees, executes them in its task group, and reports their outcome.
+
+Typical use::
+
+    async with Store.open("sqlite:///podium.db") as store, Engine(store, Registry(store)) as engine:
+        run = await engine.run({"chain": [{"tool": "extract-invoice@^1"}, {"tool": "validate-invoice"}]},
+                               {"text": "..."})
+        print(run.status, run.output)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from patterns import contracts
+from patterns.errors import InvalidStep, LimitExceeded, PatternError, RunCancelled, StepFailed, UnknownTool
+from patterns.limits import Limits
+from patterns.runner import Runner
+from patterns.state import RunState, Scope
+from patterns.steps import AnyStep, parse_step
+from patterns.tool_step import NeedsAttention
+from patterns.validate import TreeFacts, check_tree
+from registry import Registry
+from registry.errors import RegistryError
+from registry.models import ToolSpec
+from registry.resolve import parse_ref
+from storage import NewRun, RunNotFound, RunRecord, RunUpdate, StepRecord, Store, StorageError, dumps
+
+log = logging.getLogger("podium.engine")
+
+RUN_STATUSES = (
+    "pending",
+    "running",
+    "waiting",
+    "succeeded",
+    "partial",
+    "failed",
+    "rejected",
+    "cancelled",
+    "timed_out",
+    "needs_attention",
+)
+SETTLED = frozenset({"succeeded", "partial", "failed", "rejected", "cancelled", "timed_out", "needs_attention"})
+
+
+def new_run_id() -> str:
+    """A UUIDv7: time-ordered, so ids sort by creation."""
+    millis = time.time_ns() // 1_000_000
+    value = (millis & ((1 << 48) - 1)) << 80 | 0x7 << 76 | uuid.uuid4().int & ((1 << 76) - 1)
+    value = value & ~(0x3 << 62) | 0x2 << 62
+    return str(uuid.UUID(int=value))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Per-run options a caller may set. Limits and budgets can only lower the server's limits."""
+
+    idempotency_key: str | None = None
+    parent_run_id: str | None = None
+    deadline_s: float | None = None
+    max_steps: int | None = None
+    max_cost: float | None = None
+    limits: dict[str, Any] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    principal: str = "local"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated, resolved step tree, ready to start."""
+
+    step: AnyStep
+    facts: TreeFacts
+    limits: Limits
+    specs: dict[str, ToolSpec]
+
+    @property
+    def lock(self) -> dict[str, str]:
+        return {ref: spec.version for ref, spec in self.specs.items()}
+
+
+@dataclass
+class _Active:
+    done: anyio.Event = field(default_factory=anyio.Event)
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    cancel_reason: str | None = None
+    runner: Runner | None = None
+
+
+class Engine:
+    """Executes runs durably. Use as an async context manager: runs execute in its task group."""
+
+    def __init__(self, store: Store, registry: Registry, limits: Limits | None = None) -> None:
+        self.store = store
+        self.registry = registry
+        self.limits = limits or Limits()
+        self._active: dict[str, _Active] = {}
+        self._group: anyio.abc.TaskGroup | None = None
+        self._closing = False
+
+    async def __aenter__(self) -> Engine:
+        self._group = anyio.create_task_group()
+        await self._group.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Stop: runs still executing are interrupted, not cancelled; their records let them resume later."""
+        assert self._group is not None
+        self._closing = True
+        self._group.cancel_scope.cancel()
+        await self._group.__aexit__(None, None, None)
+        self._group = None
+
+    # -- planning --------------------------------------------------------------------------------------------
+
+    def effective_limits(self, options: RunOptions) -> Limits:
+        try:
+            limits = self.limits.lowered(options.limits)
+        except ValueError as exc:
+            raise InvalidStep(f"invalid limits: {exc}") from None
+        budget: dict[str, Any] = {}
+        if options.max_steps is not None:
+            budget["max_steps"] = options.max_steps
+        if options.max_cost is not None:
+            budget["max_cost_per_run"] = options.max_cost
+        if options.deadline_s is not None:
+            budget["max_run_s"] = options.deadline_s
+        return limits.lowered(budget) if budget else limits
+
+    async def plan(self, step: Any, options: RunOptions | None = None) -> Plan:
+        """Parse, check and resolve a step tree without running it.
+
+        Raises:
+            InvalidStep, LimitExceeded, UnknownTool: each naming the step path and what is wrong.
+        """
+        options = options or RunOptions()
+        tree = parse_step(step)
+        limits = self.effective_limits(options)
+        facts = check_tree(tree, limits)
+        specs: dict[str, ToolSpec] = {}
+        for ref in facts.refs:
+            try:
+                specs[ref] = await self.registry.resolve(ref)
+            except RegistryError as exc:
+                raise UnknownTool(exc.message) from None
+        return Plan(tree, facts, limits, specs)
+
+    # -- runs ------------------------------------------------------------------------------------------------
+
+    async def start(self, step: Any, input: Any = None, options: RunOptions | None = None) -> RunRecord:
+        """Create a run and start executing it. Returns at once with the run (``running``).
+
+        A repeated ``idempotency_key`` returns the run it first created instead of a new one.
+        """
+        options = options or RunOptions()
+        if options.idempotency_key is not None:
+            existing = await self.store.find_run_by_key(options.idempotency_key)
+            if existing is not None:
+                return existing
+        plan = await self.plan(step, options)
+        contracts.to_json(input, "", "run input", plan.limits.max_payload_bytes)
+        if options.parent_run_id is not None:
+            await self.store.get_run(options.parent_run_id)
+        run_id = new_run_id()
+        record, created = await self.store.create_run(
+            NewRun(
+                id=run_id,
+                step=plan.step.model_dump(mode="json", exclude_unset=True),
+                input=input,
+                lock=plan.lock,
+                limits=plan.limits.model_dump(mode="json"),
+                trace_id=uuid.uuid4().hex,
+                status="running",
+                tags=dict(options.tags),
+                idempotency_key=options.idempotency_key,
+                parent_run_id=options.parent_run_id,
+                principal=options.principal,
+                deadline_at=time.time() + plan.limits.max_run_s,
+            )
+        )
+        if not created:
+            return record
+        self._launch(record, plan.step, plan.specs, plan.limits, {})
+        return record
+
+    async def resume(self, run_id: str) -> RunRecord:
+        """Execute an unfinished run again over its records: completed steps are not invoked again.
+
+        The run keeps the tool versions it locked when it started, even if newer ones were registered since.
+        """
+        if run_id in self._active:
+            return await self.store.get_run(run_id)
+        record = await self.store.get_run(run_id)
+        if record.status in SETTLED:
+            return record
+        specs: dict[str, ToolSpec] = {}
+        for ref, version in record.lock.items():
+            specs[ref] = await self.registry.get(parse_ref(ref).name, version)
+        records = {r.path: r for r in await self.store.get_steps(run_id)}
+        self._launch(record, parse_step(record.step), specs, Limits.model_validate(record.limits), records)
+        return record
+
+    def _launch(
+        self,
+        record: RunRecord,
+        tree: AnyStep,
+        specs: dict[str, ToolSpec],
+        limits: Limits,
+        records: dict[str, StepRecord],
+    ) -> None:
+        if self._group is None:
+            raise RuntimeError("the engine is not running; use it as `async with Engine(...) as engine`")
+        state = RunState(
+            run_id=record.id,
+            input=record.input,
+            store=self.store,
+            limits=limits,
+            specs=specs,
+            invokers={spec.ref: self.registry.invoker(spec) for spec in specs.values()},
+            records=records,
+        )
+        active = self._active[record.id] = _Active(runner=Runner(state))
+        self._group.start_soon(self._execute, record, tree, state, active)
+
+    async def _execute(self, record: RunRecord, tree: AnyStep, state: RunState, active: _Active) -> None:
+        store = self.store
+        runner = active.runner
+        assert runner is not None
+        deadline = record.deadline_at - time.time() if record.deadline_at is not None else float("inf")
+        status, output_json, error = "failed", None, None
+        finished = False  # False when the engine's shutdown interrupted the run: it stays resumable
+        store.submit_run(RunUpdate(record.id, status="running", started_at=record.started_at or time.time()))
+        try:
+            with active.scope:
+                with anyio.move_on_after(deadline) as timer:
+                    output = await runner.run_node(tree, "", record.input, Scope(input=record.input))
+                    output_json = dumps(output)
+                    status = "partial" if state.missing else "succeeded"
+            if active.scope.cancelled_caught:
+                status, error = "cancelled", RunCancelled(f"cancelled: {active.cancel_reason}")
+            elif timer.cancelled_caught:
+                status, error = "timed_out", self._deadline_error(record, state.limits)
+            finished = True
+        except NeedsAttention as exc:
+            status, error, finished = "needs_attention", exc, True
+        except PatternError as exc:
+            status, error, finished = "failed", exc, True
+        except StorageError as exc:
+            log.error("run %s: %s", record.id, exc.message)
+            status, error, finished = "failed", PatternError("internal error: the run's records could not be saved"), True
+        except Exception:
+            log.exception("run %s failed with an unexpected error", record.id)
+            error = PatternError("internal error while executing the run (see the server log)")
+            finished = True
+        finally:
+            with anyio.CancelScope(shield=True):
+                if finished:
+                    await self._settle(record.id, state, status, output_json, error)
+                else:
+                    await store.flush()
+                active.done.set()
+                self._active.pop(record.id, None)
+
+    async def _settle(
+        self, run_id: str, state: RunState, status: str, output_json: str | None, error: PatternError | None
+    ) -> None:
+        if error is not None:
+            state.cancel_live("", error if error.type == "cancelled" else RunCancelled(f"cancelled: {error.message}"))
+        self.store.submit_run(
+            RunUpdate(
+                run_id,
+                status=status,
+                output_json=output_json,
+                set_output=True,
+                error=None if error is None else error.to_dict(),
+                set_error=True,
+                missing=list(state.missing),
+                usage_steps=state.steps_used,
+                usage_cost=state.cost_used,
+                finished_at=time.time(),
+            )
+        )
+        try:
+            await self.store.flush(run_id)  # durability barrier before a settled run is reported
+        except StorageError as exc:
+            log.error("run %s could not be settled durably: %s", run_id, exc.message)
+
+    @staticmethod
+    def _deadline_error(record: RunRecord, limits: Limits) -> PatternError:
+        return LimitExceeded("max_run_s", limits.max_run_s, f"run {record.id} ran out of time")
+
+    async def wait(self, run_id: str, timeout_s: float | None = None) -> RunRecord:
+        """The run once it settles, or as it is when ``timeout_s`` passes."""
+        active = self._active.get(run_id)
+        if active is not None:
+            with anyio.move_on_after(timeout_s if timeout_s is not None else float("inf")):
+                await active.done.wait()
+        return await self.store.get_run(run_id)
+
+    async def run(self, step: Any, input: Any = None, options: RunOptions | None = None) -> RunRecord:
+        """Start a run and wait until it settles."""
+        record = await self.start(step, input, options)
+        return await self.wait(record.id)
+
+    async def cancel(self, run_id: str, reason: str | None = None) -> RunRecord:
+        """Cancel a run: its in-flight steps stop at once and are recorded ``cancelled``. Settled runs are left as
+        they are."""
+        reason = reason or "cancelled by request"
+        active = self._active.get(run_id)
+        if active is not None:
+            active.cancel_reason = reason
+            active.scope.cancel()
+            await active.done.wait()
+            return await self.store.get_run(run_id)
+        record = await self.store.get_run(run_id)
+        if record.status in SETTLED:
+            return record
+        self.store.submit_run(
+            RunUpdate(
+                run_id,
+                status="cancelled",
+                error=RunCancelled(f"cancelled: {reason}").to_dict(),
+                set_error=True,
+                finished_at=time.time(),
+            )
+        )
+        await self.store.flush(run_id)
+        return await self.store.get_run(run_id)
+
+    async def get(self, run_id: str) -> RunRecord:
+        return await self.store.get_run(run_id)
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        await self.store.flush()
+        return await self.store.get_steps(run_id)
+
+    def is_active(self, run_id: str) -> bool:
+        return run_id in self._active
+
+
+__all__ = [
+    "RUN_STATUSES",
+    "SETTLED",
+    "Engine",
+    "Plan",
+    "RunNotFound",
+    "RunOptions",
+    "StepFailed",
+    "new_run_id",
+]

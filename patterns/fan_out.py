@@ -1,0 +1,133 @@
+"""Parallel fan-out / fan-in with strategies ``all``, ``best_effort`` and ``quorum``.
+
+``gather`` runs nodes with at most ``max_concurrency`` in flight (a fixed pool of workers, so a 10,000-branch
+fan-out holds a few dozen tasks, not 10,000), each under its own timeout, and decides the outcome:
+
+- ``all``: a failed critical branch fails the fan-out and cancels the others; a non-critical one leaves a gap.
+- ``best_effort``: failed branches leave gaps (``None`` in the results, their paths in ``missing``); it fails
+  only if every branch failed.
+- ``quorum``: succeeds as soon as ``quorum`` branches have, cancelling the rest; fails as soon as that is
+  impossible. Its results are the successful branches' outputs, in branch order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+
+from patterns.errors import PatternError, RunCancelled, StepFailed, describe_path
+from patterns.runner import HARD_ERRORS
+from patterns.state import Scope
+from patterns.steps import AnyStep, FanOutStep, Strategy, join
+
+if TYPE_CHECKING:
+    from patterns.runner import Runner
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    step: AnyStep
+    path: str
+    flow: Any
+    scope: Scope
+
+
+async def gather(
+    runner: Runner,
+    path: str,
+    nodes: list[Node],
+    *,
+    strategy: Strategy,
+    quorum: int | None,
+    timeout_s: float | None,
+    max_concurrency: int | None,
+) -> list[Any]:
+    """Run ``nodes`` in parallel under ``strategy``; results come back in node order."""
+    state = runner.state
+    count = len(nodes)
+    needed = quorum or count
+    workers = max(1, min(count, max_concurrency or count, state.limits.max_concurrency))
+    results: list[Any] = [None] * count
+    succeeded = [False] * count
+    settled = [False] * count
+    failures: dict[int, PatternError] = {}
+    fatal: list[PatternError] = []
+    queue = iter(range(count))
+    wins = 0
+
+    def stop(group: anyio.abc.TaskGroup, error: PatternError | None = None) -> None:
+        if error is not None:
+            fatal.append(error)
+        group.cancel_scope.cancel()
+
+    async def work(group: anyio.abc.TaskGroup) -> None:
+        nonlocal wins
+        for index in queue:
+            node = nodes[index]
+            try:
+                results[index] = await runner.run_node(
+                    node.step, node.path, node.flow, node.scope, deadline_s=timeout_s, absorb=strategy == "all"
+                )
+            except PatternError as error:
+                settled[index] = True
+                failures[index] = error
+                if error.type in HARD_ERRORS or strategy == "all":
+                    return stop(group, error)
+                if strategy == "best_effort":
+                    state.missing.append(node.path)
+                elif count - len(failures) < needed:
+                    return stop(
+                        group,
+                        StepFailed(
+                            f"step {describe_path(path)}: quorum of {needed} can no longer be reached: "
+                            f"{len(failures)} of {count} branches failed (last: {error.message})",
+                            step=path,
+                        ),
+                    )
+                continue
+            settled[index] = succeeded[index] = True
+            if strategy == "quorum":
+                wins += 1
+                if wins >= needed:
+                    return stop(group)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(workers):
+            group.start_soon(work, group)
+
+    reason = fatal[0] if fatal else None
+    why = f"step {describe_path(reason.step or path)} failed" if reason else f"quorum of {needed} reached"
+    for index, node in enumerate(nodes):
+        if not settled[index]:
+            state.cancel_live(node.path, RunCancelled(f"cancelled: {why}", step=node.path))
+    if reason is not None:
+        raise reason
+    if strategy == "quorum":
+        return [results[i] for i in range(count) if succeeded[i]]
+    if strategy == "best_effort" and len(failures) == count:
+        first = failures[min(failures)]
+        raise StepFailed(f"step {describe_path(path)}: all {count} branches failed (first: {first.message})", step=path)
+    return results
+
+
+async def run_fan_out(runner: Runner, step: FanOutStep, path: str, value: Any, scope: Scope) -> Any:
+    spec = step.fan_out
+    inner = dataclasses.replace(scope, input=value, prev=None)
+    nodes = [Node(branch, join(path, "fan_out", str(i)), value, inner) for i, branch in enumerate(spec.branches)]
+    results = await gather(
+        runner,
+        path,
+        nodes,
+        strategy=spec.strategy,
+        quorum=spec.quorum,
+        timeout_s=spec.branch_timeout_s,
+        max_concurrency=spec.max_concurrency,
+    )
+    if spec.reduce is None:
+        return results
+    reduce_scope = dataclasses.replace(scope, input=value, prev=None, results=results)
+    return await runner.run_node(spec.reduce, join(path, "fan_out", "reduce"), results, reduce_scope)

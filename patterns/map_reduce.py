@@ -1,0 +1,54 @@
+"""Map-reduce: one map step per item (or per chunk of ``chunk_size`` items), then an optional reduce step."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from patterns.errors import InvalidStep, LimitExceeded, describe_path
+from patterns.fan_out import Node, gather
+from patterns.state import Scope
+from patterns.steps import MapReduceStep, join
+
+if TYPE_CHECKING:
+    from patterns.runner import Runner
+
+
+async def run_map_reduce(runner: Runner, step: MapReduceStep, path: str, value: Any, scope: Scope) -> Any:
+    spec = step.map_reduce
+    state = runner.state
+    items = value
+    if "items" in spec.model_fields_set:
+        items = runner.template(spec, spec.items, path)(state.context(dataclasses.replace(scope, input=value)))
+    if not isinstance(items, list):
+        raise InvalidStep(
+            f"step {describe_path(path)}: map_reduce needs a list of items (from `items` or its input), "
+            f"got {type(items).__name__}",
+            step=path,
+        )
+    size = spec.chunk_size
+    chunks: list[Any] = items if size == 1 else [items[i : i + size] for i in range(0, len(items), size)]
+    if len(chunks) > state.limits.max_fan_out:
+        raise LimitExceeded(
+            "max_fan_out",
+            state.limits.max_fan_out,
+            f"step {describe_path(path)} maps {len(chunks)} {'items' if size == 1 else 'chunks'}",
+            step=path,
+        )
+    nodes = [
+        Node(spec.map, join(path, "map", str(i)), chunk, dataclasses.replace(scope, input=value, prev=None, item=chunk))
+        for i, chunk in enumerate(chunks)
+    ]
+    results = await gather(
+        runner,
+        path,
+        nodes,
+        strategy=spec.strategy,
+        quorum=spec.quorum,
+        timeout_s=spec.item_timeout_s,
+        max_concurrency=spec.max_concurrency,
+    )
+    if spec.reduce is None:
+        return results
+    reduce_scope = dataclasses.replace(scope, input=value, prev=None, results=results)
+    return await runner.run_node(spec.reduce, join(path, "reduce"), results, reduce_scope)

@@ -1,0 +1,96 @@
+"""Iterative refinement: generate, evaluate, score; stop at the threshold or at a hard limit.
+
+Limits: ``max_iterations`` (never above the server's ``max_iterations``), ``min_improvement`` over the best score
+so far, ``time_budget_s`` (an iteration still running when it expires is cancelled) and ``cost_budget`` (no
+iteration starts that the last one's cost says would overrun it). The output always has the same shape::
+
+    {"output": <best generated output>, "score": <its score>, "iteration": <its index>,
+     "reached_threshold": bool, "iterations": n, "history": [scores...], "stop_reason": "threshold" |
+     "max_iterations" | "min_improvement" | "time_budget" | "cost_budget"}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from patterns.contracts import is_number
+from patterns.errors import ContractViolation, StepFailed, describe_path
+from patterns.state import Scope
+from patterns.steps import RefineStep, join
+from patterns.templates import compile_expression
+
+if TYPE_CHECKING:
+    from patterns.runner import Runner
+
+
+async def run_refine(runner: Runner, step: RefineStep, path: str, value: Any, scope: Scope) -> Any:
+    spec = step.refine
+    state = runner.state
+    score_expr = compile_expression(spec.score)
+    started = anyio.current_time()
+    cost_at_start = state.cost_used
+    history: list[float] = []
+    best: tuple[Any, float, int] | None = None
+    last_output: Any = value
+    feedback: Any = None
+    last_cost = 0.0
+    reason = "max_iterations"
+    for iteration in range(spec.max_iterations):
+        spent = state.cost_used - cost_at_start
+        if spec.cost_budget is not None and iteration > 0 and spent + last_cost > spec.cost_budget:
+            reason = "cost_budget"
+            break
+        remaining = None if spec.time_budget_s is None else spec.time_budget_s - (anyio.current_time() - started)
+        if remaining is not None and remaining <= 0:
+            reason = "time_budget"
+            break
+        inner = dataclasses.replace(scope, input=value, prev=None, feedback=feedback)
+        before = state.cost_used
+        base = join(path, "refine", str(iteration))
+        with anyio.CancelScope(deadline=anyio.current_time() + (remaining if remaining is not None else float("inf"))) as cs:
+            output = await runner.run_node(spec.generate, join(base, "generate"), last_output, inner)
+            evaluation = await runner.run_node(spec.evaluate, join(base, "evaluate"), output, inner)
+        if cs.cancelled_caught:
+            runner.finish_subtree(base, StepFailed(f"step {describe_path(base)}: time budget spent", type="timeout"))
+            reason = "time_budget"
+            break
+        last_cost = state.cost_used - before
+        score = score_expr.search(evaluation)
+        if not is_number(score):
+            raise ContractViolation(
+                f"step {describe_path(path)}: score {spec.score!r} over the evaluation gave {score!r}, not a number",
+                step=join(base, "evaluate"),
+            )
+        score = float(score)
+        history.append(score)
+        previous_best = best[1] if best is not None else None
+        if best is None or score > best[1]:
+            best = (output, score, iteration)
+        if score >= spec.threshold:
+            reason = "threshold"
+            break
+        if previous_best is not None and spec.min_improvement > 0 and score - previous_best < spec.min_improvement:
+            reason = "min_improvement"
+            break
+        if spec.cost_budget is not None and state.cost_used - cost_at_start >= spec.cost_budget:
+            reason = "cost_budget"
+            break
+        last_output, feedback = output, evaluation
+    if best is None:
+        raise StepFailed(
+            f"step {describe_path(path)}: refine stopped ({reason}) before any attempt was scored", step=path,
+            type="timeout" if reason == "time_budget" else "limit_exceeded",
+        )
+    output, score, index = best
+    return {
+        "output": output,
+        "score": score,
+        "iteration": index,
+        "reached_threshold": score >= spec.threshold,
+        "iterations": len(history),
+        "history": history,
+        "stop_reason": reason,
+    }

@@ -1,0 +1,125 @@
+"""Runs one node of a step tree: replay, input template, timeout, criticality, and the composite's record."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from patterns import contracts
+from patterns.errors import PatternError, RunCancelled, StepFailed, describe_path
+from patterns.state import RunState, Scope
+from patterns.steps import AnyStep, ToolStep
+from patterns.templates import Template, compile_template
+from storage import STEP_COMPLETED, loads
+
+# Failures that no `critical: false` or best-effort strategy may absorb.
+HARD_ERRORS = frozenset({"limit_exceeded", "cancelled"})
+
+Handler = Callable[["Runner", Any, str, Any, Scope], Awaitable[Any]]
+
+
+class Runner:
+    """Executes nodes for one run. Composite handlers call back into ``run_node`` for their children."""
+
+    def __init__(self, state: RunState) -> None:
+        self.state = state
+        self.replayed = 0
+        self._templates: dict[int, Template] = {}
+
+    def template(self, owner: object, value: Any, path: str) -> Template:
+        key = id(owner)
+        compiled = self._templates.get(key)
+        if compiled is None:
+            compiled = self._templates[key] = compile_template(value, path)
+        return compiled
+
+    async def run_node(
+        self, step: AnyStep, path: str, flow: Any, scope: Scope, *, deadline_s: float | None = None,
+        absorb: bool = True,
+    ) -> Any:
+        """Run ``step`` at ``path`` on ``flow`` (what flows in) and return its output.
+
+        ``deadline_s`` bounds the whole node (a branch or item timeout). With ``absorb``, a non-critical step's
+        failure is recorded as a gap (its path added to ``missing``) and the node returns ``None``.
+        """
+        state = self.state
+        if isinstance(step, ToolStep):
+            record = state.records.get(path)
+            if record is not None and record.status == STEP_COMPLETED:
+                self.replayed += 1
+                output = loads(record.output_json)
+                if step.id is not None:
+                    state.outputs[step.id] = output
+                return output
+        value = self.template(step, step.input, path)(state.context(scope)) if step.has_input else flow
+        budget = step.timeout_s if not isinstance(step, ToolStep) else None
+        if deadline_s is not None:
+            budget = deadline_s if budget is None else min(budget, deadline_s)
+        try:
+            if budget is None:
+                output = await self._dispatch(step, path, value, scope)
+            else:
+                with anyio.CancelScope(deadline=anyio.current_time() + budget) as cancel_scope:
+                    output = await self._dispatch(step, path, value, scope)
+                if cancel_scope.cancelled_caught:
+                    raise StepFailed(f"step {describe_path(path)} timed out after {budget:g}s", step=path, type="timeout")
+        except PatternError as error:
+            if error.step is None:
+                error.step = path
+            self.finish_subtree(path, error)
+            if absorb and not step.critical and error.type not in HARD_ERRORS:
+                state.missing.append(path)
+                return None
+            raise
+        if step.id is not None:
+            state.outputs[step.id] = output
+        return output
+
+    def finish_subtree(self, path: str, error: PatternError) -> None:
+        """Record ``error`` on ``path`` and ``cancelled`` on its descendants still in flight."""
+        state = self.state
+        if path in state.live:
+            state.fail(path, error)
+        state.cancel_live(path, RunCancelled(f"cancelled: step {describe_path(path)} failed ({error.type})"))
+
+    async def _dispatch(self, step: AnyStep, path: str, value: Any, scope: Scope) -> Any:
+        if isinstance(step, ToolStep):
+            from patterns.tool_step import run_tool
+
+            return await run_tool(self, step, path, value)
+        handler = _HANDLERS[step.kind]
+        state = self.state
+        before = len(state.missing)
+        state.begin(path, step.kind, contracts.to_json(value, path, "input", state.limits.max_payload_bytes))
+        output = await handler(self, step, path, value, scope)
+        under = path + "/"
+        missing = tuple(m for m in state.missing[before:] if not path or m.startswith(under))
+        state.complete(path, contracts.to_json(output, path, "output", state.limits.max_payload_bytes), missing)
+        return output
+
+
+def _handlers() -> dict[str, Handler]:
+    from patterns.chain import run_chain
+    from patterns.fan_out import run_fan_out
+    from patterns.map_reduce import run_map_reduce
+    from patterns.refine import run_refine
+    from patterns.router import run_route
+
+    return {
+        "chain": run_chain,
+        "fan_out": run_fan_out,
+        "map_reduce": run_map_reduce,
+        "route": run_route,
+        "refine": run_refine,
+    }
+
+
+class _LazyHandlers(dict[str, Handler]):
+    def __missing__(self, key: str) -> Handler:
+        self.update(_handlers())
+        return self[key]
+
+
+_HANDLERS: dict[str, Handler] = _LazyHandlers()

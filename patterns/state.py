@@ -1,0 +1,157 @@
+"""Per-run state: the specs the run is locked to, usage against limits, outputs by id, and its step records.
+
+Records are written through the store's group-commit writer. A record stays *live* from ``begin`` until it is
+finished; whoever handles a cancellation finishes the live records under the cancelled path, so a cancelled or
+timed-out subtree is recorded as such rather than left ``started``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from patterns.errors import LimitExceeded, PatternError, describe_path
+from patterns.limits import Limits
+from registry.models import ToolSpec
+from registry.providers import Invoker
+from storage import STEP_CANCELLED, STEP_COMPLETED, STEP_FAILED, STEP_STARTED, StepRecord, StepWrite, Store
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The template context a step sees, apart from the run-wide ``steps`` and ``run``."""
+
+    input: Any
+    prev: Any = None
+    item: Any = None
+    results: Any = None
+    feedback: Any = None
+
+
+@dataclass
+class RunState:
+    run_id: str
+    input: Any
+    store: Store
+    limits: Limits
+    specs: dict[str, ToolSpec]
+    invokers: dict[str, Invoker]
+    records: dict[str, StepRecord] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    steps_used: int = 0
+    cost_used: float = 0.0
+    max_steps: int = 0
+    max_cost: float | None = None
+    live: dict[str, StepWrite] = field(default_factory=dict)
+    limiter: anyio.CapacityLimiter = field(init=False)
+    run_info: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limiter = anyio.CapacityLimiter(self.limits.max_concurrency)
+        self.run_info = {"id": self.run_id, "input": self.input}
+        self.max_steps = self.limits.max_steps
+        self.max_cost = self.limits.max_cost_per_run
+        # usage already spent by an earlier execution of this run counts against its limits
+        for record in self.records.values():
+            if record.kind == "tool" and record.status != STEP_STARTED:
+                self.steps_used += 1
+                self.cost_used += record.cost
+
+    def context(self, scope: Scope) -> dict[str, Any]:
+        return {
+            "input": scope.input,
+            "prev": scope.prev,
+            "steps": self.outputs,
+            "item": scope.item,
+            "results": scope.results,
+            "feedback": scope.feedback,
+            "run": self.run_info,
+        }
+
+    # -- usage -----------------------------------------------------------------------------------------------
+
+    def take_step(self, path: str) -> None:
+        if self.steps_used >= self.max_steps:
+            raise LimitExceeded(
+                "max_steps", self.max_steps, f"step {describe_path(path)} would be step {self.steps_used + 1}",
+                step=path,
+            )
+        self.steps_used += 1
+
+    def charge(self, spec: ToolSpec, path: str) -> None:
+        if self.max_cost is not None and self.cost_used + spec.cost > self.max_cost + 1e-12:
+            raise LimitExceeded(
+                "max_cost_per_run",
+                self.max_cost,
+                f"calling {spec.ref} (cost {spec.cost}) at step {describe_path(path)} would bring the run's cost "
+                f"to {self.cost_used + spec.cost:g}",
+                step=path,
+            )
+        self.cost_used += spec.cost
+
+    # -- records ---------------------------------------------------------------------------------------------
+
+    def begin(
+        self, path: str, kind: str, input_json: str | None, tool: str | None = None, version: str | None = None
+    ) -> None:
+        write = StepWrite(
+            run_id=self.run_id,
+            path=path,
+            kind=kind,
+            status=STEP_STARTED,
+            started_at=time.time(),
+            tool=tool,
+            version=version,
+            input_json=input_json,
+        )
+        self.live[path] = write
+        self.store.submit_step(write)
+
+    def update(self, path: str, **changes: Any) -> None:
+        """Write new facts about a live record (attempts so far, cost) without finishing it."""
+        write = self.live.get(path)
+        if write is not None:
+            write = self.live[path] = dataclasses.replace(write, **changes)
+            self.store.submit_step(write)
+
+    def finish(
+        self,
+        path: str,
+        status: str,
+        *,
+        output_json: str | None = None,
+        error: PatternError | None = None,
+        missing: tuple[str, ...] = (),
+        **changes: Any,
+    ) -> None:
+        write = self.live.pop(path, None)
+        if write is None:
+            return
+        self.store.submit_step(
+            dataclasses.replace(
+                write,
+                status=status,
+                output_json=output_json,
+                error=None if error is None else error.to_dict(),
+                missing=missing,
+                finished_at=time.time(),
+                **changes,
+            )
+        )
+
+    def complete(self, path: str, output_json: str, missing: tuple[str, ...] = (), **changes: Any) -> None:
+        self.finish(path, STEP_COMPLETED, output_json=output_json, missing=missing, **changes)
+
+    def fail(self, path: str, error: PatternError, **changes: Any) -> None:
+        self.finish(path, STEP_CANCELLED if error.type == "cancelled" else STEP_FAILED, error=error, **changes)
+
+    def cancel_live(self, prefix: str, error: PatternError) -> None:
+        """Finish every live record at or under ``prefix`` with ``error`` (cancelled, or the timeout that hit)."""
+        under = prefix + "/"
+        for path in [p for p in self.live if not prefix or p == prefix or p.startswith(under)]:
+            self.fail(path, error)

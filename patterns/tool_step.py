@@ -1,0 +1,133 @@
+"""A tool call: contracts, retry with backoff, per-attempt timeout, fallback, and its step record."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from patterns import contracts
+from patterns.errors import PatternError, StepFailed, describe_path
+from patterns.steps import ToolStep
+from registry.models import NO_RETRY, RetryPolicy, ToolSpec
+from registry.providers import is_permanent
+from storage import STEP_STARTED
+
+if TYPE_CHECKING:
+    from patterns.runner import Runner
+
+
+class NeedsAttention(PatternError):
+    """A non-idempotent step was interrupted mid-call; only an operator may decide to call it again."""
+
+    type = "tool_failed"
+
+
+def _failure(spec: ToolSpec, path: str, exc: Exception, attempt: int, policy: RetryPolicy) -> PatternError:
+    if isinstance(exc, PatternError):
+        return exc
+    where = f"step {describe_path(path)}: {spec.ref}"
+    tries = f" (attempt {attempt} of {policy.max_attempts})"
+    if isinstance(exc, TimeoutError):
+        return StepFailed(f"{where} timed out{tries}", step=path, type="timeout")
+    error = StepFailed(f"{where} failed{tries}: {type(exc).__name__}: {exc}", step=path)
+    if is_permanent(exc):
+        error.message += " (permanent: not retried)"
+        error.args = (error.message,)
+        error.permanent = True  # type: ignore[attr-defined]
+    return error
+
+
+async def _call(
+    runner: Runner, step: ToolStep, spec: ToolSpec, path: str, value: Any, attempts: list[dict[str, Any]]
+) -> tuple[Any, str]:
+    """Every attempt at one tool. Returns the output and its JSON, or raises the last failure."""
+    state = runner.state
+    contracts.check(spec, "input", value, path)
+    policy = step.retry or spec.retry or NO_RETRY
+    timeout = step.timeout_s or spec.timeout_s
+    invoker = state.invokers[spec.ref]
+    if not spec.idempotent:
+        # durability barrier: the `started` record must be on disk before a side effect that must not repeat
+        await state.store.flush(state.run_id)
+    for attempt in range(1, policy.max_attempts + 1):
+        state.charge(spec, path)
+        started = time.perf_counter()
+        try:
+            async with state.limiter:
+                if timeout is None:
+                    output = await invoker(value)
+                else:
+                    with anyio.fail_after(timeout):
+                        output = await invoker(value)
+            output_json = contracts.to_json(output, path, f"output of {spec.ref}", state.limits.max_payload_bytes)
+            contracts.check(spec, "output", output, path)
+            attempts.append({"n": len(attempts) + 1, "tool": spec.ref, "ok": True, "ms": _ms(started), "cost": spec.cost})
+            return output, output_json
+        except Exception as exc:  # a tool may raise anything; it becomes a typed step failure
+            error = _failure(spec, path, exc, attempt, policy)
+        attempts.append(
+            {
+                "n": len(attempts) + 1,
+                "tool": spec.ref,
+                "ok": False,
+                "ms": _ms(started),
+                "cost": spec.cost,
+                "error": error.to_dict(),
+            }
+        )
+        state.update(path, attempts=tuple(attempts), cost=_cost(attempts))
+        if not error.retryable or getattr(error, "permanent", False) or attempt == policy.max_attempts:
+            raise error
+        await anyio.sleep(policy.delay_s(attempt))
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _cost(attempts: list[dict[str, Any]]) -> float:
+    return float(sum(a["cost"] for a in attempts))
+
+
+async def run_tool(runner: Runner, step: ToolStep, path: str, value: Any) -> Any:
+    state = runner.state
+    spec = state.specs[step.tool]
+    earlier = state.records.get(path)
+    if earlier is not None and earlier.status == STEP_STARTED and not spec.idempotent:
+        raise NeedsAttention(
+            f"step {describe_path(path)}: {earlier.tool}@{earlier.version} is not idempotent and was interrupted "
+            "while running, so it may or may not have taken effect; an operator must retry or skip it",
+            step=path,
+        )
+    input_json = contracts.to_json(value, path, "input", state.limits.max_payload_bytes)
+    state.take_step(path)
+    state.begin(path, "tool", input_json, spec.name, spec.version)
+    attempts: list[dict[str, Any]] = []
+    try:
+        output, output_json = await _call(runner, step, spec, path, value, attempts)
+        used = spec
+    except PatternError as primary:
+        if step.fallback is None or primary.type in ("limit_exceeded", "cancelled"):
+            state.fail(path, primary, attempts=tuple(attempts), cost=_cost(attempts))
+            raise
+        used = state.specs[step.fallback]
+        try:
+            output, output_json = await _call(runner, ToolStep(tool=step.fallback), used, path, value, attempts)
+        except PatternError as second:
+            error = type(second)(
+                f"{primary.message}; fallback {used.ref} failed too: {second.message}", step=path, type=second.type
+            )
+            state.fail(path, error, attempts=tuple(attempts), cost=_cost(attempts))
+            raise error from None
+    state.complete(
+        path,
+        output_json,
+        tool=used.name,
+        version=used.version,
+        attempts=tuple(attempts),
+        cost=_cost(attempts),
+    )
+    return output

@@ -1,0 +1,115 @@
+"""Checks on a step tree before it runs: templates, ids, references and the limits that can be known statically."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from patterns.errors import InvalidStep, LimitExceeded, describe_path
+from patterns.limits import Limits
+from patterns.steps import AnyStep, FanOutStep, MapReduceStep, RefineStep, RouteStep, ToolStep, children, join
+from patterns.templates import compile_expression, compile_template, expressions, referenced_step_ids
+from registry.errors import InvalidReference
+from registry.resolve import parse_ref
+
+
+@dataclass
+class TreeFacts:
+    """What a static walk learns: tool references (in first-use order), step ids and the deepest nesting."""
+
+    refs: list[str] = field(default_factory=list)
+    ids: dict[str, str] = field(default_factory=dict)
+    depth: int = 0
+    references: list[tuple[str, str]] = field(default_factory=list)
+
+
+def check_tree(root: AnyStep, limits: Limits) -> TreeFacts:
+    """Walk ``root``; raise ``InvalidStep`` or ``LimitExceeded`` naming the step path at the first problem."""
+    facts = TreeFacts()
+    _walk(root, "", 1, limits, facts)
+    for path, ref_id in facts.references:
+        if ref_id not in facts.ids:
+            known = ", ".join(sorted(facts.ids)) or "no step has an id"
+            raise InvalidStep(
+                f"step {describe_path(path)}: template refers to steps.{ref_id}, but no step has id {ref_id!r} "
+                f"(ids: {known})",
+                step=path,
+            )
+    return facts
+
+
+def _expressions(path: str, template: object, facts: TreeFacts) -> None:
+    compile_template(template, path)
+    for expression in expressions(template):
+        facts.references.extend((path, ref_id) for ref_id in referenced_step_ids(expression))
+
+
+def _tool_ref(path: str, ref: str, limits: Limits, facts: TreeFacts) -> None:
+    try:
+        name = parse_ref(ref).name
+    except InvalidReference as exc:
+        raise InvalidStep(f"step {describe_path(path)}: {exc.message}", step=path) from None
+    if not limits.allows_tool(name):
+        raise LimitExceeded(
+            "allowed_tools", list(limits.allowed_tools), f"step {describe_path(path)} calls {name!r}", step=path
+        )
+    if ref not in facts.refs:
+        facts.refs.append(ref)
+
+
+def _compile(path: str, what: str, expression: str) -> None:
+    try:
+        compile_expression(expression)
+    except ValueError as exc:
+        raise InvalidStep(f"step {describe_path(path)}: {what}: {exc}", step=path) from None
+
+
+def _walk(step: AnyStep, path: str, depth: int, limits: Limits, facts: TreeFacts) -> None:
+    if not isinstance(step, ToolStep):
+        facts.depth = max(facts.depth, depth)
+        if depth > limits.max_depth:
+            raise LimitExceeded(
+                "max_depth", limits.max_depth, f"step {describe_path(path)} is nested {depth} deep", step=path
+            )
+    if step.id is not None:
+        if step.id in facts.ids:
+            raise InvalidStep(
+                f"step {describe_path(path)}: id {step.id!r} is already used by step {describe_path(facts.ids[step.id])}",
+                step=path,
+            )
+        facts.ids[step.id] = path
+    if step.has_input:
+        _expressions(path, step.input, facts)
+    if isinstance(step, ToolStep):
+        _tool_ref(path, step.tool, limits, facts)
+        if step.fallback is not None:
+            _tool_ref(path, step.fallback, limits, facts)
+    elif isinstance(step, FanOutStep) and len(step.fan_out.branches) > limits.max_fan_out:
+        raise LimitExceeded(
+            "max_fan_out",
+            limits.max_fan_out,
+            f"step {describe_path(path)} has {len(step.fan_out.branches)} branches",
+            step=path,
+        )
+    elif isinstance(step, MapReduceStep):
+        spec = step.map_reduce
+        if "items" in spec.model_fields_set:
+            _expressions(path, spec.items, facts)
+            if isinstance(spec.items, list):
+                chunks = -(-len(spec.items) // spec.chunk_size)
+                if chunks > limits.max_fan_out:
+                    raise LimitExceeded(
+                        "max_fan_out", limits.max_fan_out, f"step {describe_path(path)} maps {chunks} items", step=path
+                    )
+    elif isinstance(step, RouteStep):
+        _compile(path, "route `on`", step.route.on)
+    elif isinstance(step, RefineStep):
+        _compile(path, "refine `score`", step.refine.score)
+        if step.refine.max_iterations > limits.max_iterations:
+            raise LimitExceeded(
+                "max_iterations",
+                limits.max_iterations,
+                f"step {describe_path(path)} asks for max_iterations={step.refine.max_iterations}",
+                step=path,
+            )
+    for segment, child in children(step):
+        _walk(child, join(path, segment), depth + 1, limits, facts)

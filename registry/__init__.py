@@ -1,0 +1,45 @@
+"""The tool registry: immutable, semver-versioned tool specs, references, registry files and providers."""
+
+from registry.errors import (
+    InvalidReference,
+    InvalidToolSpec,
+    NoMatchingVersion,
+    RegistryError,
+    RegistryFileError,
+    ToolConflict,
+    ToolNotAllowed,
+    ToolNotFound,
+)
+from registry.files import RegistryFile, WorkflowSpec, load_registry_file, parse_registry_text
+from registry.models import NO_RETRY, PythonProvider, RetryPolicy, ToolSpec
+from registry.providers import PermanentError, make_invoker
+from registry.registry import Registry
+from registry.resolve import ToolRef, parse_ref, resolve_version
+from registry.semver import Version, VersionRange
+
+__all__ = [
+    "NO_RETRY",
+    "InvalidReference",
+    "InvalidToolSpec",
+    "NoMatchingVersion",
+    "PermanentError",
+    "PythonProvider",
+    "RegistryError",
+    "RegistryFile",
+    "RegistryFileError",
+    "Registry",
+    "RetryPolicy",
+    "ToolConflict",
+    "ToolNotAllowed",
+    "ToolNotFound",
+    "ToolRef",
+    "ToolSpec",
+    "Version",
+    "VersionRange",
+    "WorkflowSpec",
+    "load_registry_file",
+    "make_invoker",
+    "parse_ref",
+    "parse_registry_text",
+    "resolve_version",
+]

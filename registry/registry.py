@@ -1,0 +1,124 @@
+"""The tool registry: immutable ``name@version`` specs in the store, resolved from references."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable
+
+from registry.errors import InvalidToolSpec, ToolConflict, ToolNotFound
+from registry.files import load_registry_file
+from registry.models import ToolSpec
+from registry.providers import Invoker, load_target, make_invoker
+from registry.resolve import ToolRef, parse_ref, resolve_version
+from storage import Store, StoredTool
+
+
+def _spec(stored: StoredTool) -> ToolSpec:
+    return ToolSpec.model_validate({**stored.definition, "deprecated": stored.deprecated})
+
+
+class Registry:
+    """Tool specs over a store. Published versions are immutable, so exact lookups are cached forever."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._specs: dict[tuple[str, str], ToolSpec] = {}
+        self._invokers: dict[tuple[str, str], Invoker] = {}
+
+    async def register(self, spec: ToolSpec, *, check_provider: bool = True) -> bool:
+        """Publish ``spec``. Returns False if the identical definition was already there.
+
+        Raises:
+            ToolConflict: the same name@version exists with another definition (the message names the fields).
+            InvalidToolSpec: the provider cannot be loaded (with ``check_provider``).
+        """
+        if check_provider:
+            load_target(spec.provider.target)
+        await self._check_conflict(spec)
+        stored, created = await self._store.put_tool(
+            spec.name, spec.version, spec.definition(), spec.definition_hash(), spec.deprecated
+        )
+        if not created and stored.definition_hash != spec.definition_hash():
+            raise ToolConflict(spec.name, spec.version, spec.differences(_spec(stored)))
+        return created
+
+    async def _check_conflict(self, spec: ToolSpec) -> None:
+        stored = await self._store.get_tool(spec.name, spec.version)
+        if stored is not None and stored.definition_hash != spec.definition_hash():
+            raise ToolConflict(spec.name, spec.version, spec.differences(_spec(stored)))
+
+    async def register_all(self, specs: Iterable[ToolSpec], *, check_provider: bool = True) -> list[bool]:
+        """Publish several specs, all or nothing as far as conflicts go: every spec is checked before any is added."""
+        specs = list(specs)
+        for spec in specs:
+            if check_provider:
+                load_target(spec.provider.target)
+            await self._check_conflict(spec)
+        return [await self.register(spec, check_provider=False) for spec in specs]
+
+    async def register_file(self, path: str | os.PathLike[str], *, check_provider: bool = True) -> list[ToolSpec]:
+        """Publish the tools of a registry file (TOML, YAML or JSON). Returns the specs it holds."""
+        loaded = load_registry_file(path)
+        await self.register_all(loaded.tools, check_provider=check_provider)
+        return list(loaded.tools)
+
+    async def get(self, name: str, version: str) -> ToolSpec:
+        """The spec of an exact ``name@version`` (cached: published versions never change)."""
+        key = (name, version)
+        spec = self._specs.get(key)
+        if spec is None:
+            stored = await self._store.get_tool(name, version)
+            if stored is None:
+                await self._not_found(name)
+                raise InvalidToolSpec(f"{name}@{version} is not registered")
+            spec = _spec(stored)
+            self._specs[key] = spec
+        return spec
+
+    async def _not_found(self, name: str) -> None:
+        known = await self._store.tool_names()
+        if name not in known:
+            raise ToolNotFound(name, known, difflib.get_close_matches(name, known, n=3))
+
+    async def resolve(self, ref: str | ToolRef) -> ToolSpec:
+        """The spec a reference resolves to now: the highest matching version, skipping prereleases and
+        deprecated versions unless the reference names them.
+
+        Raises:
+            InvalidReference, ToolNotFound, NoMatchingVersion
+        """
+        parsed = parse_ref(ref) if isinstance(ref, str) else ref
+        versions = await self._store.tool_versions(parsed.name)
+        if not versions:
+            await self._not_found(parsed.name)
+        version = resolve_version(parsed, [(v.version, v.deprecated) for v in versions])
+        return await self.get(parsed.name, version)
+
+    async def versions(self, name: str) -> list[ToolSpec]:
+        """Every registered version of ``name``, highest first."""
+        stored = await self._store.tool_versions(name)
+        if not stored:
+            await self._not_found(name)
+        return sorted((_spec(s) for s in stored), key=lambda s: s.parsed_version.sort_key(), reverse=True)
+
+    async def list_tools(self) -> list[ToolSpec]:
+        return [_spec(s) for s in await self._store.list_tools()]
+
+    async def deprecate(self, ref: str, deprecated: bool = True) -> ToolSpec:
+        """Mark an exact ``name@version`` deprecated (or not): ranges stop choosing it; exact pins still work."""
+        parsed = parse_ref(ref)
+        if not parsed.spec.is_exact:
+            raise InvalidToolSpec(f"deprecate an exact version (name@1.2.3), not {ref!r}")
+        version = resolve_version(parsed, [(v.version, v.deprecated) for v in await self._store.tool_versions(parsed.name)])
+        stored = await self._store.set_tool_deprecated(parsed.name, version, deprecated)
+        assert stored is not None
+        return _spec(stored)
+
+    def invoker(self, spec: ToolSpec) -> Invoker:
+        """The cached callable for ``spec``'s provider."""
+        key = (spec.name, spec.version)
+        invoker = self._invokers.get(key)
+        if invoker is None:
+            invoker = self._invokers[key] = make_invoker(spec)
+        return invoker

@@ -1,0 +1,146 @@
+"""Shared fixtures: a real SQLite file per test, a fresh PostgreSQL database when one is configured."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from patterns.engine import Engine
+from patterns.limits import Limits
+from registry import Registry, ToolSpec
+from storage import Store
+
+POSTGRES_ENV = "PODIUM_TEST_POSTGRES_URL"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # SQLAlchemy's async layer, aiosqlite and asyncpg run on asyncio only
+
+
+async def _create_database(admin_url: str) -> tuple[str, str]:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(admin_url)
+    name = f"podium_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
+    )
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return name, url.set(database=name).render_as_string(hide_password=False)
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(admin_url)
+    conn = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
+    )
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'podium.db'}"
+        return
+    admin = os.environ.get(POSTGRES_ENV)
+    if not admin:
+        pytest.skip(f"{POSTGRES_ENV} is not set, so the PostgreSQL variant is skipped (CI sets it)")
+    name, url = await _create_database(admin)
+    try:
+        yield url
+    finally:
+        await _drop_database(admin, name)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with Store.open(f"sqlite:///{tmp_path / 'podium.db'}") as opened:
+        yield opened
+
+
+TEST_TOOLS: dict[str, dict[str, Any]] = {
+    "noop": {"target": "tests.tools:noop"},
+    "echo": {"target": "tests.tools:echo"},
+    "add": {
+        "target": "tests.tools:add",
+        "input_schema": {
+            "type": "object",
+            "required": ["a", "b"],
+            "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+        },
+        "output_schema": {"type": "object", "required": ["sum"], "properties": {"sum": {"type": "number"}}},
+    },
+    "double": {"target": "tests.tools:double"},
+    "flaky": {"target": "tests.tools:flaky"},
+    "broken": {"target": "tests.tools:broken"},
+    "crash": {"target": "tests.tools:crash"},
+    "sleepy": {"target": "tests.tools:sleepy"},
+    "blocking-sleep": {"target": "tests.tools:blocking_sleep"},
+    "wrong-output": {
+        "target": "tests.tools:wrong_output",
+        "output_schema": {"type": "object", "required": ["total"], "properties": {"total": {"type": "number"}}},
+    },
+    "unjsonable": {"target": "tests.tools:unjsonable"},
+    "classify": {"target": "tests.tools:classify"},
+    "summarize": {"target": "tests.tools:summarize"},
+    "total": {"target": "tests.tools:total"},
+    "chunk-sum": {"target": "tests.tools:chunk_sum"},
+    "draft": {"target": "tests.tools:draft"},
+    "grade": {"target": "tests.tools:grade"},
+    "plateau": {"target": "tests.tools:plateau"},
+}
+
+
+def tool_spec(name: str, version: str = "1.0.0", **overrides: Any) -> ToolSpec:
+    """A spec for one of TEST_TOOLS (idempotent unless overridden)."""
+    base = dict(TEST_TOOLS[name])
+    target = base.pop("target")
+    fields: dict[str, Any] = {"idempotent": True, **base, **overrides}
+    return ToolSpec(name=name, version=version, provider={"type": "python", "target": target}, **fields)
+
+
+@pytest.fixture
+async def registry(store: Store) -> Registry:
+    reg = Registry(store)
+    await reg.register_all(tool_spec(name) for name in TEST_TOOLS)
+    return reg
+
+
+@pytest.fixture
+def limits() -> Limits:
+    return Limits()
+
+
+@pytest.fixture
+async def engine(store: Store, registry: Registry, limits: Limits) -> AsyncIterator[Engine]:
+    async with Engine(store, registry, limits) as running:
+        yield running
+
+
+@pytest.fixture
+def counter(tmp_path: Path) -> Iterator[str]:
+    """A file that test tools append to once per invocation."""
+    path = tmp_path / "calls.txt"
+    path.touch()
+    yield str(path)
+
+
+def calls(counter: str) -> int:
+    return len(Path(counter).read_text().splitlines())
