@@ -13,29 +13,15 @@ from registry.models import ToolSpec
 from storage.records import dumps
 
 
-_validators: dict[tuple[str, str, str], Draft202012Validator] = {}
-
-
-def _validator(spec: ToolSpec, which: str, schema: dict[str, Any]) -> Draft202012Validator:
-    """One compiled validator per published name@version and side (versions are immutable)."""
-    key = (spec.name, spec.version, which)
-    validator = _validators.get(key)
-    if validator is None:
-        validator = _validators[key] = Draft202012Validator(schema)
-    return validator
-
-
 def _field(error: ValidationError) -> str:
     location = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
     return location.lstrip(".") or "(whole value)"
 
 
-def check(spec: ToolSpec, which: str, value: Any, path: str) -> None:
-    """Raise ``ContractViolation`` if ``value`` breaks ``spec``'s input or output schema."""
-    schema = spec.input_schema if which == "input" else spec.output_schema
-    if not schema:
+def check(validator: Draft202012Validator | None, spec: ToolSpec, which: str, value: Any, path: str) -> None:
+    """Raise ``ContractViolation`` if ``value`` breaks ``spec``'s input or output schema (its ``validator``)."""
+    if validator is None:
         return
-    validator = _validator(spec, which, schema)
     error = next(iter(validator.iter_errors(value)), None)
     if error is None:
         return

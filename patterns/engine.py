@@ -224,6 +224,11 @@ class Engine:
             limits=limits,
             specs=specs,
             invokers={spec.ref: self.registry.invoker(spec) for spec in specs.values()},
+            validators={
+                (spec.ref, which): self.registry.validator(spec, which)
+                for spec in specs.values()
+                for which in ("input", "output")
+            },
             records=records,
         )
         active = self._active[record.id] = _Active(runner=Runner(state))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+from jsonschema import Draft202012Validator
 
 from patterns.errors import LimitExceeded, PatternError, describe_path
 from patterns.limits import Limits
@@ -40,6 +41,7 @@ class RunState:
     limits: Limits
     specs: dict[str, ToolSpec]
     invokers: dict[str, Invoker]
+    validators: dict[tuple[str, str], Draft202012Validator | None]
     records: dict[str, StepRecord] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)

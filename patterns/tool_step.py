@@ -44,7 +44,7 @@ async def _call(
 ) -> tuple[Any, str]:
     """Every attempt at one tool. Returns the output and its JSON, or raises the last failure."""
     state = runner.state
-    contracts.check(spec, "input", value, path)
+    contracts.check(state.validators[(spec.ref, "input")], spec, "input", value, path)
     policy = step.retry or spec.retry or NO_RETRY
     timeout = step.timeout_s or spec.timeout_s
     invoker = state.invokers[spec.ref]
@@ -62,7 +62,7 @@ async def _call(
                     with anyio.fail_after(timeout):
                         output = await invoker(value)
             output_json = contracts.to_json(output, path, f"output of {spec.ref}", state.limits.max_payload_bytes)
-            contracts.check(spec, "output", output, path)
+            contracts.check(state.validators[(spec.ref, "output")], spec, "output", output, path)
             attempts.append({"n": len(attempts) + 1, "tool": spec.ref, "ok": True, "ms": _ms(started), "cost": spec.cost})
             return output, output_json
         except Exception as exc:  # a tool may raise anything; it becomes a typed step failure

@@ -5,6 +5,9 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable
+from typing import Literal
+
+from jsonschema import Draft202012Validator
 
 from registry.errors import InvalidToolSpec, ToolConflict, ToolNotFound
 from registry.files import load_registry_file
@@ -25,6 +28,7 @@ class Registry:
         self._store = store
         self._specs: dict[tuple[str, str], ToolSpec] = {}
         self._invokers: dict[tuple[str, str], Invoker] = {}
+        self._validators: dict[tuple[str, str, str], Draft202012Validator | None] = {}
 
     async def register(self, spec: ToolSpec, *, check_provider: bool = True) -> bool:
         """Publish ``spec``. Returns False if the identical definition was already there.
@@ -122,3 +126,11 @@ class Registry:
         if invoker is None:
             invoker = self._invokers[key] = make_invoker(spec)
         return invoker
+
+    def validator(self, spec: ToolSpec, which: Literal["input", "output"]) -> Draft202012Validator | None:
+        """The compiled validator of ``spec``'s input or output schema (None when it has none), built once."""
+        key = (spec.name, spec.version, which)
+        if key not in self._validators:
+            schema = spec.input_schema if which == "input" else spec.output_schema
+            self._validators[key] = Draft202012Validator(schema) if schema else None
+        return self._validators[key]
