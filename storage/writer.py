@@ -114,10 +114,12 @@ class _Barriers:
             event.set()
 
     def check(self, run_id: str | None) -> None:
+        """Raise the write failure of ``run_id``, if its records could not be written. Failures belong to their
+        run: a barrier of another run, or a plain flush, is not failed by them."""
+        if run_id is None:
+            return
         with self.lock:
-            if run_id is None and self.errors:
-                raise WriteFailed(None, "; ".join(f"{rid}: {msg}" for rid, msg in self.errors.items()))
-            if run_id is not None and run_id in self.errors:
+            if run_id in self.errors:
                 raise WriteFailed(run_id, self.errors[run_id])
 
 
@@ -131,7 +133,11 @@ class StepWriter:
         raise NotImplementedError
 
     async def flush(self, run_id: str | None = None) -> None:
-        """Durability barrier: wait until every record submitted so far is committed; raise if ``run_id``'s failed."""
+        """Durability barrier: wait until every record submitted so far is committed (or has failed).
+
+        Raises:
+            WriteFailed: records of ``run_id`` could not be written.
+        """
         b = self._b
         with b.lock:
             target = b.submitted

@@ -105,6 +105,15 @@ TEST_TOOLS: dict[str, dict[str, Any]] = {
     "draft": {"target": "tests.tools:draft"},
     "grade": {"target": "tests.tools:grade"},
     "plateau": {"target": "tests.tools:plateau"},
+    "slow-once": {"target": "tests.tools:slow_once"},
+    "blob": {"target": "tests.tools:blob"},
+    "received": {"target": "tests.tools:received"},
+    "blocking-wait": {"target": "tests.tools:blocking_wait"},
+    "release": {"target": "tests.tools:release"},
+    "inflight": {"target": "tests.tools:inflight"},
+    "signal-hold": {"target": "tests.tools:signal_hold"},
+    "await-signal": {"target": "tests.tools:await_signal"},
+    "pick-score": {"target": "tests.tools:pick_score"},
 }
 
 

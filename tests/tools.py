@@ -109,3 +109,92 @@ def grade(text: str, round: int, **_: Any) -> dict[str, Any]:
 
 def plateau(text: str, round: int, **_: Any) -> dict[str, Any]:
     return {"score": 0.5 + 0.001 * round, "text": text, "round": round}
+
+
+async def slow_once(seconds: float, counter: str, value: Any = None) -> dict[str, Any]:
+    """Sleep ``seconds`` on the first invocation counted in ``counter`` only; later invocations return at once."""
+    n = _count(counter)
+    if n == 1:
+        await anyio.sleep(seconds)
+    return {"value": value, "calls": n}
+
+
+async def double_v2(value: float, counter: str | None = None) -> dict[str, Any]:
+    """A different implementation registered as a newer version of ``double``."""
+    _count(counter)
+    return {"value": value * 2, "impl": "v2"}
+
+
+def blob(size: int) -> dict[str, Any]:
+    """An output much bigger than its input."""
+    return {"data": "x" * size}
+
+
+def received(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Accept any input (including none or null) and report what arrived."""
+    return {"args": list(args), "kwargs": kwargs}
+
+
+def blocking_wait(release: str, done: str, timeout_s: float = 5.0) -> dict[str, Any]:
+    """Block the calling thread until the file ``release`` exists, then write the file ``done``."""
+    limit = time.monotonic() + timeout_s
+    try:
+        while not Path(release).exists():
+            if time.monotonic() > limit:
+                raise RuntimeError(f"{release} never appeared")
+            time.sleep(0.005)
+    finally:
+        Path(done).write_text("done")
+    return {"released": True}
+
+
+async def release(path: str) -> dict[str, Any]:
+    """Create the file ``path`` (lets a ``blocking-wait`` call return)."""
+    Path(path).write_text("go")
+    return {"released": path}
+
+
+# --- probes for the pattern tests: calls in flight, and signals between concurrent calls -------------------------
+
+_in_flight: dict[str, int] = {}
+_peak: dict[str, int] = {}
+_signals: dict[str, anyio.Event] = {}
+
+
+async def inflight(key: str, seconds: float = 0.05, value: Any = None) -> dict[str, Any]:
+    """Count the calls in flight for ``key`` (a name unique to one test); return the most seen at once so far."""
+    _in_flight[key] = _in_flight.get(key, 0) + 1
+    _peak[key] = max(_peak.get(key, 0), _in_flight[key])
+    try:
+        await anyio.sleep(seconds)
+    finally:
+        _in_flight[key] -= 1
+    return {"value": value, "peak": _peak[key]}
+
+
+def _signal(name: str) -> anyio.Event:
+    event = _signals.get(name)
+    if event is None:
+        event = _signals[name] = anyio.Event()
+    return event
+
+
+async def signal_hold(name: str, seconds: float = 0.0, value: Any = None) -> dict[str, Any]:
+    """Signal ``name`` (calls waiting on it go on), then stay busy for ``seconds``."""
+    _signal(name).set()
+    await anyio.sleep(seconds)
+    return {"value": value}
+
+
+async def await_signal(name: str, value: Any = None, fail: bool = False, within: float = 1.0) -> dict[str, Any]:
+    """Wait (at most ``within`` seconds) until ``name`` is signalled, then return ``value`` or fail permanently."""
+    with anyio.fail_after(within):
+        await _signal(name).wait()
+    if fail:
+        raise PermanentError(f"{name}: failed on purpose")
+    return {"value": value}
+
+
+def pick_score(round: int, scores: list[float], **_: Any) -> dict[str, Any]:
+    """The score for ``round`` (1-based) from a fixed list: lets an evaluator's scores go up and down."""
+    return {"score": scores[round - 1], "round": round}

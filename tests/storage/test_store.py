@@ -1,0 +1,185 @@
+"""The store against real databases: a SQLite file, and PostgreSQL when PODIUM_TEST_POSTGRES_URL is set."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from storage import NewRun, RunNotFound, RunUpdate, StepWrite, Store, UnsupportedDatabase, parse_database_url
+from storage.migrate import current_revision, head_revision
+
+pytestmark = pytest.mark.anyio
+
+
+def new_run(run_id: str, **overrides: object) -> NewRun:
+    fields: dict[str, object] = {
+        "id": run_id,
+        "step": {"chain": [{"tool": "noop"}]},
+        "input": {"x": 1},
+        "lock": {"noop": "1.0.0"},
+        "limits": {"max_steps": 10},
+        "trace_id": "trace",
+    }
+    fields.update(overrides)
+    return NewRun(**fields)  # type: ignore[arg-type]
+
+
+async def test_opening_a_new_database_creates_the_schema_at_the_head_migration(db_url: str) -> None:
+    async with Store.open(db_url):
+        pass
+    assert await current_revision(parse_database_url(db_url)) == head_revision()
+
+
+async def test_opening_twice_at_once_migrates_once_without_errors(db_url: str) -> None:
+    async def open_once() -> None:
+        async with Store.open(db_url) as store:
+            await store.list_runs()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(open_once)
+    assert await current_revision(parse_database_url(db_url)) == head_revision()
+
+
+async def test_a_run_round_trips_as_a_plain_record(db_url: str) -> None:
+    async with Store.open(db_url) as store:
+        created, is_new = await store.create_run(new_run("run-1", tags={"team": "ap"}))
+        fetched = await store.get_run("run-1")
+    assert is_new
+    assert fetched == created
+    assert fetched.input == {"x": 1}
+    assert fetched.lock == {"noop": "1.0.0"}
+    assert fetched.tags == {"team": "ap"}
+    assert fetched.status == "pending"
+
+
+async def test_an_unknown_run_id_is_a_specific_error(db_url: str) -> None:
+    async with Store.open(db_url) as store:
+        with pytest.raises(RunNotFound, match="no run with id 'nope'"):
+            await store.get_run("nope")
+
+
+async def test_the_same_idempotency_key_returns_the_first_run(db_url: str) -> None:
+    async with Store.open(db_url) as store:
+        first, created_first = await store.create_run(new_run("run-a", idempotency_key="k1"))
+        second, created_second = await store.create_run(new_run("run-b", idempotency_key="k1"))
+        runs = await store.list_runs()
+    assert created_first and not created_second
+    assert second.id == first.id == "run-a"
+    assert [r.id for r in runs] == ["run-a"]
+
+
+async def test_step_records_written_through_the_writer_are_durable_after_flush(db_url: str) -> None:
+    async with Store.open(db_url) as store:
+        await store.create_run(new_run("run-1"))
+        for i in range(50):
+            store.submit_step(StepWrite("run-1", str(i), "tool", "started", time.time(), tool="noop", version="1.0.0"))
+            store.submit_step(
+                StepWrite(
+                    "run-1",
+                    str(i),
+                    "tool",
+                    "completed",
+                    time.time(),
+                    tool="noop",
+                    version="1.0.0",
+                    output_json='{"i": %d}' % i,
+                    attempts=({"n": 1, "ok": True},),
+                    finished_at=time.time(),
+                )
+            )
+        store.submit_run(RunUpdate("run-1", status="succeeded", output_json='{"done": true}', set_output=True))
+        await store.flush("run-1")
+        steps = await store.get_steps("run-1")
+        run = await store.get_run("run-1")
+    assert len(steps) == 50
+    assert {s.status for s in steps} == {"completed"}
+    assert sorted(s.output["i"] for s in steps) == list(range(50))
+    assert steps[0].attempts == [{"n": 1, "ok": True}]
+    assert run.status == "succeeded" and run.output == {"done": True}
+
+
+async def test_records_survive_closing_and_reopening_the_store(db_url: str) -> None:
+    async with Store.open(db_url) as store:
+        await store.create_run(new_run("run-1"))
+        store.submit_step(StepWrite("run-1", "0", "tool", "completed", time.time(), output_json="1"))
+    async with Store.open(db_url) as store:
+        steps = await store.get_steps("run-1")
+    assert [(s.path, s.output) for s in steps] == [("0", 1)]
+
+
+async def test_a_bad_record_fails_only_its_own_run(db_url: str) -> None:
+    async with Store.open(db_url) as store:
+        await store.create_run(new_run("good"))
+        store.submit_step(StepWrite("good", "0", "tool", "completed", time.time(), output_json="1"))
+        store.submit_step(StepWrite("ghost", "0", "tool", "completed", time.time(), output_json="1"))
+        await store.flush("good")
+        with pytest.raises(Exception, match="ghost"):
+            await store.flush("ghost")
+        assert [s.path for s in await store.get_steps("good")] == ["0"]
+
+
+async def test_runs_are_listed_newest_first_and_filtered_by_status(db_url: str) -> None:
+    async with Store.open(db_url) as store:
+        for i in range(3):
+            await store.create_run(new_run(f"run-{i}"))
+        store.submit_run(RunUpdate("run-1", status="failed"))
+        await store.flush()
+        newest = await store.list_runs(limit=2)
+        failed = await store.list_runs(status="failed")
+    assert [r.id for r in newest] == ["run-2", "run-1"]
+    assert [r.id for r in failed] == ["run-1"]
+
+
+async def test_tools_are_immutable_rows_with_a_mutable_deprecated_flag(db_url: str) -> None:
+    async with Store.open(db_url) as store:
+        stored, created = await store.put_tool("t", "1.0.0", {"name": "t"}, "hash-1")
+        again, created_again = await store.put_tool("t", "1.0.0", {"name": "changed"}, "hash-2")
+        deprecated = await store.set_tool_deprecated("t", "1.0.0", True)
+        names = await store.tool_names()
+    assert created and not created_again
+    assert again.definition == {"name": "t"} and again.definition_hash == "hash-1"
+    assert deprecated is not None and deprecated.deprecated
+    assert names == ["t"]
+
+
+async def test_sqlite_files_use_wal_and_enforce_foreign_keys(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    async with Store.open(str(path)) as store:
+        await store.create_run(new_run("run-1"))
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.execute("PRAGMA foreign_keys=ON")
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute(
+                "INSERT INTO steps (run_id, path, kind, status, missing, attempts, cost, started_at) "
+                "VALUES ('nope', '0', 'tool', 'started', '[]', '[]', 0, 0)"
+            )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite://", "in-memory"),
+        ("sqlite:///:memory:", "in-memory"),
+        ("mysql://u@h/db", "unsupported database 'mysql'"),
+        ("postgresql+psycopg2://u@h/db", "asyncpg"),
+    ],
+)
+async def test_unsupported_database_urls_are_refused_with_what_to_use(url: str, message: str) -> None:
+    with pytest.raises(UnsupportedDatabase, match=message):
+        parse_database_url(url)
+
+
+def test_a_bare_path_means_a_sqlite_file(tmp_path: Path) -> None:
+    db = parse_database_url(str(tmp_path / "x.db"))
+    assert db.dialect == "sqlite" and db.path == tmp_path / "x.db"
+    assert db.url.drivername == "sqlite+aiosqlite"
+
+
+def test_postgres_urls_use_asyncpg() -> None:
+    assert parse_database_url("postgresql://postgres@127.0.0.1/test").url.drivername == "postgresql+asyncpg"
