@@ -20,7 +20,15 @@ import anyio
 import anyio.abc
 
 from patterns import contracts
-from patterns.errors import InvalidStep, LimitExceeded, PatternError, RunCancelled, StepFailed, UnknownTool
+from patterns.errors import (
+    InvalidStep,
+    LimitExceeded,
+    PatternError,
+    RunCancelled,
+    StepFailed,
+    UnknownTool,
+    describe_path,
+)
 from patterns.limits import Limits
 from patterns.runner import Runner
 from patterns.state import RunState, Scope
@@ -48,6 +56,10 @@ RUN_STATUSES = (
     "needs_attention",
 )
 SETTLED = frozenset({"succeeded", "partial", "failed", "rejected", "cancelled", "timed_out", "needs_attention"})
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def new_run_id() -> str:
@@ -121,18 +133,19 @@ class Engine:
     # -- planning --------------------------------------------------------------------------------------------
 
     def effective_limits(self, options: RunOptions) -> Limits:
+        """The server's limits lowered by the caller's ``limits``, budget and deadline (never raised)."""
+        asked: dict[str, Any] = dict(options.limits or {})
+        for name, value in (
+            ("max_steps", options.max_steps),
+            ("max_cost_per_run", options.max_cost),
+            ("max_run_s", options.deadline_s),
+        ):
+            if value is not None:
+                asked[name] = value if name not in asked else min(asked[name], value)
         try:
-            limits = self.limits.lowered(options.limits)
-        except ValueError as exc:
-            raise InvalidStep(f"invalid limits: {exc}") from None
-        budget: dict[str, Any] = {}
-        if options.max_steps is not None:
-            budget["max_steps"] = options.max_steps
-        if options.max_cost is not None:
-            budget["max_cost_per_run"] = options.max_cost
-        if options.deadline_s is not None:
-            budget["max_run_s"] = options.deadline_s
-        return limits.lowered(budget) if budget else limits
+            return self.limits.lowered(asked) if asked else self.limits
+        except (ValueError, TypeError) as exc:
+            raise InvalidStep(f"invalid limits or budget: {_one_line(exc)}") from None
 
     async def plan(self, step: Any, options: RunOptions | None = None) -> Plan:
         """Parse, check and resolve a step tree without running it.
@@ -145,11 +158,11 @@ class Engine:
         limits = self.effective_limits(options)
         facts = check_tree(tree, limits)
         specs: dict[str, ToolSpec] = {}
-        for ref in facts.refs:
+        for ref, path in facts.refs.items():
             try:
                 specs[ref] = await self.registry.resolve(ref)
             except RegistryError as exc:
-                raise UnknownTool(exc.message) from None
+                raise UnknownTool(f"step {describe_path(path)}: {exc.message}", step=path) from None
         return Plan(tree, facts, limits, specs)
 
     # -- runs ------------------------------------------------------------------------------------------------

@@ -55,6 +55,9 @@ class PatternError(Exception):
         if type is not None:
             self.type = type
 
+    absorbable = True
+    """Whether ``critical: false`` or a best-effort strategy may turn this failure into a gap."""
+
     @property
     def retryable(self) -> bool:
         """Whether a retry policy may try again. Deterministic failures are never retried."""
@@ -81,6 +84,7 @@ class UnknownTool(PatternError):
 
 class LimitExceeded(PatternError):
     type: ErrorType = "limit_exceeded"
+    absorbable = False
 
     def __init__(self, limit: str, value: Any, detail: str, *, step: str | None = None) -> None:
         super().__init__(f"limit {limit}={value} exceeded: {detail}", step=step)
@@ -98,3 +102,4 @@ class StepFailed(PatternError):
 
 class RunCancelled(PatternError):
     type: ErrorType = "cancelled"
+    absorbable = False

@@ -20,7 +20,6 @@ import anyio
 import anyio.abc
 
 from patterns.errors import PatternError, RunCancelled, StepFailed, describe_path
-from patterns.runner import HARD_ERRORS
 from patterns.state import Scope
 from patterns.steps import AnyStep, FanOutStep, Strategy, join
 
@@ -58,6 +57,12 @@ async def gather(
     fatal: list[PatternError] = []
     queue = iter(range(count))
     wins = 0
+    if strategy == "quorum" and count < needed:
+        raise StepFailed(
+            f"step {describe_path(path)}: quorum of {needed} cannot be reached with {count} "
+            f"{'branch' if count == 1 else 'branches'}",
+            step=path,
+        )
 
     def stop(group: anyio.abc.TaskGroup, error: PatternError | None = None) -> None:
         if error is not None:
@@ -75,7 +80,7 @@ async def gather(
             except PatternError as error:
                 settled[index] = True
                 failures[index] = error
-                if error.type in HARD_ERRORS or strategy == "all":
+                if not error.absorbable or strategy == "all":
                     return stop(group, error)
                 if strategy == "best_effort":
                     state.missing.append(node.path)
@@ -108,7 +113,7 @@ async def gather(
         raise reason
     if strategy == "quorum":
         return [results[i] for i in range(count) if succeeded[i]]
-    if strategy == "best_effort" and len(failures) == count:
+    if strategy == "best_effort" and count and len(failures) == count:
         first = failures[min(failures)]
         raise StepFailed(f"step {describe_path(path)}: all {count} branches failed (first: {first.message})", step=path)
     return results

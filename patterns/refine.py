@@ -27,11 +27,22 @@ if TYPE_CHECKING:
 
 
 async def run_refine(runner: Runner, step: RefineStep, path: str, value: Any, scope: Scope) -> Any:
+    state = runner.state
+    started = anyio.current_time()
+    scope_key = join(path, "refine") + "/"
+    state.cost_scopes[scope_key] = 0.0
+    try:
+        return await _loop(runner, step, path, value, scope, scope_key, started)
+    finally:
+        state.cost_scopes.pop(scope_key, None)
+
+
+async def _loop(
+    runner: Runner, step: RefineStep, path: str, value: Any, scope: Scope, scope_key: str, started: float
+) -> dict[str, Any]:
     spec = step.refine
     state = runner.state
     score_expr = compile_expression(spec.score)
-    started = anyio.current_time()
-    cost_at_start = state.cost_used
     history: list[float] = []
     best: tuple[Any, float, int] | None = None
     last_output: Any = value
@@ -39,7 +50,7 @@ async def run_refine(runner: Runner, step: RefineStep, path: str, value: Any, sc
     last_cost = 0.0
     reason = "max_iterations"
     for iteration in range(spec.max_iterations):
-        spent = state.cost_used - cost_at_start
+        spent = state.cost_scopes[scope_key]
         if spec.cost_budget is not None and iteration > 0 and spent + last_cost > spec.cost_budget:
             reason = "cost_budget"
             break
@@ -48,7 +59,7 @@ async def run_refine(runner: Runner, step: RefineStep, path: str, value: Any, sc
             reason = "time_budget"
             break
         inner = dataclasses.replace(scope, input=value, prev=None, feedback=feedback)
-        before = state.cost_used
+        before = state.cost_scopes[scope_key]
         base = join(path, "refine", str(iteration))
         with anyio.CancelScope(deadline=anyio.current_time() + (remaining if remaining is not None else float("inf"))) as cs:
             output = await runner.run_node(spec.generate, join(base, "generate"), last_output, inner)
@@ -57,7 +68,7 @@ async def run_refine(runner: Runner, step: RefineStep, path: str, value: Any, sc
             runner.finish_subtree(base, StepFailed(f"step {describe_path(base)}: time budget spent", type="timeout"))
             reason = "time_budget"
             break
-        last_cost = state.cost_used - before
+        last_cost = state.cost_scopes[scope_key] - before
         score = score_expr.search(evaluation)
         if not is_number(score):
             raise ContractViolation(
@@ -75,7 +86,7 @@ async def run_refine(runner: Runner, step: RefineStep, path: str, value: Any, sc
         if previous_best is not None and spec.min_improvement > 0 and score - previous_best < spec.min_improvement:
             reason = "min_improvement"
             break
-        if spec.cost_budget is not None and state.cost_used - cost_at_start >= spec.cost_budget:
+        if spec.cost_budget is not None and state.cost_scopes[scope_key] >= spec.cost_budget:
             reason = "cost_budget"
             break
         last_output, feedback = output, evaluation

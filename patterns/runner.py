@@ -14,9 +14,6 @@ from patterns.steps import AnyStep, ToolStep
 from patterns.templates import Template, compile_template
 from storage import STEP_COMPLETED, loads
 
-# Failures that no `critical: false` or best-effort strategy may absorb.
-HARD_ERRORS = frozenset({"limit_exceeded", "cancelled"})
-
 Handler = Callable[["Runner", Any, str, Any, Scope], Awaitable[Any]]
 
 
@@ -69,7 +66,7 @@ class Runner:
             if error.step is None:
                 error.step = path
             self.finish_subtree(path, error)
-            if absorb and not step.critical and error.type not in HARD_ERRORS:
+            if absorb and not step.critical and error.absorbable:
                 state.missing.append(path)
                 return None
             raise

@@ -50,6 +50,7 @@ class RunState:
     max_steps: int = 0
     max_cost: float | None = None
     live: dict[str, StepWrite] = field(default_factory=dict)
+    cost_scopes: dict[str, float] = field(default_factory=dict)
     limiter: anyio.CapacityLimiter = field(init=False)
     run_info: dict[str, Any] = field(init=False)
 
@@ -95,6 +96,9 @@ class RunState:
                 step=path,
             )
         self.cost_used += spec.cost
+        for prefix in self.cost_scopes:  # loops with a cost budget of their own (refine) see their spending
+            if path.startswith(prefix):
+                self.cost_scopes[prefix] += spec.cost
 
     # -- records ---------------------------------------------------------------------------------------------
 

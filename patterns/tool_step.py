@@ -22,6 +22,7 @@ class NeedsAttention(PatternError):
     """A non-idempotent step was interrupted mid-call; only an operator may decide to call it again."""
 
     type = "tool_failed"
+    absorbable = False
 
 
 def _failure(spec: ToolSpec, path: str, exc: Exception, attempt: int, policy: RetryPolicy) -> PatternError:
@@ -110,16 +111,18 @@ async def run_tool(runner: Runner, step: ToolStep, path: str, value: Any) -> Any
         output, output_json = await _call(runner, step, spec, path, value, attempts)
         used = spec
     except PatternError as primary:
-        if step.fallback is None or primary.type in ("limit_exceeded", "cancelled"):
+        if step.fallback is None or not primary.absorbable:
             state.fail(path, primary, attempts=tuple(attempts), cost=_cost(attempts))
             raise
         used = state.specs[step.fallback]
         try:
             output, output_json = await _call(runner, ToolStep(tool=step.fallback), used, path, value, attempts)
         except PatternError as second:
-            error = type(second)(
-                f"{primary.message}; fallback {used.ref} failed too: {second.message}", step=path, type=second.type
-            )
+            error = second
+            if second.absorbable:  # a limit stays the limit error it is; a failure tells both stories
+                error = StepFailed(
+                    f"{primary.message}; fallback {used.ref} failed too: {second.message}", step=path, type=second.type
+                )
             state.fail(path, error, attempts=tuple(attempts), cost=_cost(attempts))
             raise error from None
     state.complete(

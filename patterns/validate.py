@@ -14,9 +14,9 @@ from registry.resolve import parse_ref
 
 @dataclass
 class TreeFacts:
-    """What a static walk learns: tool references (in first-use order), step ids and the deepest nesting."""
+    """What a static walk learns: tool references (each with the first step using it), ids and the deepest nesting."""
 
-    refs: list[str] = field(default_factory=list)
+    refs: dict[str, str] = field(default_factory=dict)
     ids: dict[str, str] = field(default_factory=dict)
     depth: int = 0
     references: list[tuple[str, str]] = field(default_factory=list)
@@ -52,8 +52,7 @@ def _tool_ref(path: str, ref: str, limits: Limits, facts: TreeFacts) -> None:
         raise LimitExceeded(
             "allowed_tools", list(limits.allowed_tools), f"step {describe_path(path)} calls {name!r}", step=path
         )
-    if ref not in facts.refs:
-        facts.refs.append(ref)
+    facts.refs.setdefault(ref, path)
 
 
 def _compile(path: str, what: str, expression: str) -> None:
