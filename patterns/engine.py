@@ -10,6 +10,7 @@ Typical use::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -39,7 +40,7 @@ from registry import Registry
 from registry.errors import RegistryError
 from registry.models import ToolSpec
 from registry.resolve import parse_ref
-from storage import NewRun, RunNotFound, RunRecord, RunUpdate, StepRecord, Store, StorageError, dumps
+from storage import NewRun, RunNotFound, RunRecord, RunUpdate, StepRecord, Store, StorageError, dumps, loads
 
 log = logging.getLogger("podium.engine")
 
@@ -104,6 +105,7 @@ class _Active:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     cancel_reason: str | None = None
     runner: Runner | None = None
+    final: RunRecord | None = None
 
 
 class Engine:
@@ -116,6 +118,7 @@ class Engine:
         self._active: dict[str, _Active] = {}
         self._group: anyio.abc.TaskGroup | None = None
         self._closing = False
+        self._started: dict[str, float] = {}
 
     async def __aenter__(self) -> Engine:
         self._group = anyio.create_task_group()
@@ -185,7 +188,7 @@ class Engine:
         record, created = await self.store.create_run(
             NewRun(
                 id=run_id,
-                step=plan.step.model_dump(mode="json", exclude_unset=True),
+                step=step if isinstance(step, dict) else plan.step.model_dump(mode="json", exclude_unset=True),
                 input=input,
                 lock=plan.lock,
                 limits=plan.limits.model_dump(mode="json"),
@@ -254,7 +257,8 @@ class Engine:
         deadline = record.deadline_at - time.time() if record.deadline_at is not None else float("inf")
         status, output_json, error = "failed", None, None
         finished = False  # False when the engine's shutdown interrupted the run: it stays resumable
-        store.submit_run(RunUpdate(record.id, status="running", started_at=record.started_at or time.time()))
+        self._started[record.id] = record.started_at or time.time()
+        store.submit_run(RunUpdate(record.id, status="running", started_at=self._started[record.id]))
         try:
             with active.scope:
                 with anyio.move_on_after(deadline) as timer:
@@ -280,35 +284,51 @@ class Engine:
         finally:
             with anyio.CancelScope(shield=True):
                 if finished:
-                    await self._settle(record.id, state, status, output_json, error)
+                    active.final = await self._settle(record, state, status, output_json, error)
                 else:
                     await store.flush()
                 active.done.set()
                 self._active.pop(record.id, None)
 
     async def _settle(
-        self, run_id: str, state: RunState, status: str, output_json: str | None, error: PatternError | None
-    ) -> None:
+        self, record: RunRecord, state: RunState, status: str, output_json: str | None, error: PatternError | None
+    ) -> RunRecord | None:
+        """Write the run's outcome and wait until it is durable. Returns the settled record, or None if it could
+        not be saved (readers then see the database's state)."""
         if error is not None:
             state.cancel_live("", error if error.type == "cancelled" else RunCancelled(f"cancelled: {error.message}"))
-        self.store.submit_run(
-            RunUpdate(
-                run_id,
-                status=status,
-                output_json=output_json,
-                set_output=True,
-                error=None if error is None else error.to_dict(),
-                set_error=True,
-                missing=list(state.missing),
-                usage_steps=state.steps_used,
-                usage_cost=state.cost_used,
-                finished_at=time.time(),
-            )
+        now = time.time()
+        change = RunUpdate(
+            record.id,
+            status=status,
+            output_json=output_json,
+            set_output=True,
+            error=None if error is None else error.to_dict(),
+            set_error=True,
+            missing=list(state.missing),
+            usage_steps=state.steps_used,
+            usage_cost=state.cost_used,
+            finished_at=now,
+            at=now,
         )
+        self.store.submit_run(change)
         try:
-            await self.store.flush(run_id)  # durability barrier before a settled run is reported
+            await self.store.flush(record.id)  # durability barrier before a settled run is reported
         except StorageError as exc:
-            log.error("run %s could not be settled durably: %s", run_id, exc.message)
+            log.error("run %s could not be settled durably: %s", record.id, exc.message)
+            return None
+        return dataclasses.replace(
+            record,
+            status=status,
+            output=None if output_json is None else loads(output_json),
+            error=change.error,
+            missing=list(state.missing),
+            usage_steps=state.steps_used,
+            usage_cost=state.cost_used,
+            started_at=record.started_at or self._started.pop(record.id, now),
+            finished_at=now,
+            updated_at=now,
+        )
 
     @staticmethod
     def _deadline_error(record: RunRecord, limits: Limits) -> PatternError:
@@ -320,6 +340,8 @@ class Engine:
         if active is not None:
             with anyio.move_on_after(timeout_s if timeout_s is not None else float("inf")):
                 await active.done.wait()
+            if active.final is not None:
+                return active.final
         return await self.store.get_run(run_id)
 
     async def run(self, step: Any, input: Any = None, options: RunOptions | None = None) -> RunRecord:

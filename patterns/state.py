@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 from jsonschema import Draft202012Validator
 
+from patterns import contracts
 from patterns.errors import LimitExceeded, PatternError, describe_path
 from patterns.limits import Limits
 from registry.models import ToolSpec
@@ -51,6 +52,7 @@ class RunState:
     max_cost: float | None = None
     live: dict[str, StepWrite] = field(default_factory=dict)
     cost_scopes: dict[str, float] = field(default_factory=dict)
+    last_output: tuple[Any, str] | None = None
     limiter: anyio.CapacityLimiter = field(init=False)
     run_info: dict[str, Any] = field(init=False)
 
@@ -100,6 +102,14 @@ class RunState:
             if path.startswith(prefix):
                 self.cost_scopes[prefix] += spec.cost
 
+    def payload_json(self, value: Any, path: str, what: str) -> str:
+        """``value`` as JSON, within the payload limit. In a chain the next step's input is the object the
+        previous step returned, so its text is reused rather than serialised again."""
+        last = self.last_output
+        if last is not None and last[0] is value:
+            return last[1]
+        return contracts.to_json(value, path, what, self.limits.max_payload_bytes)
+
     # -- records ---------------------------------------------------------------------------------------------
 
     def begin(
@@ -138,15 +148,23 @@ class RunState:
         write = self.live.pop(path, None)
         if write is None:
             return
+        # built field by field: this runs once per step, and dataclasses.replace costs several times more
         self.store.submit_step(
-            dataclasses.replace(
-                write,
+            StepWrite(
+                run_id=write.run_id,
+                path=path,
+                kind=write.kind,
                 status=status,
+                started_at=write.started_at,
+                tool=changes.get("tool", write.tool),
+                version=changes.get("version", write.version),
+                input_json=write.input_json,
                 output_json=output_json,
                 error=None if error is None else error.to_dict(),
                 missing=missing,
+                attempts=changes.get("attempts", write.attempts),
+                cost=changes.get("cost", write.cost),
                 finished_at=time.time(),
-                **changes,
             )
         )
 

@@ -55,14 +55,23 @@ async def _call(
     for attempt in range(1, policy.max_attempts + 1):
         state.charge(spec, path)
         started = time.perf_counter()
+        limiter = state.limiter
         try:
-            async with state.limiter:
+            # take a token without yielding to the loop when one is free (the common case); wait otherwise
+            try:
+                limiter.acquire_nowait()
+            except anyio.WouldBlock:
+                await limiter.acquire()
+            try:
                 if timeout is None:
                     output = await invoker(value)
                 else:
                     with anyio.fail_after(timeout):
                         output = await invoker(value)
+            finally:
+                limiter.release()
             output_json = contracts.to_json(output, path, f"output of {spec.ref}", state.limits.max_payload_bytes)
+            state.last_output = (output, output_json)
             contracts.check(state.validators[(spec.ref, "output")], spec, "output", output, path)
             attempts.append({"n": len(attempts) + 1, "tool": spec.ref, "ok": True, "ms": _ms(started), "cost": spec.cost})
             return output, output_json
@@ -103,7 +112,7 @@ async def run_tool(runner: Runner, step: ToolStep, path: str, value: Any) -> Any
             "while running, so it may or may not have taken effect; an operator must retry or skip it",
             step=path,
         )
-    input_json = contracts.to_json(value, path, "input", state.limits.max_payload_bytes)
+    input_json = state.payload_json(value, path, "input")
     state.take_step(path)
     state.begin(path, "tool", input_json, spec.name, spec.version)
     attempts: list[dict[str, Any]] = []

@@ -44,6 +44,8 @@ def _expressions(path: str, template: object, facts: TreeFacts) -> None:
 
 
 def _tool_ref(path: str, ref: str, limits: Limits, facts: TreeFacts) -> None:
+    if ref in facts.refs:
+        return
     try:
         name = parse_ref(ref).name
     except InvalidReference as exc:

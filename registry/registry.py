@@ -97,7 +97,10 @@ class Registry:
         if not versions:
             await self._not_found(parsed.name)
         version = resolve_version(parsed, [(v.version, v.deprecated) for v in versions])
-        return await self.get(parsed.name, version)
+        key = (parsed.name, version)
+        if key not in self._specs:
+            self._specs[key] = _spec(next(v for v in versions if v.version == version))
+        return self._specs[key]
 
     async def versions(self, name: str) -> list[ToolSpec]:
         """Every registered version of ``name``, highest first."""

@@ -100,6 +100,8 @@ class RunUpdate:
     usage_cost: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    at: float | None = None
+    """When the change was made (``updated_at``); the writer's clock when None."""
 
 
 @dataclass(frozen=True, slots=True)
