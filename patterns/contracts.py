@@ -42,7 +42,9 @@ def to_json(value: Any, path: str, what: str, max_bytes: int) -> str:
         raise ContractViolation(f"step {describe_path(path)}: {what} is not JSON data: {exc}", step=path) from None
     if len(text) > max_bytes and len(text.encode()) > max_bytes:
         raise LimitExceeded(
-            "max_payload_bytes", max_bytes, f"{what} of step {describe_path(path)} is {len(text.encode())} bytes",
+            "max_payload_bytes",
+            max_bytes,
+            f"{what} of step {describe_path(path)} is {len(text.encode())} bytes",
             step=path,
         )
     return text

@@ -40,7 +40,7 @@ from registry import Registry
 from registry.errors import RegistryError
 from registry.models import ToolSpec
 from registry.resolve import parse_ref
-from storage import NewRun, RunNotFound, RunRecord, RunUpdate, StepRecord, Store, StorageError, dumps, loads
+from storage import NewRun, RunNotFound, RunRecord, RunUpdate, StepRecord, StorageError, Store, dumps, loads
 
 log = logging.getLogger("podium.engine")
 
@@ -255,7 +255,9 @@ class Engine:
         runner = active.runner
         assert runner is not None
         deadline = record.deadline_at - time.time() if record.deadline_at is not None else float("inf")
-        status, output_json, error = "failed", None, None
+        status: str = "failed"
+        output_json: str | None = None
+        error: PatternError | None = None
         finished = False  # False when the engine's shutdown interrupted the run: it stays resumable
         self._started[record.id] = record.started_at or time.time()
         store.submit_run(RunUpdate(record.id, status="running", started_at=self._started[record.id]))
@@ -276,7 +278,11 @@ class Engine:
             status, error, finished = "failed", exc, True
         except StorageError as exc:
             log.error("run %s: %s", record.id, exc.message)
-            status, error, finished = "failed", PatternError("internal error: the run's records could not be saved"), True
+            status, error, finished = (
+                "failed",
+                PatternError("internal error: the run's records could not be saved"),
+                True,
+            )
         except Exception:
             log.exception("run %s failed with an unexpected error", record.id)
             error = PatternError("internal error while executing the run (see the server log)")

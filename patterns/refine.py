@@ -61,7 +61,9 @@ async def _loop(
         inner = dataclasses.replace(scope, input=value, prev=None, feedback=feedback)
         before = state.cost_scopes[scope_key]
         base = join(path, "refine", str(iteration))
-        with anyio.CancelScope(deadline=anyio.current_time() + (remaining if remaining is not None else float("inf"))) as cs:
+        with anyio.CancelScope(
+            deadline=anyio.current_time() + (remaining if remaining is not None else float("inf"))
+        ) as cs:
             output = await runner.run_node(spec.generate, join(base, "generate"), last_output, inner)
             evaluation = await runner.run_node(spec.evaluate, join(base, "evaluate"), output, inner)
         if cs.cancelled_caught:
@@ -92,7 +94,8 @@ async def _loop(
         last_output, feedback = output, evaluation
     if best is None:
         raise StepFailed(
-            f"step {describe_path(path)}: refine stopped ({reason}) before any attempt was scored", step=path,
+            f"step {describe_path(path)}: refine stopped ({reason}) before any attempt was scored",
+            step=path,
             type="timeout" if reason == "time_budget" else "limit_exceeded",
         )
     output, score, index = best

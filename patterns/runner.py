@@ -33,7 +33,13 @@ class Runner:
         return compiled
 
     async def run_node(
-        self, step: AnyStep, path: str, flow: Any, scope: Scope, *, deadline_s: float | None = None,
+        self,
+        step: AnyStep,
+        path: str,
+        flow: Any,
+        scope: Scope,
+        *,
+        deadline_s: float | None = None,
         absorb: bool = True,
     ) -> Any:
         """Run ``step`` at ``path`` on ``flow`` (what flows in) and return its output.
@@ -61,7 +67,9 @@ class Runner:
                 with anyio.CancelScope(deadline=anyio.current_time() + budget) as cancel_scope:
                     output = await self._dispatch(step, path, value, scope)
                 if cancel_scope.cancelled_caught:
-                    raise StepFailed(f"step {describe_path(path)} timed out after {budget:g}s", step=path, type="timeout")
+                    raise StepFailed(
+                        f"step {describe_path(path)} timed out after {budget:g}s", step=path, type="timeout"
+                    )
         except PatternError as error:
             if error.step is None:
                 error.step = path

@@ -83,7 +83,9 @@ class RunState:
     def take_step(self, path: str) -> None:
         if self.steps_used >= self.max_steps:
             raise LimitExceeded(
-                "max_steps", self.max_steps, f"step {describe_path(path)} would be step {self.steps_used + 1}",
+                "max_steps",
+                self.max_steps,
+                f"step {describe_path(path)} would be step {self.steps_used + 1}",
                 step=path,
             )
         self.steps_used += 1

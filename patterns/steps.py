@@ -232,7 +232,7 @@ def parse_step(data: Any) -> AnyStep:
     if isinstance(data, _Step):
         return data  # type: ignore[return-value]
     try:
-        return _Root.model_validate({"step": data}).step  # type: ignore[return-value]
+        return _Root.model_validate({"step": data}).step
     except ValidationError as exc:
         raise InvalidStep(f"invalid step: {describe_validation_error(exc, data, ('step',))}") from None
 

@@ -52,7 +52,7 @@ def compile_template(value: Any, path: str) -> Template:
         expression = value["$"]
         if not isinstance(expression, str):
             raise InvalidStep(
-                f"step {describe_path(path)}: a template reference is {{\"$\": \"<JMESPath>\"}}, "
+                f'step {describe_path(path)}: a template reference is {{"$": "<JMESPath>"}}, '
                 f"got {type(expression).__name__}",
                 step=path,
             )
@@ -95,5 +95,5 @@ def referenced_step_ids(expression: str) -> set[str]:
             if isinstance(child, dict):
                 walk(child)
 
-    walk(compile_expression(expression).parsed)
+    walk(dict(compile_expression(expression).parsed))
     return found

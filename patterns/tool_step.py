@@ -73,7 +73,9 @@ async def _call(
             output_json = contracts.to_json(output, path, f"output of {spec.ref}", state.limits.max_payload_bytes)
             state.last_output = (output, output_json)
             contracts.check(state.validators[(spec.ref, "output")], spec, "output", output, path)
-            attempts.append({"n": len(attempts) + 1, "tool": spec.ref, "ok": True, "ms": _ms(started), "cost": spec.cost})
+            attempts.append(
+                {"n": len(attempts) + 1, "tool": spec.ref, "ok": True, "ms": _ms(started), "cost": spec.cost}
+            )
             return output, output_json
         except Exception as exc:  # a tool may raise anything; it becomes a typed step failure
             error = _failure(spec, path, exc, attempt, policy)

@@ -73,10 +73,8 @@ def _walk(step: AnyStep, path: str, depth: int, limits: Limits, facts: TreeFacts
             )
     if step.id is not None:
         if step.id in facts.ids:
-            raise InvalidStep(
-                f"step {describe_path(path)}: id {step.id!r} is already used by step {describe_path(facts.ids[step.id])}",
-                step=path,
-            )
+            first = describe_path(facts.ids[step.id])
+            raise InvalidStep(f"step {describe_path(path)}: id {step.id!r} is already used by step {first}", step=path)
         facts.ids[step.id] = path
     if step.has_input:
         _expressions(path, step.input, facts)

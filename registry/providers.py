@@ -41,7 +41,9 @@ def load_target(target: str) -> Callable[..., Any]:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise InvalidToolSpec(f"python provider {target!r}: {module_name!r} has no attribute {attr_path!r}") from None
+            raise InvalidToolSpec(
+                f"python provider {target!r}: {module_name!r} has no attribute {attr_path!r}"
+            ) from None
     if not callable(obj):
         raise InvalidToolSpec(f"python provider {target!r}: {attr_path!r} is not callable")
     return obj  # type: ignore[no-any-return]

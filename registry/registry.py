@@ -117,7 +117,9 @@ class Registry:
         parsed = parse_ref(ref)
         if not parsed.spec.is_exact:
             raise InvalidToolSpec(f"deprecate an exact version (name@1.2.3), not {ref!r}")
-        version = resolve_version(parsed, [(v.version, v.deprecated) for v in await self._store.tool_versions(parsed.name)])
+        version = resolve_version(
+            parsed, [(v.version, v.deprecated) for v in await self._store.tool_versions(parsed.name)]
+        )
         stored = await self._store.set_tool_deprecated(parsed.name, version, deprecated)
         assert stored is not None
         return _spec(stored)

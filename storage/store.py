@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from sqlalchemy import delete, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from storage import migrate
 from storage.engine import Database, Durability, create_sqlite_writer_engine, create_store_engine, parse_database_url
@@ -261,21 +261,6 @@ class Store:
         async with self._sessions() as session:
             rows = await session.scalars(select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.started_at))
             return [_step(r) for r in rows]
-
-    async def update_run(self, change: RunUpdate) -> None:
-        """Apply a run change directly (not through the writer) and commit it."""
-        await self._writer.flush()
-        async with self._sessions.begin() as session:
-            values = {"updated_at": self._clock()}
-            if change.status is not None:
-                values["status"] = change.status
-            result = await session.execute(update(RunRow).where(RunRow.id == change.run_id).values(values))
-            if result.rowcount == 0:  # type: ignore[attr-defined]
-                raise RunNotFound(change.run_id)
-
-    async def delete_steps(self, run_id: str, paths: Sequence[str]) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(delete(StepRow).where(StepRow.run_id == run_id, StepRow.path.in_(list(paths))))
 
     # -- the hot path ----------------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-from sqlalchemy import Connection, Engine, Insert, Update, update
+from sqlalchemy import Connection, Engine, Insert, Table, Update, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,8 +31,8 @@ from storage.records import RunUpdate, StepWrite, dumps
 log = logging.getLogger("podium.storage")
 
 Op = StepWrite | RunUpdate
-_STEPS = StepRow.__table__
-_RUNS = RunRow.__table__
+_STEPS: Table = StepRow.__table__  # type: ignore[assignment]
+_RUNS: Table = RunRow.__table__  # type: ignore[assignment]
 _STEP_UPDATE_COLUMNS = [c.name for c in _STEPS.columns if c.name not in ("run_id", "path")]
 _upserts: dict[str, Insert] = {}
 _compiled: dict[str, tuple[str, tuple[str, ...]]] = {}

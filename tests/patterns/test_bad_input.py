@@ -1,11 +1,14 @@
 """Bad input is refused with a specific error that says where and what is wrong, and changes nothing stored."""
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
-from patterns.engine import RunOptions
+from patterns.engine import Engine, RunOptions
 from patterns.errors import InvalidStep, PatternError, UnknownTool
 from registry import InvalidToolSpec, ToolConflict, ToolSpec
+from storage import RunRecord, StoredTool, Store
 from tests.conftest import tool_spec
 
 pytestmark = pytest.mark.anyio
@@ -13,11 +16,17 @@ pytestmark = pytest.mark.anyio
 KINDS = "tool, chain, fan_out, map_reduce, route, refine"
 
 
-async def snapshot(store):
+async def snapshot(store: Store) -> tuple[list[RunRecord], list[StoredTool]]:
     return await store.list_runs(limit=1000), await store.list_tools()
 
 
-async def refused(engine, store, step, error=InvalidStep, options=None):
+async def refused(
+    engine: Engine,
+    store: Store,
+    step: Any,
+    error: type[PatternError] = InvalidStep,
+    options: RunOptions | None = None,
+) -> PatternError:
     """Start ``step``; expect ``error``; check that no run and no tool was added or changed. Returns the error."""
     before = await snapshot(store)
     with pytest.raises(error) as raised:
@@ -27,7 +36,7 @@ async def refused(engine, store, step, error=InvalidStep, options=None):
     return raised.value
 
 
-def in_chain(bad):
+def in_chain(bad: Any) -> dict[str, Any]:
     return {"chain": [{"tool": "add"}, bad]}
 
 

@@ -1,16 +1,21 @@
 """Cancelling runs: in-flight steps stop at once and are recorded `cancelled`; settled runs are left alone."""
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 import pytest
 
+from patterns.engine import Engine
+from storage import StepRecord
 from tests.conftest import calls
 
 pytestmark = pytest.mark.anyio
 
 
-async def wait_for_steps(engine, run_id, paths, status="started"):
+async def wait_for_steps(
+    engine: Engine, run_id: str, paths: Sequence[str], status: str = "started"
+) -> dict[str, StepRecord]:
     """Poll the store until every path in ``paths`` has a record with ``status``; return the records by path."""
     with anyio.fail_after(5):
         while True:

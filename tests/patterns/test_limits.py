@@ -3,36 +3,39 @@ lower limits for its run but never raise them."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
 from patterns.engine import Engine, RunOptions
 from patterns.errors import LimitExceeded, PatternError
 from patterns.limits import Limits
+from registry import Registry
+from storage import StepRecord, Store
 from tests.conftest import calls, tool_spec
 
 pytestmark = pytest.mark.anyio
 
 
 @asynccontextmanager
-async def engine_with(store, registry, **limits) -> AsyncIterator[Engine]:
+async def engine_with(store: Store, registry: Registry, **limits: Any) -> AsyncIterator[Engine]:
     async with Engine(store, registry, Limits(**limits)) as engine:
         yield engine
 
 
-def doubles(n: int, counter: str, ref: str = "double") -> dict:
+def doubles(n: int, counter: str, ref: str = "double") -> dict[str, Any]:
     """A chain of ``n`` doubling steps, each counted in ``counter``."""
     first = {"tool": ref, "input": {"value": 1, "counter": counter}}
     rest = [{"tool": ref, "input": {"value": {"$": "prev.value"}, "counter": counter}} for _ in range(n - 1)]
     return {"chain": [first, *rest]}
 
 
-def assert_limit(error: dict, limit: str, value: object) -> None:
+def assert_limit(error: dict[str, Any], limit: str, value: object) -> None:
     assert error["type"] == "limit_exceeded"
     assert f"{limit}={value}" in error["message"]
 
 
-async def tool_records(engine, run_id):
+async def tool_records(engine: Engine, run_id: str) -> list[StepRecord]:
     return [r for r in await engine.steps(run_id) if r.kind == "tool"]
 
 
@@ -41,6 +44,7 @@ async def test_max_steps_stops_a_chain_at_the_first_step_over_the_limit(store, r
         run = await engine.run(doubles(5, counter))
 
         assert run.status == "failed"
+        assert run.error is not None
         assert_limit(run.error, "max_steps", 3)
         assert run.error["step"] == "3"
         assert calls(counter) == 3
@@ -142,6 +146,7 @@ async def test_max_cost_per_run_stops_the_call_that_would_overspend(store, regis
         run = await engine.run(doubles(3, counter, ref="double@3.0.0"))
 
         assert run.status == "failed"
+        assert run.error is not None
         assert_limit(run.error, "max_cost_per_run", 2.0)
         assert run.error["step"] == "2"
         assert calls(counter) == 2
@@ -160,6 +165,7 @@ async def test_retries_are_charged_against_max_cost_per_run(store, registry, cou
         run = await engine.run(step)
 
     assert run.status == "failed"
+    assert run.error is not None
     assert_limit(run.error, "max_cost_per_run", 2.0)
     assert calls(counter) == 2
 
@@ -180,6 +186,7 @@ async def test_a_big_output_fails_the_run_at_the_step_that_produced_it(store, re
         run = await engine.run(step)
 
         assert run.status == "failed"
+        assert run.error is not None
         assert_limit(run.error, "max_payload_bytes", 100)
         assert run.error["step"] == "0"
         paths = [s.path for s in await tool_records(engine, run.id)]
@@ -192,6 +199,7 @@ async def test_max_run_s_ends_a_run_timed_out(store, registry, counter):
         run = await engine.run(step)
 
         assert run.status == "timed_out"
+        assert run.error is not None
         assert_limit(run.error, "max_run_s", 0.2)
         assert calls(counter) == 1
         records = {s.path: s for s in await engine.steps(run.id)}
@@ -234,6 +242,7 @@ async def test_a_caller_asking_for_more_steps_than_the_server_allows_keeps_the_s
 
             assert run.limits["max_steps"] == 3
             assert run.status == "failed"
+            assert run.error is not None
             assert_limit(run.error, "max_steps", 3)
             assert run.error["step"] == "3"
 
@@ -245,6 +254,7 @@ async def test_a_caller_cannot_raise_the_cost_limit(store, registry, counter):
 
     assert run.limits["max_cost_per_run"] == 1.0
     assert run.status == "failed"
+    assert run.error is not None
     assert_limit(run.error, "max_cost_per_run", 1.0)
     assert calls(counter) == 1
 
@@ -267,6 +277,7 @@ async def test_a_caller_cannot_extend_the_run_duration(store, registry, counter)
 
     assert run.limits["max_run_s"] == 0.2
     assert run.status == "timed_out"
+    assert run.error is not None
     assert_limit(run.error, "max_run_s", 0.2)
 
 
@@ -294,6 +305,7 @@ async def test_a_non_critical_step_cannot_absorb_a_step_limit(store, registry, c
 
     assert run.status == "failed"
     assert run.missing == []
+    assert run.error is not None
     assert_limit(run.error, "max_steps", 1)
     assert run.error["step"] == "1"
     assert calls(counter) == 1
@@ -313,6 +325,7 @@ async def test_a_non_critical_step_cannot_absorb_a_cost_limit(store, registry, c
 
     assert run.status == "failed"
     assert run.missing == []
+    assert run.error is not None
     assert_limit(run.error, "max_cost_per_run", 1.0)
     assert calls(counter) == 1
 
@@ -324,6 +337,7 @@ async def test_a_best_effort_fan_out_cannot_absorb_a_step_limit(store, registry,
         run = await engine.run(step)
 
     assert run.status == "failed"
+    assert run.error is not None
     assert_limit(run.error, "max_steps", 2)
     assert run.error["step"] == "fan_out/2"
 
@@ -335,6 +349,7 @@ async def test_a_fallback_that_would_overspend_fails_with_limit_exceeded(store, 
         run = await engine.run(step)
 
         assert run.status == "failed"
+        assert run.error is not None
         assert_limit(run.error, "max_cost_per_run", 1.0)
         assert run.error["step"] == "0"
         assert calls(counter) == 1
@@ -348,5 +363,6 @@ async def test_a_fallback_whose_output_is_too_big_fails_with_limit_exceeded(stor
         run = await engine.run(step)
 
     assert run.status == "failed"
+    assert run.error is not None
     assert_limit(run.error, "max_payload_bytes", 100)
     assert run.error["step"] == "0"

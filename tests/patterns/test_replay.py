@@ -1,13 +1,17 @@
 """Replay: an interrupted run resumes over its step records; completed steps are not invoked again, interrupted
 idempotent steps are, interrupted non-idempotent ones need an operator, and the run keeps its locked versions."""
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 from patterns.engine import Engine
-from registry import ToolSpec
+from patterns.limits import Limits
+from registry import Registry, ToolSpec
+from storage import RunRecord, StepRecord, Store
 from tests.conftest import calls, tool_spec
 
 pytestmark = pytest.mark.anyio
@@ -22,7 +26,9 @@ def counters(tmp_path: Path, *names: str) -> list[str]:
     return paths
 
 
-async def wait_for_steps(engine, run_id, paths, status="started"):
+async def wait_for_steps(
+    engine: Engine, run_id: str, paths: Sequence[str], status: str = "started"
+) -> dict[str, StepRecord]:
     """Poll the store until every path in ``paths`` has a record with ``status``; return the records by path."""
     with anyio.fail_after(5):
         while True:
@@ -32,7 +38,9 @@ async def wait_for_steps(engine, run_id, paths, status="started"):
             await anyio.sleep(0.01)
 
 
-async def start_and_interrupt(store, registry, limits, step, input, path):
+async def start_and_interrupt(
+    store: Store, registry: Registry, limits: Limits, step: Any, input: Any, path: str
+) -> RunRecord:
     """Start ``step`` on an engine, wait until ``path`` is in flight, then stop that engine (not a cancel)."""
     async with Engine(store, registry, limits) as engine:
         run = await engine.start(step, input)
@@ -40,7 +48,9 @@ async def start_and_interrupt(store, registry, limits, step, input, path):
     return run
 
 
-async def resume_and_wait(store, registry, limits, run_id):
+async def resume_and_wait(
+    store: Store, registry: Registry, limits: Limits, run_id: str
+) -> tuple[RunRecord, dict[str, StepRecord]]:
     async with Engine(store, registry, limits) as engine:
         resumed = await engine.resume(run_id)
         assert resumed.id == run_id
@@ -108,6 +118,7 @@ async def test_an_interrupted_non_idempotent_step_is_not_invoked_again_and_needs
     run, _ = await resume_and_wait(store, registry, limits, started.id)
 
     assert run.status == "needs_attention"
+    assert run.error is not None
     assert run.error["step"] == "1"
     assert "sleepy@2.0.0" in run.error["message"]
     assert "idempotent" in run.error["message"]
@@ -231,6 +242,7 @@ async def test_an_interrupted_non_idempotent_step_needs_attention_even_when_it_i
 
     # only an operator may decide whether the call took effect; a non-critical step must not turn that into a gap
     assert run.status == "needs_attention"
+    assert run.error is not None
     assert run.error["step"] == "0"
     assert calls(effect) == 1
 
@@ -245,6 +257,7 @@ async def test_an_interrupted_run_can_be_cancelled_and_then_stays_cancelled(stor
         resumed = await engine.resume(started.id)
 
     assert cancelled.status == "cancelled"
+    assert cancelled.error is not None
     assert cancelled.error["type"] == "cancelled"
     assert "abandoned" in cancelled.error["message"]
     assert resumed == cancelled

@@ -6,6 +6,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from patterns.engine import Engine
+from storage import StepRecord
 from tests.conftest import calls, tool_spec
 
 pytestmark = pytest.mark.anyio
@@ -13,7 +15,7 @@ pytestmark = pytest.mark.anyio
 FAST_RETRY = {"max_attempts": 3, "initial_s": 0.01, "jitter": 0}
 
 
-async def records(engine, run_id):
+async def records(engine: Engine, run_id: str) -> dict[str, StepRecord]:
     return {r.path: r for r in await engine.steps(run_id)}
 
 
@@ -55,6 +57,7 @@ async def test_exhausted_retries_fail_the_run_with_tool_failed_naming_the_step(e
     record = (await records(engine, run.id))["1"]
     assert record.status == "failed"
     assert [a["ok"] for a in record.attempts] == [False, False, False]
+    assert record.error is not None
     assert record.error["type"] == "tool_failed"
 
 

@@ -87,7 +87,7 @@ async def test_step_records_written_through_the_writer_are_durable_after_flush(d
                     time.time(),
                     tool="noop",
                     version="1.0.0",
-                    output_json='{"i": %d}' % i,
+                    output_json=f'{{"i": {i}}}',
                     attempts=({"n": 1, "ok": True},),
                     finished_at=time.time(),
                 )
