@@ -117,11 +117,12 @@ class Registry:
         parsed = parse_ref(ref)
         if not parsed.spec.is_exact:
             raise InvalidToolSpec(f"deprecate an exact version (name@1.2.3), not {ref!r}")
-        version = resolve_version(
-            parsed, [(v.version, v.deprecated) for v in await self._store.tool_versions(parsed.name)]
-        )
+        versions = await self._store.tool_versions(parsed.name)
+        if not versions:
+            await self._not_found(parsed.name)
+        version = resolve_version(parsed, [(v.version, v.deprecated) for v in versions])
         stored = await self._store.set_tool_deprecated(parsed.name, version, deprecated)
-        assert stored is not None
+        assert stored is not None, "the version was just resolved from the store"
         return _spec(stored)
 
     def invoker(self, spec: ToolSpec) -> Invoker:

@@ -24,7 +24,7 @@ def anyio_backend() -> str:
 
 
 async def _create_database(admin_url: str) -> tuple[str, str]:
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]  # asyncpg ships neither stubs nor py.typed
     from sqlalchemy.engine import make_url
 
     url = make_url(admin_url)

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from patterns.engine import Engine, RunOptions
 from patterns.errors import InvalidStep, PatternError, UnknownTool
 from registry import InvalidToolSpec, ToolConflict, ToolSpec
-from storage import RunRecord, StoredTool, Store
+from storage import RunRecord, Store, StoredTool
 from tests.conftest import tool_spec
 
 pytestmark = pytest.mark.anyio
