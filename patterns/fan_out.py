@@ -21,7 +21,7 @@ import anyio.abc
 
 from patterns.errors import PatternError, RunCancelled, StepFailed, describe_path
 from patterns.state import Scope
-from patterns.steps import AnyStep, FanOutStep, Strategy, join
+from patterns.steps import AnyStep, FanOutStep, ParallelSpec, Strategy, join
 
 if TYPE_CHECKING:
     from patterns.runner import Runner
@@ -119,20 +119,38 @@ async def gather(
     return results
 
 
-async def run_fan_out(runner: Runner, step: FanOutStep, path: str, value: Any, scope: Scope) -> Any:
-    spec = step.fan_out
-    inner = dataclasses.replace(scope, input=value, prev=None)
-    nodes = [Node(branch, join(path, "fan_out", str(i)), value, inner) for i, branch in enumerate(spec.branches)]
+async def gather_then_reduce(
+    runner: Runner,
+    path: str,
+    nodes: list[Node],
+    spec: ParallelSpec,
+    timeout_s: float | None,
+    reduce: AnyStep | None,
+    reduce_path: str,
+    value: Any,
+    scope: Scope,
+) -> Any:
+    """``gather`` the nodes under ``spec``'s strategy, then hand the results to ``reduce`` when there is one."""
     results = await gather(
         runner,
         path,
         nodes,
         strategy=spec.strategy,
         quorum=spec.quorum,
-        timeout_s=spec.branch_timeout_s,
+        timeout_s=timeout_s,
         max_concurrency=spec.max_concurrency,
     )
-    if spec.reduce is None:
+    if reduce is None:
         return results
     reduce_scope = dataclasses.replace(scope, input=value, prev=None, results=results)
-    return await runner.run_node(spec.reduce, join(path, "fan_out", "reduce"), results, reduce_scope)
+    return await runner.run_node(reduce, reduce_path, results, reduce_scope)
+
+
+async def run_fan_out(runner: Runner, step: FanOutStep, path: str, value: Any, scope: Scope) -> Any:
+    spec = step.fan_out
+    inner = dataclasses.replace(scope, input=value, prev=None)
+    nodes = [Node(branch, join(path, "fan_out", str(i)), value, inner) for i, branch in enumerate(spec.branches)]
+    reduce_path = join(path, "fan_out", "reduce")
+    return await gather_then_reduce(
+        runner, path, nodes, spec, spec.branch_timeout_s, spec.reduce, reduce_path, value, scope
+    )

@@ -6,7 +6,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from patterns.errors import InvalidStep, LimitExceeded, describe_path
-from patterns.fan_out import Node, gather
+from patterns.fan_out import Node, gather_then_reduce
 from patterns.state import Scope
 from patterns.steps import MapReduceStep, join
 
@@ -39,16 +39,6 @@ async def run_map_reduce(runner: Runner, step: MapReduceStep, path: str, value: 
         Node(spec.map, join(path, "map", str(i)), chunk, dataclasses.replace(scope, input=value, prev=None, item=chunk))
         for i, chunk in enumerate(chunks)
     ]
-    results = await gather(
-        runner,
-        path,
-        nodes,
-        strategy=spec.strategy,
-        quorum=spec.quorum,
-        timeout_s=spec.item_timeout_s,
-        max_concurrency=spec.max_concurrency,
+    return await gather_then_reduce(
+        runner, path, nodes, spec, spec.item_timeout_s, spec.reduce, join(path, "reduce"), value, scope
     )
-    if spec.reduce is None:
-        return results
-    reduce_scope = dataclasses.replace(scope, input=value, prev=None, results=results)
-    return await runner.run_node(spec.reduce, join(path, "reduce"), results, reduce_scope)

@@ -56,7 +56,9 @@ class ChainStep(_Step):
         return "chain"
 
 
-class _Parallel(BaseModel):
+class ParallelSpec(BaseModel):
+    """What fan-out and map-reduce share: the strategy, its quorum, and the concurrency cap."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     strategy: Strategy = "all"
@@ -64,7 +66,7 @@ class _Parallel(BaseModel):
     max_concurrency: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
-    def _quorum(self) -> _Parallel:
+    def _quorum(self) -> ParallelSpec:
         if self.strategy == "quorum" and self.quorum is None:
             raise ValueError("strategy 'quorum' needs `quorum`: the number of successes that decides")
         if self.strategy != "quorum" and self.quorum is not None:
@@ -72,7 +74,7 @@ class _Parallel(BaseModel):
         return self
 
 
-class FanOutSpec(_Parallel):
+class FanOutSpec(ParallelSpec):
     branches: list[Step] = Field(min_length=1)
     branch_timeout_s: float | None = Field(None, gt=0)
     reduce: Step | None = None
@@ -92,7 +94,7 @@ class FanOutStep(_Step):
         return "fan_out"
 
 
-class MapReduceSpec(_Parallel):
+class MapReduceSpec(ParallelSpec):
     items: Any = Field(None, description="A list, or a template giving one; default: the step's input.")
     map: Step
     reduce: Step | None = None

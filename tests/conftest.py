@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from patterns.engine import Engine
 from patterns.limits import Limits
@@ -23,34 +24,28 @@ def anyio_backend() -> str:
     return "asyncio"  # SQLAlchemy's async layer, aiosqlite and asyncpg run on asyncio only
 
 
-async def _create_database(admin_url: str) -> tuple[str, str]:
+async def _admin(admin_url: str, statement: str) -> None:
+    """Run one statement on the admin database (CREATE/DROP DATABASE cannot run in a transaction)."""
     import asyncpg  # type: ignore[import-untyped]  # asyncpg ships neither stubs nor py.typed
-    from sqlalchemy.engine import make_url
 
     url = make_url(admin_url)
-    name = f"podium_test_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(
         host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
     )
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(statement)
     finally:
         await conn.close()
-    return name, url.set(database=name).render_as_string(hide_password=False)
+
+
+async def _create_database(admin_url: str) -> tuple[str, str]:
+    name = f"podium_test_{uuid.uuid4().hex[:12]}"
+    await _admin(admin_url, f'CREATE DATABASE "{name}"')
+    return name, make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
 async def _drop_database(admin_url: str, name: str) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(admin_url)
-    conn = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
-    )
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -70,7 +70,9 @@ async def test_deprecating_needs_an_exact_version_of_a_known_tool(store: Store) 
 
 async def test_a_provider_that_cannot_be_imported_is_refused_before_publishing(store: Store) -> None:
     registry = Registry(store)
-    spec = ToolSpec.model_validate({**tool_spec("add").model_dump(), "provider": {"type": "python", "target": "tests.tools:nope"}})
+    spec = ToolSpec.model_validate(
+        {**tool_spec("add").model_dump(), "provider": {"type": "python", "target": "tests.tools:nope"}}
+    )
     with pytest.raises(InvalidToolSpec, match="has no attribute 'nope'"):
         await registry.register(spec)
     assert await registry.list_tools() == []
