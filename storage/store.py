@@ -126,7 +126,8 @@ class Store:
                 try:
                     yield cls(db, engine, writer, durability, clock)
                 finally:
-                    await writer.aclose()
+                    with anyio.CancelScope(shield=True):  # release the thread and its connection even when cancelled
+                        await writer.aclose()
             else:
                 async_writer = AsyncWriter(engine, clock)
                 async with anyio.create_task_group() as tg:
@@ -137,7 +138,8 @@ class Store:
                         with anyio.CancelScope(shield=True):
                             await async_writer.aclose()
         finally:
-            await engine.dispose()
+            with anyio.CancelScope(shield=True):
+                await engine.dispose()
 
     def now(self) -> float:
         return self._clock()

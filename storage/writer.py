@@ -187,9 +187,12 @@ class StepWriter:
             try:
                 attempt(group)
             except Exception as exc:  # any driver error is recorded against the run and reported by flush
-                log.error("records of run %s could not be written", run_id, exc_info=True)
-                with self._b.lock:
-                    self._b.errors[run_id] = f"{type(exc).__name__}: {exc}"
+                self._failed(run_id, exc)
+
+    def _failed(self, run_id: str, exc: Exception) -> None:
+        log.error("records of run %s could not be written", run_id, exc_info=exc)
+        with self._b.lock:
+            self._b.errors[run_id] = f"{type(exc).__name__}: {exc}"
 
 
 class ThreadedWriter(StepWriter):
@@ -242,11 +245,14 @@ class ThreadedWriter(StepWriter):
                     return
 
     async def aclose(self) -> None:
-        await self.flush()
-        self._closing = True
-        self._wake.set()
-        await anyio.to_thread.run_sync(self._thread.join)
-        self._engine.dispose()
+        """Write what is pending, then stop the thread and close its connection."""
+        try:
+            await self.flush()
+        finally:
+            self._closing = True
+            self._wake.set()
+            await anyio.to_thread.run_sync(self._thread.join)
+            self._engine.dispose()
 
 
 class AsyncWriter(StepWriter):
@@ -302,11 +308,11 @@ class AsyncWriter(StepWriter):
             try:
                 await attempt(group)
             except Exception as exc:  # recorded against the run and reported by flush
-                log.error("records of run %s could not be written", run_id, exc_info=True)
-                with self._b.lock:
-                    self._b.errors[run_id] = f"{type(exc).__name__}: {exc}"
+                self._failed(run_id, exc)
 
     async def aclose(self) -> None:
-        await self.flush()
-        self._closing = True
-        self._wake.set()
+        try:
+            await self.flush()
+        finally:
+            self._closing = True
+            self._wake.set()
