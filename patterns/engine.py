@@ -26,7 +26,6 @@ from patterns.errors import (
     LimitExceeded,
     PatternError,
     RunCancelled,
-    StepFailed,
     UnknownTool,
     describe_path,
 )
@@ -40,7 +39,7 @@ from registry import Registry
 from registry.errors import RegistryError
 from registry.models import ToolSpec
 from registry.resolve import parse_ref
-from storage import NewRun, RunNotFound, RunRecord, RunUpdate, StepRecord, StorageError, Store, dumps, loads
+from storage import NewRun, RunRecord, RunUpdate, StepRecord, StorageError, Store, dumps, loads
 
 log = logging.getLogger("podium.engine")
 
@@ -389,15 +388,3 @@ class Engine:
 
     def is_active(self, run_id: str) -> bool:
         return run_id in self._active
-
-
-__all__ = [
-    "RUN_STATUSES",
-    "SETTLED",
-    "Engine",
-    "Plan",
-    "RunNotFound",
-    "RunOptions",
-    "StepFailed",
-    "new_run_id",
-]

@@ -18,16 +18,16 @@ from registry.resolve import ToolRef, parse_ref, resolve_version
 from registry.semver import Version, VersionRange
 
 __all__ = [
-    "NO_RETRY",
     "InvalidReference",
     "InvalidToolSpec",
+    "NO_RETRY",
     "NoMatchingVersion",
     "PermanentError",
     "PythonProvider",
+    "Registry",
     "RegistryError",
     "RegistryFile",
     "RegistryFileError",
-    "Registry",
     "RetryPolicy",
     "ToolConflict",
     "ToolNotAllowed",
