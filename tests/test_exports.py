@@ -11,7 +11,7 @@ EXPECTED = {
         "UnsupportedDatabase", "WriteFailed", "dumps", "loads", "parse_database_url",
     ],
     "registry": [
-        "NO_RETRY", "InvalidReference", "InvalidToolSpec", "NoMatchingVersion", "PermanentError", "PythonProvider",
+        "InvalidReference", "InvalidToolSpec", "NO_RETRY", "NoMatchingVersion", "PermanentError", "PythonProvider",
         "Registry", "RegistryError", "RegistryFile", "RegistryFileError", "RetryPolicy", "ToolConflict",
         "ToolNotAllowed", "ToolNotFound", "ToolRef", "ToolSpec", "Version", "VersionRange", "WorkflowSpec",
         "load_registry_file", "make_invoker", "parse_ref", "parse_registry_text", "resolve_version",
