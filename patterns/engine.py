@@ -34,7 +34,7 @@ from patterns.runner import Runner
 from patterns.state import RunState, Scope
 from patterns.steps import AnyStep, parse_step
 from patterns.tool_step import NeedsAttention
-from patterns.validate import TreeFacts, check_tree
+from patterns.validate import TreeFacts, check_tree, schema_gaps, static_tool_steps
 from registry import Registry
 from registry.errors import RegistryError
 from registry.models import ToolSpec
@@ -97,6 +97,10 @@ class Plan:
     def lock(self) -> dict[str, str]:
         return {ref: spec.version for ref, spec in self.specs.items()}
 
+    def schema_gaps(self) -> list[str]:
+        """Chain links whose producer's output cannot satisfy the consumer's required input."""
+        return schema_gaps(self.step, self.specs)
+
 
 @dataclass
 class _Active:
@@ -105,6 +109,7 @@ class _Active:
     cancel_reason: str | None = None
     runner: Runner | None = None
     final: RunRecord | None = None
+    total: int | None = None
 
 
 class Engine:
@@ -246,7 +251,7 @@ class Engine:
             },
             records=records,
         )
-        active = self._active[record.id] = _Active(runner=Runner(state))
+        active = self._active[record.id] = _Active(runner=Runner(state), total=static_tool_steps(tree))
         self._group.start_soon(self._execute, record, tree, state, active)
 
     async def _execute(self, record: RunRecord, tree: AnyStep, state: RunState, active: _Active) -> None:
@@ -388,3 +393,10 @@ class Engine:
 
     def is_active(self, run_id: str) -> bool:
         return run_id in self._active
+
+    def progress(self, run_id: str) -> tuple[int, int | None]:
+        """Tool steps done so far by a run executing here, and how many there will be when that is known."""
+        active = self._active.get(run_id)
+        if active is None or active.runner is None:
+            return 0, None
+        return active.runner.state.steps_used, active.total

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from patterns.errors import InvalidStep, LimitExceeded, describe_path
 from patterns.limits import Limits
-from patterns.steps import AnyStep, FanOutStep, MapReduceStep, RefineStep, RouteStep, ToolStep, children, join
+from patterns.steps import (
+    AnyStep,
+    ChainStep,
+    FanOutStep,
+    MapReduceStep,
+    RefineStep,
+    RouteStep,
+    ToolStep,
+    children,
+    join,
+)
 from patterns.templates import compile_expression, compile_template, expressions, referenced_step_ids
 from registry.errors import InvalidReference
+from registry.models import ToolSpec
 from registry.resolve import parse_ref
 
 
@@ -112,3 +124,59 @@ def _walk(step: AnyStep, path: str, depth: int, limits: Limits, facts: TreeFacts
             )
     for segment, child in children(step):
         _walk(child, join(path, segment), depth + 1, limits, facts)
+
+
+def static_tool_steps(step: AnyStep) -> int | None:
+    """How many tool steps the tree runs, when that is known before it runs (no map, route or refine)."""
+    if isinstance(step, ToolStep):
+        return 1
+    if isinstance(step, MapReduceStep | RouteStep | RefineStep):
+        return None
+    total = 0
+    for _segment, child in children(step):
+        count = static_tool_steps(child)
+        if count is None:
+            return None
+        total += count
+    return total
+
+
+def _required(schema: dict[str, Any] | None) -> list[str]:
+    if not schema or schema.get("type") not in (None, "object"):
+        return []
+    return [str(name) for name in schema.get("required", [])]
+
+
+def _produces(schema: dict[str, Any] | None) -> set[str] | None:
+    """Fields an output schema promises, or None when it does not say (then nothing can be concluded)."""
+    if not schema or schema.get("type") not in (None, "object"):
+        return None
+    fields = set(schema.get("required", [])) | set(schema.get("properties", {}))
+    return fields if fields or schema.get("additionalProperties") is False else None
+
+
+def schema_gaps(root: AnyStep, specs: dict[str, ToolSpec], path: str = "") -> list[str]:
+    """Chain links where the producer's output schema cannot satisfy the consumer's required input.
+
+    Only plain links are checked: a consumer with an ``input`` template builds its own input.
+    """
+    gaps: list[str] = []
+    if isinstance(root, ChainStep):
+        for index in range(1, len(root.chain)):
+            producer, consumer = root.chain[index - 1], root.chain[index]
+            if not isinstance(producer, ToolStep) or not isinstance(consumer, ToolStep) or consumer.has_input:
+                continue
+            made = _produces(specs[producer.tool].output_schema)
+            if made is None:
+                continue
+            lacking = [f for f in _required(specs[consumer.tool].input_schema) if f not in made]
+            if lacking:
+                gaps.append(
+                    f"step {join(path, str(index))}: {specs[consumer.tool].ref} requires {', '.join(lacking)}, "
+                    f"which the output of {specs[producer.tool].ref} (step {join(path, str(index - 1))}) does not "
+                    "provide; add an `input` template"
+                )
+    for segment, child in children(root):
+        if "*" not in segment:
+            gaps.extend(schema_gaps(child, specs, join(path, segment)))
+    return gaps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -13,6 +14,7 @@ from sqlalchemy import Connection, text
 from storage.engine import Database, create_store_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+logging.getLogger("alembic").setLevel(logging.WARNING)  # upgrades are routine; their chatter is not news
 # An arbitrary, fixed key for PostgreSQL's advisory lock that serialises concurrent upgrades.
 _PG_LOCK_KEY = 7_214_003_551
 

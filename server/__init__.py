@@ -1,0 +1,15 @@
+"""The MCP server, the ``podium`` CLI and settings."""
+
+from server.app import AppState, build_server
+from server.config import ConfigError, Settings, default_database_url
+from server.errors import PodiumToolError, tool_errors
+
+__all__ = [
+    "AppState",
+    "ConfigError",
+    "PodiumToolError",
+    "Settings",
+    "build_server",
+    "default_database_url",
+    "tool_errors",
+]

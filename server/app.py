@@ -1,0 +1,349 @@
+"""The MCP server: thin, typed adapters from MCP tools to the engine, the registry and the store."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import anyio
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ToolAnnotations
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+
+from patterns import SETTLED, Engine, PatternError, RunOptions
+from registry import Registry, ToolSpec
+from server.auth import PrincipalTokens, current_principal
+from server.config import Settings
+from server.errors import PodiumToolError, tool_errors
+from server.results import (
+    RunList,
+    RunResult,
+    ToolInfo,
+    ToolList,
+    Validation,
+    run_result,
+    run_summary,
+    tool_info,
+)
+from server.texts import INSTRUCTIONS, SUPERVISE_PROMPT, TOOL_DOCS
+from storage import Store
+
+log = logging.getLogger("podium.server")
+MAX_WAIT_S = 50.0
+PROGRESS_EVERY_S = 1.0
+StepJSON = dict[str, Any]
+Strategy = Literal["all", "best_effort", "quorum"]
+STEPS_FIELD = Field(description="Steps in order; each gets the previous step's output unless it has `input`.")
+
+
+class Budget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_steps: int | None = Field(None, ge=1, description="At most this many tool steps.")
+    max_cost: float | None = Field(None, ge=0, description="At most this much summed tool cost.")
+
+
+class Options(BaseModel):
+    """How a run-starting call behaves. All optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wait_s: float = Field(20.0, ge=0, description="Seconds to wait for the run before returning it running (max 50).")
+    idempotency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Repeat-safe key: a call with a key already used returns that run instead of starting another.",
+    )
+    parent_run_id: str | None = Field(None, description="The run this one works for (delegation).")
+    deadline_s: float | None = Field(None, gt=0, description="The run fails timed_out after this many seconds.")
+    budget: Budget | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    store: Store
+    registry: Registry
+    engine: Engine
+
+
+def _app(ctx: Context[Any]) -> AppState:
+    state = ctx.request_context.lifespan_context
+    assert isinstance(state, AppState)
+    return state
+
+
+def _run_options(options: Options | None, principal: str = "local") -> RunOptions:
+    options = options or Options()
+    budget = options.budget or Budget()
+    return RunOptions(
+        idempotency_key=options.idempotency_key,
+        parent_run_id=options.parent_run_id,
+        deadline_s=options.deadline_s,
+        max_steps=budget.max_steps,
+        max_cost=budget.max_cost,
+        tags=dict(options.tags),
+        principal=principal,
+    )
+
+
+async def _settle(
+    app: AppState, ctx: Context[Any], run_id: str, wait_s: float, include_steps: bool = True
+) -> RunResult:
+    """Wait up to ``wait_s`` for the run, reporting progress about once a second, then describe it."""
+    end = anyio.current_time() + max(0.0, min(wait_s, MAX_WAIT_S))
+    record = await app.engine.get(run_id)
+    while record.status not in SETTLED and record.status != "waiting":
+        left = end - anyio.current_time()
+        if left <= 0:
+            break
+        record = await app.engine.wait(run_id, timeout_s=min(PROGRESS_EVERY_S, left))
+        if record.status not in SETTLED:
+            done, total = app.engine.progress(run_id)
+            await ctx.report_progress(done, total, f"{done} step{'s' if done != 1 else ''} done")
+    steps = await app.engine.steps(run_id) if include_steps else []
+    return run_result(record, steps)
+
+
+async def _start(app: AppState, ctx: Context[Any], tree: StepJSON, input: Any, options: Options | None) -> RunResult:
+    with tool_errors():
+        record = await app.engine.start(tree, input, _run_options(options, current_principal()))
+        return await _settle(app, ctx, record.id, (options or Options()).wait_s)
+
+
+def _clean(spec: dict[str, Any]) -> dict[str, Any]:
+    """Drop arguments left at None so the step tree holds only what the caller said."""
+    return {k: v for k, v in spec.items() if v is not None}
+
+
+async def _tool_info(app: AppState, spec: ToolSpec) -> ToolInfo:
+    versions = [s.version for s in await app.registry.versions(spec.name)]
+    return tool_info(spec, versions)
+
+
+def _lifespan(settings: Settings) -> Any:
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer) -> AsyncIterator[AppState]:
+        async with Store.open(settings.database_url, durability=settings.durability) as store:
+            registry = Registry(store)
+            for path in settings.registry:
+                await registry.register_file(path)
+            async with Engine(store, registry, settings.limits) as engine:
+                log.info("podium serving with %s", store.db.display)
+                yield AppState(settings, store, registry, engine)
+
+    return lifespan
+
+
+RUN = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+
+
+def build_server(settings: Settings, *, http_url: str | None = None) -> MCPServer:
+    """The Podium MCP server over the database and registry files that ``settings`` name.
+
+    Args:
+        settings: database, limits, registry files and principals.
+        http_url: the server's own base URL when it will serve HTTP; with principals configured, requests then
+            need a bearer token of one of them.
+    """
+    auth: dict[str, Any] = {}
+    if http_url is not None and settings.principal:
+        auth = {
+            "token_verifier": PrincipalTokens(settings.principal),
+            "auth": AuthSettings(
+                issuer_url=AnyHttpUrl(http_url),
+                resource_server_url=AnyHttpUrl(f"{http_url}/mcp"),
+                validate_token_resource=False,
+            ),
+        }
+    mcp = MCPServer("podium", version="0.1.0", instructions=INSTRUCTIONS, lifespan=_lifespan(settings), **auth)
+
+    @mcp.tool(description=TOOL_DOCS["run_chain"], annotations=RUN)
+    async def run_chain(
+        ctx: Context[Any],
+        steps: Annotated[list[StepJSON], STEPS_FIELD],
+        input: Any = None,
+        options: Options | None = None,
+    ) -> RunResult:
+        return await _start(_app(ctx), ctx, {"chain": steps}, input, options)
+
+    @mcp.tool(description=TOOL_DOCS["fan_out"], annotations=RUN)
+    async def fan_out(
+        ctx: Context[Any],
+        branches: list[StepJSON],
+        input: Any = None,
+        strategy: Strategy = "all",
+        quorum: int | None = None,
+        branch_timeout_s: float | None = None,
+        max_concurrency: int | None = None,
+        reduce: StepJSON | None = None,
+        options: Options | None = None,
+    ) -> RunResult:
+        spec = _clean(
+            {
+                "branches": branches,
+                "strategy": strategy,
+                "quorum": quorum,
+                "branch_timeout_s": branch_timeout_s,
+                "max_concurrency": max_concurrency,
+                "reduce": reduce,
+            }
+        )
+        return await _start(_app(ctx), ctx, {"fan_out": spec}, input, options)
+
+    @mcp.tool(description=TOOL_DOCS["map_reduce"], annotations=RUN)
+    async def map_reduce(
+        ctx: Context[Any],
+        items: list[Any],
+        map: StepJSON,
+        reduce: StepJSON | None = None,
+        chunk_size: int = 1,
+        max_concurrency: int | None = None,
+        item_timeout_s: float | None = None,
+        strategy: Strategy = "all",
+        quorum: int | None = None,
+        options: Options | None = None,
+    ) -> RunResult:
+        spec = _clean(
+            {
+                "map": map,
+                "reduce": reduce,
+                "chunk_size": chunk_size,
+                "max_concurrency": max_concurrency,
+                "item_timeout_s": item_timeout_s,
+                "strategy": strategy,
+                "quorum": quorum,
+            }
+        )
+        return await _start(_app(ctx), ctx, {"map_reduce": spec}, items, options)
+
+    @mcp.tool(description=TOOL_DOCS["route"], annotations=RUN)
+    async def route(
+        ctx: Context[Any],
+        on: str,
+        cases: dict[str, StepJSON],
+        input: Any = None,
+        default: StepJSON | None = None,
+        options: Options | None = None,
+    ) -> RunResult:
+        spec = _clean({"on": on, "cases": cases, "default": default})
+        return await _start(_app(ctx), ctx, {"route": spec}, input, options)
+
+    @mcp.tool(description=TOOL_DOCS["refine"], annotations=RUN)
+    async def refine(
+        ctx: Context[Any],
+        generate: StepJSON,
+        evaluate: StepJSON,
+        score: str,
+        threshold: float,
+        input: Any = None,
+        max_iterations: int = 3,
+        min_improvement: float = 0.0,
+        time_budget_s: float | None = None,
+        cost_budget: float | None = None,
+        options: Options | None = None,
+    ) -> RunResult:
+        spec = _clean(
+            {
+                "generate": generate,
+                "evaluate": evaluate,
+                "score": score,
+                "threshold": threshold,
+                "max_iterations": max_iterations,
+                "min_improvement": min_improvement,
+                "time_budget_s": time_budget_s,
+                "cost_budget": cost_budget,
+            }
+        )
+        return await _start(_app(ctx), ctx, {"refine": spec}, input, options)
+
+    @mcp.tool(description=TOOL_DOCS["validate"], annotations=READ)
+    async def validate(ctx: Context[Any], step: StepJSON | None = None, workflow: str | None = None) -> Validation:
+        app = _app(ctx)
+        if workflow is not None:
+            raise PodiumToolError(
+                "invalid_input", "this server stores no workflows yet; pass the step tree as `step` instead"
+            )
+        if step is None:
+            raise PodiumToolError("invalid_input", "pass `step`: the step tree to check")
+        try:
+            plan = await app.engine.plan(step)
+        except PatternError as exc:
+            return Validation(valid=False, problems=[f"{exc.type}: {exc.message}"])
+        with tool_errors():
+            problems = [f"contract_violation: {p}" for p in plan.schema_gaps()]
+        return Validation(valid=not problems, lock=plan.lock, problems=problems)
+
+    @mcp.tool(description=TOOL_DOCS["get_run"], annotations=READ)
+    async def get_run(ctx: Context[Any], run_id: str, include_steps: bool = True) -> RunResult:
+        with tool_errors():
+            return await _settle(_app(ctx), ctx, run_id, 0, include_steps)
+
+    @mcp.tool(description=TOOL_DOCS["wait_run"], annotations=READ)
+    async def wait_run(ctx: Context[Any], run_id: str, timeout_s: float = 20.0) -> RunResult:
+        with tool_errors():
+            return await _settle(_app(ctx), ctx, run_id, timeout_s)
+
+    @mcp.tool(description=TOOL_DOCS["list_runs"], annotations=READ)
+    async def list_runs(ctx: Context[Any], status: str | None = None, limit: int = 20) -> RunList:
+        with tool_errors():
+            records = await _app(ctx).store.list_runs(status, max(1, min(limit, 200)))
+            return RunList(runs=[run_summary(r) for r in records])
+
+    @mcp.tool(description=TOOL_DOCS["cancel_run"], annotations=RUN)
+    async def cancel_run(ctx: Context[Any], run_id: str, reason: str | None = None) -> RunResult:
+        app = _app(ctx)
+        with tool_errors():
+            record = await app.engine.cancel(run_id, reason)
+            return run_result(record, await app.engine.steps(record.id))
+
+    @mcp.tool(description=TOOL_DOCS["find_tools"], annotations=READ)
+    async def find_tools(ctx: Context[Any], query: str | None = None, tag: str | None = None) -> ToolList:
+        app = _app(ctx)
+        with tool_errors():
+            latest: dict[str, ToolSpec] = {}
+            versions: dict[str, list[str]] = {}
+            for spec in sorted(await app.registry.list_tools(), key=lambda s: s.parsed_version.sort_key()):
+                versions.setdefault(spec.name, []).insert(0, spec.version)
+                if not spec.deprecated and not spec.parsed_version.is_prerelease or spec.name not in latest:
+                    latest[spec.name] = spec
+            needle = (query or "").lower()
+            found = [
+                tool_info(spec, versions[name])
+                for name, spec in sorted(latest.items())
+                if (not needle or needle in name.lower() or needle in spec.description.lower())
+                and (tag is None or tag in spec.tags)
+            ]
+            return ToolList(tools=found)
+
+    @mcp.tool(description=TOOL_DOCS["describe_tool"], annotations=READ)
+    async def describe_tool(ctx: Context[Any], ref: str) -> ToolInfo:
+        app = _app(ctx)
+        with tool_errors():
+            return await _tool_info(app, await app.registry.resolve(ref))
+
+    @mcp.resource("podium://runs/{run_id}", mime_type="application/json", description="A run with its steps.")
+    async def run_resource(run_id: str, ctx: Context[Any]) -> str:
+        app = _app(ctx)
+        with tool_errors():
+            record = await app.engine.get(run_id)
+            return run_result(record, await app.engine.steps(run_id)).model_dump_json(indent=2)
+
+    @mcp.resource("podium://tools/{name}/{version}", mime_type="application/json", description="One version of a tool.")
+    async def tool_resource(name: str, version: str, ctx: Context[Any]) -> str:
+        app = _app(ctx)
+        with tool_errors():
+            return (await _tool_info(app, await app.registry.get(name, version))).model_dump_json(indent=2)
+
+    @mcp.prompt(description="How to supervise work with Podium's tools: plan, start, wait, read gaps, recover.")
+    def supervise(goal: str = "") -> str:
+        return SUPERVISE_PROMPT + (f"\n\nThe goal: {goal}" if goal else "")
+
+    return mcp

@@ -1,0 +1,36 @@
+"""Bearer tokens mapped to the principals of the settings (HTTP only; stdio's caller is the local principal)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken, TokenVerifier
+
+from server.config import Principal
+
+LOCAL = "local"
+
+
+def token_hash(token: str) -> str:
+    """What ``token_sha256`` holds for a bearer token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class PrincipalTokens(TokenVerifier):
+    """Accepts a bearer token whose SHA-256 a configured principal holds; its roles become the token's scopes."""
+
+    def __init__(self, principals: tuple[Principal, ...]) -> None:
+        self._by_hash = {p.token_sha256: p for p in principals if p.token_sha256}
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        principal = self._by_hash.get(token_hash(token))
+        if principal is None:
+            return None
+        return AccessToken(token=token, client_id=principal.name, scopes=list(principal.roles))
+
+
+def current_principal() -> str:
+    """The principal of the request being served: the token's principal over HTTP, else the local one."""
+    token = get_access_token()
+    return token.client_id if token is not None and token.client_id else LOCAL

@@ -1,0 +1,255 @@
+"""The ``podium`` command: serve, demo, and inspect and steer runs and tools from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import yaml
+
+from patterns import SETTLED, Engine, PatternError
+from registry import Registry, RegistryError
+from server.config import ConfigError, Settings
+from server.render import run_report, runs_table, step_tree, tools_table
+from server.results import RunList, ToolList, Validation, run_result, run_summary, tool_info
+from storage import StorageError, Store
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class CommandError(Exception):
+    """A problem the user can fix; printed without a traceback, exit status 2."""
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", metavar="URL", help="database URL or SQLite file (overrides settings)")
+    common.add_argument("--config", metavar="FILE", help="settings file (default: PODIUM_CONFIG or ./podium.toml)")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="machine-readable output (MCP result field names)")
+
+    parser = argparse.ArgumentParser(prog="podium", description="Durable orchestration patterns as MCP tools.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", parents=[common], help="run the MCP server (stdio unless --http)")
+    serve.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--registry", action="append", default=[], metavar="FILE", help="registry file to load")
+
+    commands.add_parser("demo", parents=[common], help="run the bundled example workflows end to end")
+
+    runs = commands.add_parser("runs", help="inspect and steer runs").add_subparsers(dest="action", required=True)
+    runs_list = runs.add_parser("list", parents=[common, as_json], help="recent runs, newest first")
+    runs_list.add_argument("--status")
+    runs_list.add_argument("--limit", type=int, default=20)
+    runs_show = runs.add_parser("show", parents=[common, as_json], help="a run and its step tree")
+    runs_show.add_argument("run_id")
+    runs_tail = runs.add_parser("tail", parents=[common], help="follow a live run until it settles")
+    runs_tail.add_argument("run_id")
+    runs_tail.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
+    runs_cancel = runs.add_parser("cancel", parents=[common, as_json], help="cancel a run")
+    runs_cancel.add_argument("run_id")
+    runs_cancel.add_argument("--reason")
+
+    tools = commands.add_parser("tools", help="the tool registry").add_subparsers(dest="action", required=True)
+    tools.add_parser("list", parents=[common, as_json], help="every tool, newest version")
+    tools_show = tools.add_parser("show", parents=[common, as_json], help="one tool version")
+    tools_show.add_argument("ref")
+    tools_add = tools.add_parser("add", parents=[common, as_json], help="publish the tools of a registry file")
+    tools_add.add_argument("file")
+
+    validate = commands.add_parser("validate", parents=[common, as_json], help="check a step tree file")
+    validate.add_argument("file", help="a JSON or YAML file holding one step tree")
+    return parser
+
+
+async def _with_store(settings: Settings, body: Callable[[Store], Awaitable[int]]) -> int:
+    async with Store.open(settings.database_url, durability=settings.durability) as store:
+        return await body(store)
+
+
+async def _runs_list(store: Store, args: argparse.Namespace) -> int:
+    runs = [run_summary(r) for r in await store.list_runs(args.status, args.limit)]
+    if args.json:
+        _print_json(RunList(runs=runs).model_dump(mode="json"))
+    else:
+        print(runs_table(runs))
+    return 0
+
+
+async def _runs_show(store: Store, args: argparse.Namespace) -> int:
+    result = run_result(await store.get_run(args.run_id), await store.get_steps(args.run_id))
+    if args.json:
+        _print_json(result.model_dump(mode="json"))
+    else:
+        print(run_report(result))
+    return 0
+
+
+async def _runs_tail(store: Store, args: argparse.Namespace) -> int:
+    seen: dict[str, str] = {}
+    while True:
+        record = await store.get_run(args.run_id)
+        for step in run_result(record, await store.get_steps(args.run_id)).steps:
+            if seen.get(step.path) != step.status:
+                seen[step.path] = step.status
+                print(step_tree([step]), flush=True)
+        if record.status in SETTLED:
+            print(run_report(run_result(record)), flush=True)
+            return 0 if record.status in ("succeeded", "partial") else 1
+        await anyio.sleep(args.interval)
+
+
+async def _runs_cancel(store: Store, args: argparse.Namespace) -> int:
+    async with Engine(store, Registry(store)) as engine:
+        record = await engine.cancel(args.run_id, args.reason or "cancelled from the podium CLI")
+    result = run_result(record, await store.get_steps(record.id))
+    if args.json:
+        _print_json(result.model_dump(mode="json"))
+    else:
+        print(run_report(result))
+    return 0
+
+
+async def _tools_list(store: Store, args: argparse.Namespace) -> int:
+    registry = Registry(store)
+    latest: dict[str, Any] = {}
+    versions: dict[str, list[str]] = {}
+    for spec in sorted(await registry.list_tools(), key=lambda s: s.parsed_version.sort_key()):
+        versions.setdefault(spec.name, []).insert(0, spec.version)
+        if spec.name not in latest or not spec.deprecated and not spec.parsed_version.is_prerelease:
+            latest[spec.name] = spec
+    tools = [tool_info(spec, versions[name]) for name, spec in sorted(latest.items())]
+    if args.json:
+        _print_json(ToolList(tools=tools).model_dump(mode="json"))
+    else:
+        print(tools_table(tools))
+    return 0
+
+
+async def _tools_show(store: Store, args: argparse.Namespace) -> int:
+    registry = Registry(store)
+    spec = await registry.resolve(args.ref)
+    info = tool_info(spec, [s.version for s in await registry.versions(spec.name)])
+    if args.json:
+        _print_json(info.model_dump(mode="json"))
+        return 0
+    print(f"{info.name}@{info.version}{' (deprecated)' if info.deprecated else ''}  —  {info.description}")
+    print(f"versions: {', '.join(info.versions)}")
+    print(f"idempotent: {'yes' if info.idempotent else 'no'}   cost: {info.cost:g}   timeout: {info.timeout_s or '-'}")
+    print(f"tags: {', '.join(info.tags) or '-'}")
+    print("input schema:", json.dumps(info.input_schema, indent=2))
+    print("output schema:", json.dumps(info.output_schema, indent=2))
+    return 0
+
+
+async def _tools_add(store: Store, args: argparse.Namespace) -> int:
+    registry = Registry(store)
+    specs = await registry.register_file(args.file)
+    if args.json:
+        _print_json({"tools": [f"{s.name}@{s.version}" for s in specs]})
+    else:
+        for spec in specs:
+            print(f"published {spec.name}@{spec.version}")
+    return 0
+
+
+def _read_tree(path: str) -> Any:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise CommandError(f"{path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}") from None
+
+
+async def _validate(store: Store, args: argparse.Namespace) -> int:
+    tree = _read_tree(args.file)
+    async with Engine(store, Registry(store)) as engine:
+        try:
+            plan = await engine.plan(tree)
+            problems = [f"contract_violation: {p}" for p in plan.schema_gaps()]
+            result = Validation(valid=not problems, lock=plan.lock, problems=problems)
+        except PatternError as exc:
+            result = Validation(valid=False, problems=[f"{exc.type}: {exc.message}"])
+    if args.json:
+        _print_json(result.model_dump(mode="json"))
+    elif result.valid:
+        print("valid; tools resolve to: " + ", ".join(f"{ref} -> {v}" for ref, v in result.lock.items()))
+    else:
+        print("\n".join(["invalid:", *(f"  - {p}" for p in result.problems)]))
+    return 0 if result.valid else 1
+
+
+HANDLERS: dict[tuple[str, str | None], Callable[[Store, argparse.Namespace], Awaitable[int]]] = {
+    ("runs", "list"): _runs_list,
+    ("runs", "show"): _runs_show,
+    ("runs", "tail"): _runs_tail,
+    ("runs", "cancel"): _runs_cancel,
+    ("tools", "list"): _tools_list,
+    ("tools", "show"): _tools_show,
+    ("tools", "add"): _tools_add,
+    ("validate", None): _validate,
+}
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from server.app import build_server
+
+    if args.http and args.host not in LOOPBACK and not args.host.startswith("127.") and not settings.principal:
+        raise CommandError(
+            f"refusing to serve HTTP on {args.host}: with no principals configured, Podium binds only to loopback. "
+            "Add [[principal]] entries (name, roles, token_sha256) to podium.toml to serve other hosts with "
+            "bearer tokens, or use --host 127.0.0.1"
+        )
+    if args.registry:
+        settings = settings.model_copy(update={"registry": (*settings.registry, *args.registry)})
+    server = build_server(settings, http_url=f"http://{args.host}:{args.port}" if args.http else None)
+    if args.http:
+        server.run("streamable-http", host=args.host, port=args.port, streamable_http_path="/mcp")
+    else:
+        server.run("stdio")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``podium`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.load(args.config, database_url=args.db)
+        if args.command == "serve":
+            logging.getLogger().setLevel(logging.INFO)
+            return _serve(settings, args)
+        if args.command == "demo":
+            from server.demo import run_demo
+
+            return anyio.run(run_demo, settings)
+        handler = HANDLERS[(args.command, getattr(args, "action", None))]
+        return anyio.run(_with_store, settings, lambda store: handler(store, args))
+    except (CommandError, ConfigError) as exc:
+        print(f"podium: {exc}", file=sys.stderr)
+        return 2
+    except (PatternError, RegistryError, StorageError) as exc:
+        print(f"podium: {getattr(exc, 'message', str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

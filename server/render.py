@@ -1,0 +1,143 @@
+"""Plain-text rendering for people: run tables and step trees (``--json`` gives the MCP field names instead)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from server.results import RunResult, RunSummary, StepInfo, ToolInfo
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f} ms" if value < 10_000 else f"{value / 1000:.1f} s"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def runs_table(runs: Sequence[RunSummary]) -> str:
+    if not runs:
+        return "no runs"
+    now = time.time()
+    return table(
+        ["RUN", "STATUS", "STEPS", "COST", "DURATION", "AGE", "ERROR"],
+        [
+            [
+                r.run_id,
+                r.status,
+                r.usage.steps,
+                f"{r.usage.cost:g}",
+                _ms(r.usage.duration_ms),
+                _age(now - r.created_at),
+                "" if r.error is None else f"{r.error.type}: {_short(r.error.message, 60)}",
+            ]
+            for r in runs
+        ],
+    )
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _parent(path: str, known: set[str]) -> str:
+    """The nearest recorded ancestor of ``path`` ("" is the root)."""
+    parts = path.split("/")
+    for end in range(len(parts) - 1, 0, -1):
+        candidate = "/".join(parts[:end])
+        if candidate in known:
+            return candidate
+    return ""
+
+
+def _label(step: StepInfo) -> str:
+    what = step.tool if step.version is None else f"{step.tool}@{step.version}"
+    attempts = f"{step.attempts} attempt{'s' if step.attempts != 1 else ''}" if step.attempts else ""
+    parts = [step.path or "(root)", what or "", step.status, attempts, _ms(step.duration_ms)]
+    return "  ".join(p for p in parts if p)
+
+
+def step_tree(steps: Sequence[StepInfo]) -> str:
+    """The step records as a tree: path, tool@version, status, attempts, duration, and errors under their step."""
+    known = {s.path for s in steps}
+    children: dict[str, list[StepInfo]] = {}
+    root: StepInfo | None = None
+    for step in steps:
+        if step.path == "":
+            root = step
+        else:
+            children.setdefault(_parent(step.path, known), []).append(step)
+    lines: list[str] = []
+
+    def emit(step: StepInfo, prefix: str, last: bool, top: bool) -> None:
+        branch = "" if top else ("└─ " if last else "├─ ")
+        lines.append(prefix + branch + _label(step))
+        inner = prefix + ("" if top else ("   " if last else "│  "))
+        if step.error is not None:
+            lines.append(inner + f"   ! {step.error.type}: {_short(step.error.message, 110)}")
+        kids = sorted(children.get(step.path, []), key=lambda s: _sort_key(s.path))
+        for i, kid in enumerate(kids):
+            emit(kid, inner, i == len(kids) - 1, False)
+
+    if root is not None:
+        emit(root, "", True, True)
+    else:
+        tops = sorted(children.get("", []), key=lambda s: _sort_key(s.path))
+        for i, step in enumerate(tops):
+            emit(step, "", i == len(tops) - 1, False)
+    return "\n".join(lines)
+
+
+def _sort_key(path: str) -> list[tuple[int, int | str]]:
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in path.split("/")]
+
+
+def run_report(result: RunResult) -> str:
+    lines = [
+        f"run {result.run_id}: {result.status}  "
+        f"({result.usage.steps} steps, cost {result.usage.cost:g}, {_ms(result.usage.duration_ms)})"
+    ]
+    if result.error is not None:
+        where = f" at step {result.error.step}" if result.error.step else ""
+        lines.append(f"error{where}: {result.error.type}: {result.error.message}")
+    if result.missing:
+        lines.append(f"missing (data unavailable): {', '.join(result.missing)}")
+    if result.steps:
+        lines.append(step_tree(result.steps))
+    lines.append(f"next: {result.next_action}")
+    return "\n".join(lines)
+
+
+def tools_table(tools: Sequence[ToolInfo]) -> str:
+    if not tools:
+        return "no tools registered (add some with `podium tools add FILE`)"
+    return table(
+        ["TOOL", "VERSION", "VERSIONS", "IDEMPOTENT", "COST", "TAGS", "DESCRIPTION"],
+        [
+            [
+                t.name,
+                t.version + (" (deprecated)" if t.deprecated else ""),
+                len(t.versions),
+                "yes" if t.idempotent else "no",
+                f"{t.cost:g}",
+                ",".join(t.tags),
+                _short(t.description, 50),
+            ]
+            for t in tools
+        ],
+    )

@@ -1,0 +1,187 @@
+"""What the MCP tools return: structured, stable field names (the public contract in DESIGN.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from registry import ToolSpec
+from storage import RunRecord, StepRecord
+
+
+class ErrorInfo(BaseModel):
+    type: str = Field(
+        description="invalid_input, unknown_tool, contract_violation, limit_exceeded, tool_failed, "
+        "timeout, gate_rejected, cancelled or internal"
+    )
+    message: str
+    step: str | None = Field(None, description="Path of the step that failed, e.g. '0/fan_out/3'.")
+
+
+class StepInfo(BaseModel):
+    path: str
+    tool: str | None
+    version: str | None
+    status: str
+    attempts: int
+    duration_ms: float | None
+    error: ErrorInfo | None
+
+
+class Usage(BaseModel):
+    steps: int
+    cost: float
+    duration_ms: float
+
+
+class GateInfo(BaseModel):
+    gate_id: str
+    title: str
+    approvers: list[str]
+    sla_at: float | None
+    status: str
+
+
+class RunResult(BaseModel):
+    """The state of a run and what to do next."""
+
+    run_id: str
+    status: str = Field(
+        description="pending running waiting succeeded partial failed rejected cancelled timed_out needs_attention"
+    )
+    output: Any = None
+    error: ErrorInfo | None = None
+    missing: list[str] = Field(default_factory=list, description="Paths whose data is unavailable.")
+    steps: list[StepInfo] = Field(default_factory=list)
+    usage: Usage
+    gate: GateInfo | None = None
+    next_action: str
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    status: str
+    created_at: float
+    usage: Usage
+    error: ErrorInfo | None
+    tags: dict[str, str]
+
+
+class RunList(BaseModel):
+    runs: list[RunSummary]
+
+
+class ToolInfo(BaseModel):
+    name: str
+    version: str
+    description: str
+    versions: list[str] = Field(default_factory=list, description="Every registered version, highest first.")
+    input_schema: dict[str, Any] | None
+    output_schema: dict[str, Any] | None
+    idempotent: bool
+    cost: float
+    timeout_s: float | None
+    tags: list[str]
+    deprecated: bool
+
+
+class ToolList(BaseModel):
+    tools: list[ToolInfo]
+
+
+class Validation(BaseModel):
+    valid: bool
+    lock: dict[str, str] = Field(
+        default_factory=dict, description="Each tool reference and the version it resolves to."
+    )
+    problems: list[str] = Field(default_factory=list)
+
+
+def next_action(record: RunRecord) -> str:
+    """One sentence telling the model what to do with this result."""
+    rid = record.id
+    status = record.status
+    error = record.error or {}
+    if status in ("pending", "running"):
+        return f"The run is still going: call wait_run with run_id {rid!r} to keep waiting."
+    if status == "succeeded":
+        return "The run succeeded: use its output."
+    if status == "partial":
+        return (
+            f"The run finished with gaps: {', '.join(record.missing)} are unavailable; treat them as "
+            "'data unavailable — manual review recommended' or re-run just those steps."
+        )
+    if status == "cancelled":
+        return "The run was cancelled; start a new run if the work is still needed."
+    if status == "timed_out":
+        return "The run ran out of time; start it again with a longer deadline or less work."
+    if status == "needs_attention":
+        return (
+            f"A non-idempotent step ({error.get('step')}) was interrupted; ask an operator to retry or skip it "
+            "before relying on this run."
+        )
+    kind = error.get("type")
+    if kind in ("invalid_input", "contract_violation"):
+        return "Fix the input or the step the error names, then start a new run."
+    if kind == "limit_exceeded":
+        return "A hard limit stopped the run; do less work per run (fewer steps, branches or iterations)."
+    if kind in ("tool_failed", "timeout"):
+        return "A tool failed after its retries; add a fallback, mark the step critical: false, or try again later."
+    return "The run failed; read error.message before deciding what to do next."
+
+
+def step_info(record: StepRecord) -> StepInfo:
+    return StepInfo(
+        path=record.path,
+        tool=record.tool if record.kind == "tool" else record.kind,
+        version=record.version,
+        status=record.status,
+        attempts=len(record.attempts),
+        duration_ms=None if record.duration_ms is None else round(record.duration_ms, 3),
+        error=None if record.error is None else ErrorInfo(**record.error),
+    )
+
+
+def usage(record: RunRecord) -> Usage:
+    return Usage(steps=record.usage_steps, cost=round(record.usage_cost, 6), duration_ms=round(record.duration_ms, 3))
+
+
+def run_result(record: RunRecord, steps: list[StepRecord] | None = None) -> RunResult:
+    return RunResult(
+        run_id=record.id,
+        status=record.status,
+        output=record.output,
+        error=None if record.error is None else ErrorInfo(**record.error),
+        missing=list(record.missing),
+        steps=[step_info(s) for s in steps or []],
+        usage=usage(record),
+        next_action=next_action(record),
+    )
+
+
+def run_summary(record: RunRecord) -> RunSummary:
+    return RunSummary(
+        run_id=record.id,
+        status=record.status,
+        created_at=record.created_at,
+        usage=usage(record),
+        error=None if record.error is None else ErrorInfo(**record.error),
+        tags=dict(record.tags),
+    )
+
+
+def tool_info(spec: ToolSpec, versions: list[str] | None = None) -> ToolInfo:
+    return ToolInfo(
+        name=spec.name,
+        version=spec.version,
+        description=spec.description,
+        versions=versions or [spec.version],
+        input_schema=spec.input_schema,
+        output_schema=spec.output_schema,
+        idempotent=spec.idempotent,
+        cost=spec.cost,
+        timeout_s=spec.timeout_s,
+        tags=list(spec.tags),
+        deprecated=spec.deprecated,
+    )

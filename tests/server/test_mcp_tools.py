@@ -1,0 +1,239 @@
+"""The MCP surface through real in-process client sessions, in both protocol eras."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from server import Settings, build_server
+from server.results import RunResult
+
+pytestmark = pytest.mark.anyio
+
+RUN_TOOLS = {"run_chain", "fan_out", "map_reduce", "route", "refine"}
+CONTRACT_TOOLS = RUN_TOOLS | {"validate", "get_run", "wait_run", "list_runs", "cancel_run", "find_tools",
+                              "describe_tool"}  # fmt: skip
+
+
+async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def error_text(client: Client, tool: str, arguments: dict[str, Any]) -> str:
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert isinstance(text, str)
+    return text
+
+
+async def test_every_contract_tool_is_listed_with_a_description_and_an_output_schema(settings: Settings, mode: str):
+    async with Client(build_server(settings), mode=mode) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert CONTRACT_TOOLS <= set(tools)
+    for name in CONTRACT_TOOLS:
+        assert tools[name].description and len(tools[name].description) > 60, name
+        assert tools[name].output_schema is not None, name
+    run_fields = set(tools["run_chain"].output_schema["properties"])  # type: ignore[index]
+    assert run_fields == {"run_id", "status", "output", "error", "missing", "steps", "usage", "gate", "next_action"}
+
+
+async def test_run_chain_returns_the_finished_run_with_its_steps(settings: Settings, mode: str):
+    async with Client(build_server(settings), mode=mode) as client:
+        run = await call(
+            client,
+            "run_chain",
+            {
+                "steps": [{"tool": "add"}, {"tool": "double", "input": {"value": {"$": "prev.sum"}}}],
+                "input": {"a": 1, "b": 2},
+            },
+        )
+    result = RunResult.model_validate(run)
+    assert result.status == "succeeded"
+    assert result.output == {"value": 6}
+    assert [(s.path, s.tool, s.version, s.status) for s in result.steps] == [
+        ("", "chain", None, "completed"),
+        ("0", "add", "1.0.0", "completed"),
+        ("1", "double", "1.0.0", "completed"),
+    ]
+    assert result.usage.steps == 2
+    assert "use its output" in result.next_action
+
+
+async def test_a_slow_run_comes_back_running_and_wait_run_gets_the_outcome(settings: Settings, mode: str):
+    progress: list[tuple[float, float | None]] = []
+
+    async def on_progress(done: float, total: float | None, _message: str | None) -> None:
+        progress.append((done, total))
+
+    async with Client(build_server(settings), mode=mode) as client:
+        started = await client.call_tool(
+            "run_chain",
+            {"steps": [{"tool": "sleepy", "input": {"seconds": 1.5}}], "options": {"wait_s": 1.2}},
+            progress_callback=on_progress,
+        )
+        assert started.structured_content is not None
+        first = RunResult.model_validate(started.structured_content)
+        assert first.status == "running"
+        assert "wait_run" in first.next_action and first.run_id in first.next_action
+        done = RunResult.model_validate(await call(client, "wait_run", {"run_id": first.run_id, "timeout_s": 10}))
+    assert done.status == "succeeded"
+    assert progress and progress[0][1] == 1
+
+
+async def test_a_run_keeps_going_after_the_call_returns(settings: Settings, mode: str):
+    async with Client(build_server(settings), mode=mode) as client:
+        first = await call(client, "run_chain", {"steps": [{"tool": "sleepy", "input": {"seconds": 0.3}}],
+                                                  "options": {"wait_s": 0}})  # fmt: skip
+        assert first["status"] == "running"
+        with anyio.fail_after(5):
+            while (await call(client, "get_run", {"run_id": first["run_id"]}))["status"] == "running":
+                await anyio.sleep(0.05)
+        assert (await call(client, "get_run", {"run_id": first["run_id"]}))["status"] == "succeeded"
+
+
+async def test_the_same_idempotency_key_returns_the_same_run(settings: Settings, mode: str):
+    args = {"steps": [{"tool": "add"}], "input": {"a": 2, "b": 2}, "options": {"idempotency_key": "order-7"}}
+    async with Client(build_server(settings), mode=mode) as client:
+        first = await call(client, "run_chain", args)
+        second = await call(client, "run_chain", args)
+        runs = await call(client, "list_runs", {})
+    assert first["run_id"] == second["run_id"]
+    assert [r["run_id"] for r in runs["runs"]] == [first["run_id"]]
+
+
+async def test_fan_out_best_effort_names_the_branch_that_timed_out(settings: Settings, mode: str):
+    async with Client(build_server(settings), mode=mode) as client:
+        run = await call(
+            client,
+            "fan_out",
+            {
+                "branches": [{"tool": "double"}, {"tool": "sleepy", "input": {"seconds": 5}}],
+                "input": {"value": 4},
+                "strategy": "best_effort",
+                "branch_timeout_s": 0.2,
+                "reduce": {"tool": "summarize", "input": {"results": {"$": "results"}}},
+            },
+        )
+    assert run["status"] == "partial"
+    assert run["missing"] == ["fan_out/1"]
+    assert run["output"] == {"count": 2, "present": 1, "missing": 1}
+    assert "fan_out/1" in run["next_action"]
+
+
+async def test_map_reduce_route_and_refine_run_through_their_tools(settings: Settings, mode: str):
+    async with Client(build_server(settings), mode=mode) as client:
+        mapped = await call(
+            client,
+            "map_reduce",
+            {"items": [1, 2, 3], "map": {"tool": "double", "input": {"value": {"$": "item"}}},
+             "reduce": {"tool": "total", "input": {"values": {"$": "results"}}}},
+        )  # fmt: skip
+        routed = await call(
+            client,
+            "route",
+            {"input": {"text": "my invoice is wrong"}, "on": "input.text && 'billing'",
+             "cases": {"billing": {"tool": "classify"}}},
+        )  # fmt: skip
+        refined = await call(
+            client,
+            "refine",
+            {"input": {"text": "draft"}, "generate": {"tool": "draft"}, "evaluate": {"tool": "grade"},
+             "score": "score", "threshold": 0.9, "max_iterations": 5},
+        )  # fmt: skip
+    assert mapped["output"] == {"total": 12}
+    assert routed["output"]["category"] == "billing"
+    assert refined["output"]["reached_threshold"] and refined["output"]["stop_reason"] == "threshold"
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "expected"),
+    [
+        ("run_chain", {"steps": [{"toll": "add"}]}, "invalid_input: invalid step: chain[0]: unknown step kind"),
+        ("run_chain", {"steps": [{"tool": "ad"}]}, "unknown_tool: step 0: unknown tool 'ad'; did you mean 'add'"),
+        ("run_chain", {"steps": [{"tool": "add@^9"}]}, "no version of 'add' satisfies '^9'; versions: 1.0.0"),
+        ("run_chain", {"steps": [{"tool": "add", "input": {"$": "steps.nope"}}]}, "no step has id 'nope'"),
+        ("fan_out", {"branches": [{"tool": "add"}], "strategy": "quorum"}, "strategy 'quorum' needs `quorum`"),
+        ("refine", {"generate": {"tool": "draft"}, "evaluate": {"tool": "grade"}, "score": "score",
+                    "threshold": 1, "max_iterations": 500}, "limit_exceeded: limit max_iterations=25"),
+        ("get_run", {"run_id": "nope"}, "invalid_input: no run with id 'nope'"),
+        ("describe_tool", {"ref": "add@^^1"}, "is not a valid tool reference"),
+    ],
+)  # fmt: skip
+async def test_bad_calls_are_specific_tool_errors_and_start_nothing(
+    settings: Settings, mode: str, tool: str, arguments: dict[str, Any], expected: str
+):
+    async with Client(build_server(settings), mode=mode) as client:
+        assert expected in await error_text(client, tool, arguments)
+        assert (await call(client, "list_runs", {}))["runs"] == []
+
+
+async def test_a_contract_violation_fails_the_run_naming_field_and_rule(settings: Settings, mode: str):
+    async with Client(build_server(settings), mode=mode) as client:
+        run = await call(client, "run_chain", {"steps": [{"tool": "wrong-output"}], "input": {}})
+    assert run["status"] == "failed"
+    assert run["error"]["type"] == "contract_violation"
+    assert run["error"]["step"] == "0"
+    assert "field total" in run["error"]["message"] and "rule: type" in run["error"]["message"]
+
+
+async def test_cancel_run_stops_a_running_run(settings: Settings, mode: str):
+    async with Client(build_server(settings), mode=mode) as client:
+        first = await call(client, "run_chain", {"steps": [{"tool": "sleepy", "input": {"seconds": 30}}],
+                                                  "options": {"wait_s": 0.2}})  # fmt: skip
+        with anyio.fail_after(5):
+            cancelled = await call(client, "cancel_run", {"run_id": first["run_id"], "reason": "test"})
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["error"]["type"] == "cancelled"
+    assert [s["status"] for s in cancelled["steps"] if s["path"] == "0"] == ["cancelled"]
+
+
+async def test_validate_reports_the_lock_and_schema_gaps(settings: Settings, mode: str):
+    async with Client(build_server(settings), mode=mode) as client:
+        good = await call(client, "validate", {"step": {"chain": [{"tool": "add"}, {"tool": "double@^1"}]}})
+        gap = await call(client, "validate", {"step": {"chain": [{"tool": "double"}, {"tool": "add"}]}})
+        bad = await call(client, "validate", {"step": {"chain": [{"tool": "ad"}]}})
+    assert good == {"valid": True, "lock": {"add": "1.0.0", "double@^1": "1.0.0"}, "problems": []}
+    assert not bad["valid"] and "unknown tool 'ad'" in bad["problems"][0]
+    assert gap["valid"]  # double declares no output schema: nothing can be concluded
+
+
+async def test_find_and_describe_tools(settings: Settings, mode: str):
+    async with Client(build_server(settings), mode=mode) as client:
+        found = await call(client, "find_tools", {"query": "add"})
+        described = await call(client, "describe_tool", {"ref": "add@^1"})
+    assert [t["name"] for t in found["tools"]] == ["add"]
+    assert described["version"] == "1.0.0" and described["versions"] == ["1.0.0"]
+    assert described["input_schema"]["required"] == ["a", "b"]
+
+
+async def test_run_and_tool_resources_and_the_supervise_prompt(settings: Settings, mode: str):
+    async with Client(build_server(settings), mode=mode) as client:
+        run = await call(client, "run_chain", {"steps": [{"tool": "add"}], "input": {"a": 1, "b": 1}})
+        run_text = await client.read_resource(f"podium://runs/{run['run_id']}")
+        tool_text = await client.read_resource("podium://tools/add/1.0.0")
+        prompt = await client.get_prompt("supervise", {"goal": "pay invoices"})
+    assert f'"run_id": "{run["run_id"]}"' in run_text.contents[0].text  # type: ignore[union-attr]
+    assert '"name": "add"' in tool_text.contents[0].text  # type: ignore[union-attr]
+    assert "wait_run" in prompt.messages[0].content.text  # type: ignore[union-attr]
+
+
+async def test_two_hundred_concurrent_calls_on_one_session_all_answer_correctly(settings: Settings, mode: str):
+    answers: dict[int, Any] = {}
+    async with Client(build_server(settings), mode=mode) as client:
+
+        async def one(i: int) -> None:
+            run = await call(client, "run_chain", {"steps": [{"tool": "add"}], "input": {"a": i, "b": 1}})
+            answers[i] = run["output"]["sum"]
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for i in range(200):
+                    tg.start_soon(one, i)
+    assert answers == {i: i + 1 for i in range(200)}
