@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -136,7 +137,12 @@ def _lifespan(settings: Settings) -> Any:
                 await registry.register_file(path)
             async with Engine(store, registry, settings.limits) as engine:
                 log.info("podium serving with %s", store.db.display)
-                yield AppState(settings, store, registry, engine)
+                try:
+                    yield AppState(settings, store, registry, engine)
+                finally:
+                    # A tool's unflushed print() would otherwise be flushed at exit, after the stdio transport
+                    # has pointed fd 1 back at the wire; flushed now, it goes where fd 1 is diverted (stderr).
+                    sys.stdout.flush()
 
     return lifespan
 

@@ -109,6 +109,7 @@ TEST_TOOLS: dict[str, dict[str, Any]] = {
     "signal-hold": {"target": "tests.tools:signal_hold"},
     "await-signal": {"target": "tests.tools:await_signal"},
     "pick-score": {"target": "tests.tools:pick_score"},
+    "noisy": {"target": "tests.tools:noisy"},
 }
 
 

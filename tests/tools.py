@@ -198,3 +198,9 @@ async def await_signal(name: str, value: Any = None, fail: bool = False, within:
 def pick_score(round: int, scores: list[float], **_: Any) -> dict[str, Any]:
     """The score for ``round`` (1-based) from a fixed list: lets an evaluator's scores go up and down."""
     return {"score": scores[round - 1], "round": round}
+
+
+def noisy(**kwargs: Any) -> dict[str, Any]:
+    """A tool that writes to stdout, as careless tools do; it must never reach the stdio wire."""
+    print("chatter from a tool that prints")  # noqa: T201 - the point of this tool
+    return dict(kwargs)

@@ -1,0 +1,154 @@
+"""The installed `podium` command, run as a person or a script runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from patterns import Engine
+from registry import Registry
+from storage import Store
+
+REPO = Path(__file__).resolve().parents[2]
+PODIUM = str(Path(sys.executable).with_name("podium"))
+
+
+def podium(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    base = {"PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    return subprocess.run(
+        [PODIUM, *args], env={**base, **(env or {})}, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return str(tmp_path / "podium.db")
+
+
+def make_runs(db: str, registry_file: Path) -> list[str]:
+    """Two finished runs made through the Python API: one succeeded, one failed on a contract."""
+
+    async def go() -> list[str]:
+        async with Store.open(db) as store:
+            registry = Registry(store)
+            await registry.register_file(registry_file)
+            async with Engine(store, registry) as engine:
+                ok = await engine.run({"chain": [{"tool": "add"}, {"tool": "double", "input": {"value": 1}}]},
+                                      {"a": 1, "b": 2})  # fmt: skip
+                bad = await engine.run({"chain": [{"tool": "wrong-output"}]}, {})
+        return [ok.id, bad.id]
+
+    return anyio.run(go)
+
+
+def test_tools_add_then_list_and_show(db: str, registry_file: Path) -> None:
+    added = podium("tools", "add", str(registry_file), "--db", db)
+    assert added.returncode == 0, added.stderr
+    assert "published add@1.0.0" in added.stdout
+    listed = podium("tools", "list", "--db", db, "--json")
+    names = [t["name"] for t in json.loads(listed.stdout)["tools"]]
+    assert "add" in names and "double" in names
+    shown = podium("tools", "show", "add@^1", "--db", db)
+    assert shown.returncode == 0 and "add@1.0.0" in shown.stdout and '"required"' in shown.stdout
+    table = podium("tools", "list", "--db", db)
+    assert table.stdout.splitlines()[0].split()[:3] == ["TOOL", "VERSION", "VERSIONS"]
+
+
+def test_runs_list_and_show_use_the_mcp_field_names_with_json(db: str, registry_file: Path) -> None:
+    ok, bad = make_runs(db, registry_file)
+    listed = json.loads(podium("runs", "list", "--db", db, "--json").stdout)
+    assert [r["run_id"] for r in listed["runs"]] == [bad, ok]
+    assert set(listed["runs"][0]) == {"run_id", "status", "created_at", "usage", "error", "tags"}
+    failed = json.loads(podium("runs", "list", "--status", "failed", "--db", db, "--json").stdout)
+    assert [r["run_id"] for r in failed["runs"]] == [bad]
+    shown = json.loads(podium("runs", "show", ok, "--db", db, "--json").stdout)
+    assert set(shown) == {"run_id", "status", "output", "error", "missing", "steps", "usage", "gate", "next_action"}
+    assert shown["output"] == {"value": 2}
+
+
+def test_runs_show_draws_the_step_tree_with_errors(db: str, registry_file: Path) -> None:
+    _ok, bad = make_runs(db, registry_file)
+    shown = podium("runs", "show", bad, "--db", db)
+    assert shown.returncode == 0
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith(f"run {bad}: failed")
+    assert any("└─ 0  wrong-output@1.0.0  failed  1 attempt" in line for line in lines)
+    assert any("! contract_violation:" in line for line in lines)
+
+
+def test_runs_tail_prints_a_settled_run_and_exits_with_its_outcome(db: str, registry_file: Path) -> None:
+    ok, bad = make_runs(db, registry_file)
+    assert podium("runs", "tail", ok, "--db", db).returncode == 0
+    tailed = podium("runs", "tail", bad, "--db", db)
+    assert tailed.returncode == 1 and "failed" in tailed.stdout
+
+
+def test_runs_cancel_leaves_a_finished_run_alone(db: str, registry_file: Path) -> None:
+    ok, _bad = make_runs(db, registry_file)
+    done = json.loads(podium("runs", "cancel", ok, "--db", db, "--json").stdout)
+    assert done["status"] == "succeeded"
+
+
+def test_validate_checks_a_step_file(db: str, registry_file: Path, tmp_path: Path) -> None:
+    podium("tools", "add", str(registry_file), "--db", db)
+    good = tmp_path / "good.yaml"
+    good.write_text("chain:\n  - tool: add\n  - tool: double@^1\n")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"chain": [{"tool": "add", "input": {"$": "steps.nope"}}]}))
+    ok = podium("validate", str(good), "--db", db)
+    assert ok.returncode == 0 and "add -> 1.0.0" in ok.stdout
+    failed = podium("validate", str(bad), "--db", db, "--json")
+    assert failed.returncode == 1
+    assert "no step has id 'nope'" in json.loads(failed.stdout)["problems"][0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["runs", "show", "nope"], "no run with id 'nope'"),
+        (["tools", "show", "missing-tool"], "unknown tool 'missing-tool'"),
+        (["validate", "/no/such/file.yaml"], "cannot read /no/such/file.yaml"),
+        (["tools", "add", "/no/such/tools.toml"], "tools.toml"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_status_2(db: str, args: list[str], message: str) -> None:
+    done = podium(*args, "--db", db)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_settings_come_from_podium_toml_and_env_and_db_wins(tmp_path: Path, registry_file: Path) -> None:
+    from_file = tmp_path / "from-file.db"
+    (tmp_path / "podium.toml").write_text(f'database_url = "sqlite:///{from_file}"\n[limits]\nmax_steps = 5\n')
+    assert podium("tools", "add", str(registry_file), cwd=tmp_path).returncode == 0
+    assert from_file.exists()
+    from_env = tmp_path / "from-env.db"
+    assert podium("tools", "add", str(registry_file), cwd=tmp_path,
+                  env={"PODIUM_DATABASE_URL": f"sqlite:///{from_env}"}).returncode == 0  # fmt: skip
+    assert from_env.exists()
+    flag = tmp_path / "flag.db"
+    podium("tools", "add", str(registry_file), "--db", str(flag), cwd=tmp_path,
+           env={"PODIUM_DATABASE_URL": f"sqlite:///{from_env}"})  # fmt: skip
+    assert flag.exists()
+    broken = podium("tools", "list", cwd=tmp_path, env={"PODIUM_LIMITS__MAX_STEPS": "zero"})
+    assert broken.returncode == 2 and "limits.max_steps" in broken.stderr
+
+
+def test_the_default_database_is_created_in_the_user_data_directory(tmp_path: Path, registry_file: Path) -> None:
+    home = tmp_path / "home"
+    done = podium("tools", "list", env={"HOME": str(home), "XDG_DATA_HOME": str(home / "data")})
+    assert done.returncode == 0, done.stderr
+    assert (home / "data" / "podium" / "podium.db").exists()
+
+
+def test_help_lists_the_commands() -> None:
+    done = podium("--help")
+    for command in ("serve", "demo", "runs", "tools", "validate"):
+        assert command in done.stdout

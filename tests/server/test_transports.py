@@ -1,0 +1,124 @@
+"""The server as users run it: `podium serve` over stdio and over streamable HTTP, in real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+
+REPO = Path(__file__).resolve().parents[2]
+PODIUM = str(Path(sys.executable).with_name("podium"))
+pytestmark = pytest.mark.anyio
+
+
+def _env() -> dict[str, str]:
+    # the test tools live in tests/, importable from the repository root
+    return {"PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+
+
+def _serve_args(tmp_path: Path, registry_file: Path, *extra: str) -> list[str]:
+    return ["serve", "--db", str(tmp_path / "podium.db"), "--registry", str(registry_file), *extra]
+
+
+async def test_stdio_server_runs_a_chain_for_a_real_client(tmp_path: Path, registry_file: Path) -> None:
+    params = StdioServerParameters(command=PODIUM, args=_serve_args(tmp_path, registry_file), env=_env(), cwd=REPO)
+    with anyio.fail_after(60):
+        async with Client(params) as client:
+            result = await client.call_tool(
+                "run_chain", {"steps": [{"tool": "add"}, {"tool": "noisy"}], "input": {"a": 20, "b": 22}}
+            )
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == "succeeded"
+    assert result.structured_content["output"] == {"sum": 42}
+
+
+async def test_the_stdio_wire_carries_only_json_rpc_even_when_a_tool_prints(
+    tmp_path: Path, registry_file: Path
+) -> None:
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "wire-test", "version": "1"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "run_chain", "arguments": {"steps": [{"tool": "noisy"}], "input": {"x": 1}}}},
+    ]  # fmt: skip
+    process = await anyio.open_process(
+        [PODIUM, *_serve_args(tmp_path, registry_file)], env=_env(), cwd=REPO, stderr=subprocess.PIPE
+    )
+    assert process.stdin is not None and process.stdout is not None
+    lines: list[str] = []
+    buffer = b""
+    with anyio.fail_after(60):
+        for message in messages:
+            await process.stdin.send((json.dumps(message) + "\n").encode())
+        while not any('"id":2' in line.replace(" ", "") for line in lines):
+            buffer += await process.stdout.receive()
+            *complete, buffer = buffer.split(b"\n")
+            lines.extend(line.decode() for line in complete if line.strip())
+        await process.stdin.aclose()
+        rest = b""
+        async for chunk in process.stdout:
+            rest += chunk
+        await process.wait()
+    lines.extend(line for line in (buffer + rest).decode().splitlines() if line.strip())
+    parsed = [json.loads(line) for line in lines]  # every line on the wire is JSON...
+    assert all(p.get("jsonrpc") == "2.0" for p in parsed)  # ...and JSON-RPC
+    assert not any("chatter" in line for line in lines)
+    reply = next(p for p in parsed if p.get("id") == 2)
+    assert reply["result"]["structuredContent"]["status"] == "succeeded"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _wait_for_port(port: int, process: anyio.abc.Process) -> None:
+    with anyio.fail_after(30):
+        while True:
+            if process.returncode is not None:
+                raise AssertionError(f"server exited with {process.returncode}")
+            try:
+                stream = await anyio.connect_tcp("127.0.0.1", port)
+            except OSError:
+                await anyio.sleep(0.1)
+                continue
+            await stream.aclose()
+            return
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_http_server_serves_mcp_at_slash_mcp(tmp_path: Path, registry_file: Path, mode: Any) -> None:
+    port = _free_port()
+    args = [PODIUM, *_serve_args(tmp_path, registry_file, "--http", "--port", str(port))]
+    process = await anyio.open_process(args, env=_env(), cwd=REPO, stderr=subprocess.DEVNULL)
+    try:
+        await _wait_for_port(port, process)
+        with anyio.fail_after(60):
+            async with Client(f"http://127.0.0.1:{port}/mcp", mode=mode) as client:
+                run = await client.call_tool("run_chain", {"steps": [{"tool": "add"}], "input": {"a": 1, "b": 2}})
+                listed = await client.call_tool("list_runs", {})
+    finally:
+        process.terminate()
+        await process.wait()
+    assert run.structured_content is not None and run.structured_content["output"] == {"sum": 3}
+    assert listed.structured_content is not None and len(listed.structured_content["runs"]) == 1
+
+
+def test_http_on_a_public_interface_without_principals_is_refused(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [PODIUM, "serve", "--http", "--host", "0.0.0.0", "--db", str(tmp_path / "p.db")],
+        env=_env(), cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "binds only to loopback" in done.stderr and "[[principal]]" in done.stderr
