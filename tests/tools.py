@@ -202,5 +202,5 @@ def pick_score(round: int, scores: list[float], **_: Any) -> dict[str, Any]:
 
 def noisy(**kwargs: Any) -> dict[str, Any]:
     """A tool that writes to stdout, as careless tools do; it must never reach the stdio wire."""
-    print("chatter from a tool that prints")  # noqa: T201 - the point of this tool
+    print("chatter from a tool that prints")
     return dict(kwargs)
