@@ -108,9 +108,11 @@ def next_action(record: RunRecord) -> str:
     if status == "succeeded":
         return "The run succeeded: use its output."
     if status == "partial":
+        gaps = ", ".join(record.missing)
+        verb = "is" if len(record.missing) == 1 else "are"
         return (
-            f"The run finished with gaps: {', '.join(record.missing)} are unavailable; treat them as "
-            "'data unavailable — manual review recommended' or re-run just those steps."
+            f"The run finished with gaps: {gaps} {verb} unavailable; treat that as 'data unavailable — manual "
+            "review recommended' or re-run just those steps."
         )
     if status == "cancelled":
         return "The run was cancelled; start a new run if the work is still needed."

@@ -152,3 +152,15 @@ def test_help_lists_the_commands() -> None:
     done = podium("--help")
     for command in ("serve", "demo", "runs", "tools", "validate"):
         assert command in done.stdout
+
+
+def test_demo_runs_the_scenarios_through_mcp_and_leaves_the_runs_inspectable(tmp_path: Path) -> None:
+    home = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")}
+    demo = podium("demo", env=home)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert demo.stdout.count("MCP call:") == 3
+    assert "post-to-erp@1.0.0  completed" in demo.stdout
+    assert "missing (data unavailable): fan_out/2" in demo.stdout
+    assert "1/route/case=billing  handle-billing@1.0.0  completed" in demo.stdout
+    listed = json.loads(podium("runs", "list", "--json", env=home).stdout)
+    assert sorted(r["status"] for r in listed["runs"]) == ["partial", "succeeded", "succeeded"]

@@ -22,7 +22,7 @@ async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str
     result = await client.call_tool(tool, arguments)
     assert not result.is_error, result.content
     assert result.structured_content is not None
-    return result.structured_content
+    return dict(result.structured_content)
 
 
 async def error_text(client: Client, tool: str, arguments: dict[str, Any]) -> str:
@@ -38,7 +38,8 @@ async def test_every_contract_tool_is_listed_with_a_description_and_an_output_sc
         tools = {t.name: t for t in (await client.list_tools()).tools}
     assert CONTRACT_TOOLS <= set(tools)
     for name in CONTRACT_TOOLS:
-        assert tools[name].description and len(tools[name].description) > 60, name
+        description = tools[name].description
+        assert description is not None and len(description) > 60, name
         assert tools[name].output_schema is not None, name
     run_fields = set(tools["run_chain"].output_schema["properties"])  # type: ignore[index]
     assert run_fields == {"run_id", "status", "output", "error", "missing", "steps", "usage", "gate", "next_action"}
@@ -67,10 +68,10 @@ async def test_run_chain_returns_the_finished_run_with_its_steps(settings: Setti
 
 
 async def test_a_slow_run_comes_back_running_and_wait_run_gets_the_outcome(settings: Settings, mode: str):
-    progress: list[tuple[float, float | None]] = []
+    seen: list[tuple[float, float | None]] = []
 
-    async def on_progress(done: float, total: float | None, _message: str | None) -> None:
-        progress.append((done, total))
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total))
 
     async with Client(build_server(settings), mode=mode) as client:
         started = await client.call_tool(
@@ -84,7 +85,7 @@ async def test_a_slow_run_comes_back_running_and_wait_run_gets_the_outcome(setti
         assert "wait_run" in first.next_action and first.run_id in first.next_action
         done = RunResult.model_validate(await call(client, "wait_run", {"run_id": first.run_id, "timeout_s": 10}))
     assert done.status == "succeeded"
-    assert progress and progress[0][1] == 1
+    assert seen and seen[0][1] == 1
 
 
 async def test_a_run_keeps_going_after_the_call_returns(settings: Settings, mode: str):

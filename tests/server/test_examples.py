@@ -1,0 +1,645 @@
+"""The ``podium demo`` example tools: each function, the registry file's contracts, and the demo's step trees."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from patterns.engine import Engine
+from registry import Registry
+from registry.files import load_registry_file
+from registry.providers import load_target
+from server.demo import SCENARIOS
+from server.examples import invoice, support, vendor_risk
+
+TOOLS_FILE = Path(invoice.__file__).with_name("tools.toml")
+
+ACME_TEXT = """INVOICE
+From: ACME Corp
+Invoice #: INV-2026-0042
+Date: 2026-03-02
+PO: PO-1001
+Terms: Net 30
+
+2 x Widget @ 12.50
+10 x Gadget Pro @ 99.00
+1 x Installation service @ 250.00
+
+Subtotal: 1,265.00
+Total: 1,265.00 EUR
+"""
+
+GLOBEX_TEXT = """Globex Ltd
+Invoice number GX-90311
+Invoice date: March 5, 2026
+Due: 19.04.2026
+- 3 x Server rack @ $4,200.00
+- 1x Support plan @ $900.00 = 900.00
+Tax (8%): $1,080.00
+Amount due: $14,580.00
+"""
+
+BILLING_TICKET = {
+    "subject": "Charged twice for March",
+    "body": "Hi, my credit card was charged twice for the March invoice. Please refund one of the payments.",
+}
+
+
+def acme() -> dict[str, Any]:
+    return invoice.extract(ACME_TEXT)
+
+
+def globex() -> dict[str, Any]:
+    return invoice.extract(GLOBEX_TEXT)
+
+
+# --- invoice chain ----------------------------------------------------------------------------------------------
+
+
+def test_extract_reads_every_field_of_a_labelled_invoice() -> None:
+    assert acme() == {
+        "vendor": "ACME Corp",
+        "invoice_number": "INV-2026-0042",
+        "date": "2026-03-02",
+        "due_date": None,
+        "po_number": "PO-1001",
+        "payment_terms_days": 30,
+        "currency": "EUR",
+        "line_items": [
+            {"description": "Widget", "quantity": 2.0, "unit_price": 12.5, "amount": 25.0},
+            {"description": "Gadget Pro", "quantity": 10.0, "unit_price": 99.0, "amount": 990.0},
+            {"description": "Installation service", "quantity": 1.0, "unit_price": 250.0, "amount": 250.0},
+        ],
+        "subtotal": 1265.0,
+        "tax": None,
+        "total": 1265.0,
+        "warnings": [],
+    }
+
+
+def test_extract_handles_symbols_named_months_dotted_dates_and_tax() -> None:
+    data = globex()
+
+    assert data["vendor"] == "Globex Ltd"  # the first line, with no From: line
+    assert data["invoice_number"] == "GX-90311"
+    assert data["date"] == "2026-03-05"
+    assert data["due_date"] == "2026-04-19"
+    assert data["currency"] == "USD"
+    assert [item["amount"] for item in data["line_items"]] == [12600.0, 900.0]
+    assert data["tax"] == 1080.0
+    assert data["total"] == 14580.0
+    assert data["po_number"] is None
+    assert data["warnings"] == []  # items + tax add up to the total
+
+
+def test_extract_parses_european_amounts_and_warns_when_items_do_not_add_up() -> None:
+    data = invoice.extract("Vendor: Initech GmbH\nInvoice no. 2026/117\n3 x Chair @ 100,00\nTotal: EUR 1.234,50\n")
+
+    assert data["vendor"] == "Initech GmbH"
+    assert data["invoice_number"] == "2026/117"
+    assert data["total"] == 1234.5
+    assert data["currency"] == "EUR"
+    assert data["line_items"][0]["amount"] == 300.0
+    assert "line items sum to 300.00 but the total is 1,234.50" in data["warnings"]
+    assert "no invoice date found" in data["warnings"]
+
+
+def test_extract_fails_clearly_without_a_total() -> None:
+    with pytest.raises(ValueError, match="no invoice total found"):
+        invoice.extract("From: ACME Corp\nSubtotal: 100.00\n2 x Widget @ 50.00")
+
+
+def test_match_po_matches_an_invoice_within_the_remaining_amount() -> None:
+    result = invoice.match_po(acme())
+
+    assert result["po"] == "PO-1001"
+    assert result["department"] == "operations"
+    assert result["po_remaining"] == 3800.0
+    assert result["matched"] is True
+    assert result["issues"] == []
+
+
+def test_match_po_finds_the_vendors_po_and_reports_an_overrun() -> None:
+    result = invoice.match_po(globex())
+
+    assert result["po"] == "PO-2001"
+    assert result["matched"] is False
+    assert result["issues"] == ["invoice total 14,580.00 USD exceeds the 1,500.00 USD remaining on PO-2001"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "issue"),
+    [
+        ({"currency": "USD"}, "invoice currency USD does not match PO-1001's EUR"),
+        ({"vendor": "Umbrella Supplies", "po_number": None}, "no open purchase order for vendor 'Umbrella Supplies'"),
+        ({"po_number": "PO-9999"}, "the invoice cites PO-9999, which is not a known purchase order"),
+        ({"po_number": "PO-2001"}, "PO-2001 is with Globex Ltd, not ACME Corp"),
+        ({"vendor": "Initech GmbH", "po_number": "PO-0950", "total": 100.0}, "PO-0950 is closed"),
+    ],
+)
+def test_match_po_names_each_issue(changes: dict[str, Any], issue: str) -> None:
+    result = invoice.match_po({**acme(), **changes})
+
+    assert result["matched"] is False
+    assert issue in result["issues"]
+
+
+def test_match_po_needs_a_total() -> None:
+    with pytest.raises(ValueError, match="no numeric 'total'"):
+        invoice.match_po({"vendor": "ACME Corp"})
+
+
+def test_check_budget_passes_a_normal_invoice() -> None:
+    result = invoice.check_budget(acme(), "operations")
+
+    assert result == {
+        "department": "operations",
+        "amount_eur": 1265.0,
+        "budget_remaining_eur": 40000.0,
+        "budget_after_eur": 38735.0,
+        "within_budget": True,
+        "vendor_average_eur": 1100.0,
+        "ratio_to_average": 1.15,
+        "anomalies": [],
+    }
+
+
+def test_check_budget_flags_an_amount_over_twice_the_average_and_an_exhausted_budget() -> None:
+    result = invoice.check_budget(globex())  # department from the vendor's history
+
+    assert result["department"] == "it"
+    assert result["amount_eur"] == 13413.6
+    assert result["within_budget"] is False
+    assert result["anomalies"] == ["amount 13,413.60 EUR is 2.24x the vendor's average of 6,000.00 EUR (threshold 2x)"]
+
+
+def test_check_budget_flags_duplicates_new_vendors_and_unknown_currencies() -> None:
+    duplicate = invoice.check_budget({**acme(), "invoice_number": "INV-2026-0007"})
+    assert duplicate["anomalies"] == ["invoice INV-2026-0007 from ACME Corp was already posted: possible duplicate"]
+
+    newcomer = invoice.check_budget({"vendor": "Nakatomi Trading", "total": 10.0, "currency": "JPY"})
+    assert newcomer["department"] == "general"
+    assert newcomer["within_budget"] is False
+    assert newcomer["amount_eur"] is None
+    assert newcomer["anomalies"] == [
+        "cannot convert JPY to EUR; budget not verified",
+        "first invoice from Nakatomi Trading: no payment history",
+    ]
+
+
+def test_check_budget_rejects_an_unknown_department() -> None:
+    with pytest.raises(ValueError, match="unknown department 'marketing'; known: facilities, general, it, operations"):
+        invoice.check_budget(acme(), "marketing")
+
+
+def test_score_risk_auto_approves_a_clean_invoice() -> None:
+    data = acme()
+    result = invoice.score_risk(data, invoice.match_po(data), invoice.check_budget(data, "operations"))
+
+    assert result == {
+        "risk": "low",
+        "score": 0.0,
+        "reasons": ["PO matched, within budget, no anomalies"],
+        "decision": "auto_approve",
+        "approver": None,
+    }
+
+
+def test_score_risk_sends_a_risky_invoice_to_a_human_with_every_reason() -> None:
+    data = globex()
+    result = invoice.score_risk(data, invoice.match_po(data), invoice.check_budget(data))
+
+    assert result["risk"] == "high"
+    assert result["score"] == 1.0
+    assert result["decision"] == "needs_approval"
+    assert result["approver"] == "finance controller"
+    assert [reason.split(":")[0] for reason in result["reasons"]] == [
+        "purchase order",
+        "budget",
+        "anomaly",
+        "large amount",
+    ]
+
+
+def test_score_risk_counts_checks_that_did_not_run() -> None:
+    result = invoice.score_risk(acme())
+
+    assert result["score"] == 0.5
+    assert result["risk"] == "medium"
+    assert result["reasons"] == ["no purchase-order check was run", "no budget check was run"]
+
+
+def test_post_to_erp_posts_an_auto_approved_invoice_with_a_deterministic_id() -> None:
+    data = acme()
+    first = invoice.post_to_erp(data, {"decision": "auto_approve"})
+    again = invoice.post_to_erp(data, {"decision": "auto_approve"})
+    other = invoice.post_to_erp({**data, "invoice_number": "INV-2026-0043"}, {"decision": "auto_approve"})
+
+    assert first == again
+    assert re.fullmatch(r"ERP-[0-9A-F]{12}", first["posting_id"])
+    assert other["posting_id"] != first["posting_id"]
+    assert first["status"] == "posted"
+    assert first["payment_scheduled"] is True
+    assert first["payment_terms_days"] == 30
+    assert first["payment_date"] == "2026-04-01"  # 2026-03-02 + 30 days
+
+
+def test_post_to_erp_parks_an_invoice_that_needs_approval_until_someone_approves() -> None:
+    data = globex()
+    risk = {"decision": "needs_approval", "approver": "finance controller"}
+
+    parked = invoice.post_to_erp(data, risk)
+    posted = invoice.post_to_erp(data, risk, approved_by="dana@example.com")
+
+    assert parked["status"] == "parked"
+    assert parked["payment_scheduled"] is False
+    assert "awaits approval by the finance controller" in parked["message"]
+    assert posted["status"] == "posted"
+    assert posted["approved_by"] == "dana@example.com"
+    assert posted["payment_date"] == "2026-04-19"  # the due date on the invoice wins
+    assert posted["payment_terms_days"] == 45  # the vendor's usual terms
+
+
+def test_post_to_erp_without_an_invoice_date_leaves_the_payment_date_open() -> None:
+    result = invoice.post_to_erp({"vendor": "ACME Corp", "total": 5.0, "currency": "EUR"}, approved_by="dana")
+
+    assert result["payment_date"] is None
+    assert "payment date to be set" in result["message"]
+
+
+# --- vendor risk fan-out ----------------------------------------------------------------------------------------
+
+
+def all_sources(vendor: str, news: dict[str, Any] | None) -> list[dict[str, Any] | None]:
+    return [
+        vendor_risk.financials(vendor),
+        vendor_risk.sanctions(vendor),
+        news,
+        vendor_risk.performance(vendor),
+        vendor_risk.contract_terms(vendor),
+    ]
+
+
+@pytest.mark.parametrize("vendor", ["ACME Corp", "Globex", "initech gmbh", "Umbrella Supplies", "Soylent Foods Inc."])
+def test_every_sync_source_scores_every_known_vendor(vendor: str) -> None:
+    for fn, source in [
+        (vendor_risk.financials, "financials"),
+        (vendor_risk.sanctions, "sanctions"),
+        (vendor_risk.performance, "performance"),
+        (vendor_risk.contract_terms, "contract"),
+    ]:
+        result = fn(vendor)
+        assert result["source"] == source
+        assert result["vendor"] in {v["name"] for v in vendor_risk.VENDORS.values()}
+        assert 0 <= result["score"] <= 1
+        assert result["evidence"]
+
+
+def test_financials_distinguish_strong_from_weak_vendors() -> None:
+    assert vendor_risk.financials("Globex Ltd")["score"] == 0.12
+    weak = vendor_risk.financials("Initech GmbH")
+    assert weak["score"] == 0.79
+    assert "high leverage: debt/equity 2.8" in weak["evidence"]
+    unknown = vendor_risk.financials("Nobody Ltd")
+    assert unknown["credit_score"] is None
+    assert unknown["score"] == 0.6
+
+
+def test_sanctions_screening_tells_exact_partial_and_no_matches_apart() -> None:
+    exact = vendor_risk.sanctions("Tyrell Trading FZE")
+    partial = vendor_risk.sanctions("Umbrella Supplies")
+    clear = vendor_risk.sanctions("ACME Corp")
+
+    assert (exact["status"], exact["score"]) == ("match", 1.0)
+    assert (partial["status"], partial["score"]) == ("possible_match", 0.6)
+    assert partial["matches"][0]["entity"] == "Umbrella Holdings International"
+    assert (clear["status"], clear["score"], clear["matches"]) == ("clear", 0.0, [])
+    assert vendor_risk.sanctions("Initech GmbH")["score"] == 0.15  # one regulatory finding
+
+
+def test_performance_and_contract_review() -> None:
+    assert vendor_risk.performance("Globex Ltd")["score"] == 0.79
+    assert vendor_risk.performance("Umbrella Supplies")["metrics"] == {}
+    contract = vendor_risk.contract_terms("Initech GmbH")
+    assert contract["score"] == 1.0
+    assert {d["term"] for d in contract["deviations"] if d["severity"] == "major"} == {
+        "liability_cap_multiple",
+        "data_protection_addendum",
+    }
+    assert vendor_risk.contract_terms("ACME Corp")["deviations"] == []
+
+
+@pytest.mark.anyio
+async def test_news_scores_sentiment_after_its_delay() -> None:
+    globex_news = await vendor_risk.news("Globex Ltd", delay_s=0)
+    quiet = await vendor_risk.news("Umbrella Supplies", delay_s=0)
+
+    assert globex_news["source"] == "news"
+    assert globex_news["score"] == 0.73
+    assert globex_news["sentiment"] == -0.33
+    assert len(globex_news["articles"]) == 3
+    assert quiet["sentiment"] is None
+    assert quiet["evidence"] == ["no news coverage found for Umbrella Supplies"]
+
+
+@pytest.mark.anyio
+async def test_synthesize_weights_all_sources_and_explains_strong_financials_against_negative_news() -> None:
+    result = vendor_risk.synthesize(all_sources("Globex Ltd", await vendor_risk.news("Globex Ltd", delay_s=0)))
+
+    assert result["vendor"] == "Globex Ltd"  # from the reports
+    assert result["score"] == 0.313
+    assert result["rating"] == "medium"
+    assert result["missing"] == []
+    assert result["coverage"] == 1.0
+    concerns = {d["concerning"]: d for d in result["disagreements"]}
+    assert sorted(concerns) == ["news", "performance"]
+    assert concerns["news"]["explanation"].startswith("Financials look strong (0.12)")
+    assert "but news sentiment is negative (0.73)" in concerns["news"]["explanation"]
+    assert result["manual_review"] is True  # performance is a red flag
+    assert result["recommendation"] == "manual_review"
+
+
+def test_synthesize_names_missing_sources_as_data_unavailable() -> None:
+    result = vendor_risk.synthesize(all_sources("Globex Ltd", None), vendor="Globex Ltd")
+
+    assert result["missing"] == [{"source": "news", "note": "data unavailable — manual review recommended"}]
+    assert "news" not in result["sources"]
+    assert result["coverage"] == 0.85
+    assert result["score"] == 0.239  # weighted over the 0.85 that answered
+    assert result["recommendation"] == "manual_review"
+    assert "Missing: news — data unavailable — manual review recommended." in result["summary"]
+
+
+@pytest.mark.anyio
+async def test_synthesize_approves_a_clean_vendor_and_rejects_a_sanctioned_one() -> None:
+    soylent = vendor_risk.synthesize(all_sources("Soylent Foods", await vendor_risk.news("Soylent Foods", delay_s=0)))
+    tyrell = vendor_risk.synthesize(all_sources("Tyrell Trading FZE", None))
+
+    assert (soylent["rating"], soylent["recommendation"], soylent["manual_review"]) == ("low", "approve", False)
+    assert (tyrell["rating"], tyrell["recommendation"]) == ("high", "reject")
+    assert tyrell["score"] >= 0.9
+
+
+def test_synthesize_places_reports_without_a_source_by_position() -> None:
+    reports = all_sources("ACME Corp", None)
+    anonymous: list[dict[str, Any] | None] = [
+        {k: v for k, v in r.items() if k != "source"} if r else None for r in reports
+    ]
+
+    assert vendor_risk.synthesize(anonymous)["sources"] == vendor_risk.synthesize(reports)["sources"]
+
+
+def test_synthesize_needs_at_least_one_report() -> None:
+    with pytest.raises(ValueError, match="nothing to synthesize"):
+        vendor_risk.synthesize([None, None])
+
+
+# --- support router ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "category", "priority"),
+    [
+        (BILLING_TICKET["subject"], BILLING_TICKET["body"], "billing", "high"),
+        ("Question about my invoice", "Where can I find last month's invoice?", "billing", "normal"),
+        ("Dashboard down for all users", "Since 09:10 the dashboard returns 502 in production.", "outage", "urgent"),
+        ("API timing out", "Some requests are timing out.", "outage", "high"),
+        ("Suspicious login", "Someone logged in from abroad; my account was hacked.", "security", "urgent"),
+        ("Phishing email", "I received a phishing email with your logo.", "security", "high"),
+        ("Export to CSV?", "How do I export my reports?", "general", "low"),
+        ("URGENT: export to CSV", "How do I export my reports?", "general", "normal"),
+    ],
+)
+def test_classify_picks_category_and_priority(subject: str, body: str, category: str, priority: str) -> None:
+    result = support.classify(subject, body)
+
+    assert (result["category"], result["priority"]) == (category, priority)
+    assert (result["subject"], result["body"]) == (subject, body)
+    assert 0 <= result["confidence"] <= 1
+    assert (result["keywords"] == []) == (category == "general")
+
+
+def test_classify_counts_a_phrase_once() -> None:
+    result = support.classify(**BILLING_TICKET)
+
+    assert result["keywords"] == ["invoice", "refund", "charged twice", "credit card"]
+    assert result["confidence"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("ticket", "queue", "expect"),
+    [
+        (BILLING_TICKET, "billing-ops", "refund the duplicate"),
+        ({"subject": "Site down", "body": "Everything returns 503 for everyone"}, "sre-oncall", "503 error"),
+        (
+            {"subject": "Phishing", "body": "A phishing mail asks for my password"},
+            "security-incident-response",
+            "as an attachment",
+        ),
+        ({"subject": "Hello", "body": "Do you have a mobile app?"}, "support-tier1", "help.example.com"),
+    ],
+)
+def test_each_handler_accepts_classify_output_and_drafts_a_reply(
+    ticket: dict[str, str], queue: str, expect: str
+) -> None:
+    classified = support.classify(**ticket)
+    handler = getattr(support, classified["category"])
+
+    result = handler(**classified)
+
+    assert result["queue"] == queue
+    assert result["category"] == classified["category"]
+    assert result["priority"] == classified["priority"]
+    assert result["sla_hours"] == support.SLA_HOURS[classified["priority"]]
+    assert expect in result["response"] or any(expect in action for action in result["actions"])
+    assert result["response"].startswith("Hello,")
+
+
+def test_handlers_reject_an_unknown_priority() -> None:
+    with pytest.raises(ValueError, match="unknown priority 'p1'"):
+        support.general("Hi", "there", priority="p1")
+
+
+# --- the registry file ------------------------------------------------------------------------------------------
+
+EXPECTED_TOOLS = {
+    "extract-invoice": "server.examples.invoice:extract",
+    "match-po": "server.examples.invoice:match_po",
+    "check-budget": "server.examples.invoice:check_budget",
+    "score-risk": "server.examples.invoice:score_risk",
+    "post-to-erp": "server.examples.invoice:post_to_erp",
+    "vendor-financials": "server.examples.vendor_risk:financials",
+    "vendor-sanctions": "server.examples.vendor_risk:sanctions",
+    "vendor-news": "server.examples.vendor_risk:news",
+    "vendor-performance": "server.examples.vendor_risk:performance",
+    "vendor-contract": "server.examples.vendor_risk:contract_terms",
+    "synthesize-risk": "server.examples.vendor_risk:synthesize",
+    "classify-ticket": "server.examples.support:classify",
+    "handle-billing": "server.examples.support:billing",
+    "handle-outage": "server.examples.support:outage",
+    "handle-security": "server.examples.support:security",
+    "handle-general": "server.examples.support:general",
+}
+
+
+def sample_inputs() -> dict[str, list[dict[str, Any]]]:
+    """Realistic inputs per tool, built the way the step trees pass data along."""
+    clean, risky = acme(), globex()
+    steps: dict[str, list[dict[str, Any]]] = {
+        "extract-invoice": [{"text": ACME_TEXT}, {"text": GLOBEX_TEXT}],
+        "match-po": [{"invoice": clean}, {"invoice": risky}],
+        "check-budget": [
+            {"invoice": clean, "department": "operations"},
+            {"invoice": risky, "department": None},
+            {"invoice": {"vendor": "Nakatomi", "total": 3.0, "currency": "JPY", "invoice_number": None}},
+        ],
+    }
+    steps["score-risk"] = [
+        {"invoice": inv, "po_check": invoice.match_po(inv), "budget_check": invoice.check_budget(inv)}
+        for inv in (clean, risky)
+    ] + [{"invoice": clean}]
+    steps["post-to-erp"] = [
+        {"invoice": inv, "risk": invoice.score_risk(inv, invoice.match_po(inv), invoice.check_budget(inv))}
+        for inv in (clean, risky)
+    ] + [{"invoice": risky, "risk": None, "approved_by": "dana"}]
+    vendors = ["ACME Corp", "Globex Ltd", "Initech GmbH", "Umbrella Supplies", "Soylent Foods", "Tyrell Trading FZE"]
+    for name in ("vendor-financials", "vendor-sanctions", "vendor-performance", "vendor-contract"):
+        steps[name] = [{"vendor": v} for v in vendors]
+    steps["vendor-news"] = [{"vendor": v, "delay_s": 0} for v in vendors]
+    steps["synthesize-risk"] = [{"results": all_sources(v, None), "vendor": v} for v in vendors] + [
+        {"results": [vendor_risk.financials("ACME Corp"), None, None, None, None]}
+    ]
+    tickets = [
+        BILLING_TICKET,
+        {"subject": "Site down", "body": "Everything returns 503 for everyone"},
+        {"subject": "Account hacked", "body": "Unauthorized logins, please help ASAP"},
+        {"subject": "Hello", "body": "Do you have a mobile app?"},
+    ]
+    steps["classify-ticket"] = tickets
+    classified = [support.classify(**t) for t in tickets]
+    for category in ("billing", "outage", "security", "general"):
+        steps[f"handle-{category}"] = [c for c in classified if c["category"] == category] + [
+            {"subject": "Minimal", "body": "Only the required fields"}
+        ]
+    return steps
+
+
+def test_the_registry_file_declares_every_example_tool() -> None:
+    loaded = load_registry_file(TOOLS_FILE)
+
+    assert {spec.name: spec.provider.target for spec in loaded.tools} == EXPECTED_TOOLS
+    assert loaded.workflows == ()
+    for spec in loaded.tools:
+        assert spec.version == "1.0.0"
+        assert spec.idempotent is (spec.name != "post-to-erp")
+        assert spec.description and spec.input_schema and spec.output_schema
+        assert spec.input_schema["required"] and spec.output_schema["required"]
+        assert 0 < spec.cost < 0.1
+        assert spec.timeout_s is not None
+        assert spec.tags
+        assert callable(load_target(spec.provider.target))
+
+
+@pytest.mark.anyio
+async def test_every_tool_output_satisfies_its_own_output_schema() -> None:
+    loaded = load_registry_file(TOOLS_FILE)
+    samples = sample_inputs()
+    assert set(samples) == {spec.name for spec in loaded.tools}
+
+    for spec in loaded.tools:
+        assert spec.input_schema is not None and spec.output_schema is not None
+        inputs, outputs = Draft202012Validator(spec.input_schema), Draft202012Validator(spec.output_schema)
+        fn = load_target(spec.provider.target)
+        for sample in samples[spec.name]:
+            assert not list(inputs.iter_errors(sample)), f"{spec.name}: sample input {sample} breaks its input_schema"
+            result = fn(**sample)
+            if inspect.isawaitable(result):
+                result = await result
+            json.dumps(result)  # JSON data only
+            errors = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in outputs.iter_errors(result)]
+            assert not errors, f"{spec.name}({sample}) -> {result} breaks its output_schema: {errors}"
+
+
+def test_input_schemas_reject_what_the_functions_would_not_accept() -> None:
+    specs = {spec.name: spec for spec in load_registry_file(TOOLS_FILE).tools}
+
+    def valid(name: str, value: Any) -> bool:
+        schema = specs[name].input_schema
+        assert schema is not None
+        return Draft202012Validator(schema).is_valid(value)
+
+    assert not valid("extract-invoice", {"text": "x", "language": "en"})
+    assert not valid("vendor-news", {"vendor": "ACME", "delay_s": -1})
+    assert not valid("check-budget", {"invoice": {"total": 1}, "department": "marketing"})
+    assert not valid("handle-billing", {"subject": "s", "body": "b", "priority": "p1"})
+
+
+# --- the demo's step trees, run by the engine ---------------------------------------------------------------
+
+
+def demo_run(index: int) -> tuple[dict[str, Any], Any]:
+    """The step tree and input of ``podium demo``'s scenario ``index``, as its MCP call describes them."""
+    scenario = SCENARIOS[index]
+    arguments = dict(scenario.arguments)
+    run_input = arguments.pop("input")
+    if scenario.tool == "run_chain":
+        return {"chain": arguments["steps"]}, run_input
+    return {scenario.tool: arguments}, run_input
+
+
+def test_the_demo_runs_the_seed_scenarios_on_their_sample_inputs() -> None:
+    assert demo_run(0)[1] == {"text": ACME_TEXT}
+    assert demo_run(1)[1] == {"vendor": "Globex Ltd"}
+    assert demo_run(2)[1] == BILLING_TICKET
+    assert demo_run(1)[0]["fan_out"]["strategy"] == "best_effort"
+    assert demo_run(1)[0]["fan_out"]["branch_timeout_s"] == 0.5
+
+
+@pytest.fixture
+async def examples(registry: Registry) -> Registry:
+    await registry.register_file(TOOLS_FILE)
+    return registry
+
+
+@pytest.mark.anyio
+async def test_the_invoice_chain_runs_end_to_end(engine: Engine, examples: Registry) -> None:
+    tree, run_input = demo_run(0)
+
+    run = await engine.run(tree, run_input)
+
+    assert run.status == "succeeded", run.error
+    assert run.output["status"] == "posted"
+    assert run.output["payment_date"] == "2026-04-01"
+    assert run.output["posting_id"] == invoice.post_to_erp(acme(), {"decision": "auto_approve"})["posting_id"]
+
+
+@pytest.mark.anyio
+async def test_the_vendor_fan_out_times_out_news_and_synthesizes_the_rest(engine: Engine, examples: Registry) -> None:
+    tree, run_input = demo_run(1)
+
+    run = await engine.run(tree, run_input)
+
+    assert run.status == "partial", run.error
+    assert run.missing == ["fan_out/2"]
+    assert run.output["missing"] == [{"source": "news", "note": "data unavailable — manual review recommended"}]
+    assert run.output["recommendation"] == "manual_review"
+    assert [d["concerning"] for d in run.output["disagreements"]] == ["performance"]
+
+
+@pytest.mark.anyio
+async def test_the_support_route_sends_the_ticket_to_its_handler(engine: Engine, examples: Registry) -> None:
+    tree, run_input = demo_run(2)
+
+    run = await engine.run(tree, run_input)
+
+    assert run.status == "succeeded", run.error
+    assert run.output["queue"] == "billing-ops"
+    assert run.output["priority"] == "high"
+    steps = {record.path for record in await engine.steps(run.id)}
+    assert "1/route/case=billing" in steps
