@@ -55,6 +55,7 @@ RUN_STATUSES = (
     "timed_out",
     "needs_attention",
 )
+CANCEL_POLL_S = 1.0
 SETTLED = frozenset({"succeeded", "partial", "failed", "rejected", "cancelled", "timed_out", "needs_attention"})
 
 
@@ -127,7 +128,26 @@ class Engine:
     async def __aenter__(self) -> Engine:
         self._group = anyio.create_task_group()
         await self._group.__aenter__()
+        self._group.start_soon(self._watch_cancellations)
         return self
+
+    async def _watch_cancellations(self) -> None:
+        """Stop runs executing here that another process (``podium runs cancel``) recorded as cancelled."""
+        while True:
+            await anyio.sleep(CANCEL_POLL_S)
+            if not self._active:
+                continue
+            try:
+                cancelled = await self.store.cancelled_among(list(self._active))
+            except StorageError as exc:
+                log.warning("could not check for cancelled runs: %s", exc.message)
+                continue
+            for record in cancelled:
+                active = self._active.get(record.id)
+                if active is not None and active.cancel_reason is None:
+                    message = (record.error or {}).get("message", "cancelled by another process")
+                    active.cancel_reason = str(message).removeprefix("cancelled: ")
+                    active.scope.cancel()
 
     async def __aexit__(self, *exc_info: object) -> None:
         """Stop: runs still executing are interrupted, not cancelled; their records let them resume later."""

@@ -258,6 +258,14 @@ class Store:
         async with self._sessions() as session:
             return [_run(r) for r in await session.scalars(query)]
 
+    async def cancelled_among(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        """Those of ``run_ids`` that are recorded ``cancelled`` (by this process or another)."""
+        if not run_ids:
+            return []
+        query = select(RunRow).where(RunRow.id.in_(list(run_ids)), RunRow.status == "cancelled")
+        async with self._sessions() as session:
+            return [_run(r) for r in await session.scalars(query)]
+
     async def get_steps(self, run_id: str) -> list[StepRecord]:
         """Every step record of a run, in path order."""
         async with self._sessions() as session:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -164,3 +165,29 @@ def test_demo_runs_the_scenarios_through_mcp_and_leaves_the_runs_inspectable(tmp
     assert "1/route/case=billing  handle-billing@1.0.0  completed" in demo.stdout
     listed = json.loads(podium("runs", "list", "--json", env=home).stdout)
     assert sorted(r["status"] for r in listed["runs"]) == ["partial", "succeeded", "succeeded"]
+
+
+def test_runs_cancel_from_the_cli_stops_a_run_a_server_is_executing(tmp_path: Path, registry_file: Path) -> None:
+    db = str(tmp_path / "podium.db")
+
+    async def go() -> dict[str, Any]:
+        async with Store.open(db) as store:
+            registry = Registry(store)
+            await registry.register_file(registry_file)
+            async with Engine(store, registry) as engine:
+                run = await engine.start({"chain": [{"tool": "sleepy", "input": {"seconds": 30}}, {"tool": "noop"}]})
+                with anyio.fail_after(10):
+                    while not [s for s in await engine.steps(run.id) if s.path == "0"]:
+                        await anyio.sleep(0.05)
+                cancel = await anyio.to_thread.run_sync(lambda: podium("runs", "cancel", run.id, "--db", db, "--json"))
+                assert cancel.returncode == 0, cancel.stderr
+                with anyio.fail_after(10):
+                    settled = await engine.wait(run.id)
+                steps = {s.path: s.status for s in await engine.steps(run.id)}
+        return {"status": settled.status, "error": settled.error, "steps": steps}
+
+    outcome = anyio.run(go)
+    assert outcome["status"] == "cancelled"
+    assert outcome["error"]["type"] == "cancelled"
+    assert "cancelled from the podium CLI" in outcome["error"]["message"]
+    assert outcome["steps"] == {"": "cancelled", "0": "cancelled"}  # the second step never ran

@@ -238,3 +238,22 @@ async def test_two_hundred_concurrent_calls_on_one_session_all_answer_correctly(
                 for i in range(200):
                     tg.start_soon(one, i)
     assert answers == {i: i + 1 for i in range(200)}
+
+
+async def test_an_unexpected_failure_is_internal_and_leaks_nothing(
+    settings: Settings, mode: str, caplog: pytest.LogCaptureFixture
+):
+    import sqlite3
+
+    db_file = settings.database_url.removeprefix("sqlite:///")
+    async with Client(build_server(settings), mode=mode) as client:
+        with sqlite3.connect(db_file) as conn:  # a real fault under a live server: the runs table disappears
+            conn.execute("ALTER TABLE runs RENAME TO runs_gone")
+        try:
+            text = await error_text(client, "list_runs", {})
+        finally:
+            with sqlite3.connect(db_file) as conn:
+                conn.execute("ALTER TABLE runs_gone RENAME TO runs")
+    assert text.endswith("internal: unexpected server error; see the server log")
+    assert "runs" not in text.removeprefix("Error executing tool list_runs")
+    assert "no such table: runs" in caplog.text  # the traceback went to the log

@@ -122,3 +122,37 @@ def test_http_on_a_public_interface_without_principals_is_refused(tmp_path: Path
     )  # fmt: skip
     assert done.returncode == 2
     assert "binds only to loopback" in done.stderr and "[[principal]]" in done.stderr
+
+
+async def test_with_principals_http_needs_a_known_bearer_token(tmp_path: Path, registry_file: Path) -> None:
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    from server.auth import token_hash
+
+    config = tmp_path / "podium.toml"
+    config.write_text(
+        f'[[principal]]\nname = "ops-bot"\nroles = ["supervisor"]\ntoken_sha256 = "{token_hash("s3cret")}"\n'
+    )
+    port = _free_port()
+    args = [PODIUM, *_serve_args(tmp_path, registry_file, "--http", "--port", str(port), "--config", str(config))]
+    process = await anyio.open_process(args, env=_env(), cwd=REPO, stderr=subprocess.DEVNULL)
+    try:
+        await _wait_for_port(port, process)
+        url = f"http://127.0.0.1:{port}/mcp"
+        async with httpx2.AsyncClient() as http:
+            for headers in ({}, {"Authorization": "Bearer wrong"}):
+                refused = await http.post(
+                    url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=headers
+                )
+                assert refused.status_code == 401
+        with anyio.fail_after(60):
+            async with (
+                httpx2.AsyncClient(headers={"Authorization": "Bearer s3cret"}) as http,
+                Client(streamable_http_client(url, http_client=http)) as client,
+            ):
+                run = await client.call_tool("run_chain", {"steps": [{"tool": "add"}], "input": {"a": 2, "b": 3}})
+    finally:
+        process.terminate()
+        await process.wait()
+    assert run.structured_content is not None and run.structured_content["output"] == {"sum": 5}
