@@ -191,3 +191,31 @@ def test_runs_cancel_from_the_cli_stops_a_run_a_server_is_executing(tmp_path: Pa
     assert outcome["error"]["type"] == "cancelled"
     assert "cancelled from the podium CLI" in outcome["error"]["message"]
     assert outcome["steps"] == {"": "cancelled", "0": "cancelled"}  # the second step never ran
+
+
+def test_runs_tail_follows_a_live_run_until_it_settles(tmp_path: Path, registry_file: Path) -> None:
+    db = str(tmp_path / "podium.db")
+
+    async def go() -> subprocess.CompletedProcess[str]:
+        async with Store.open(db) as store:
+            registry = Registry(store)
+            await registry.register_file(registry_file)
+            async with Engine(store, registry) as engine:
+                run = await engine.start(
+                    {
+                        "chain": [
+                            {"tool": "sleepy", "input": {"seconds": 1.5}},
+                            {"tool": "add", "input": {"a": 1, "b": 1}},
+                        ]
+                    }
+                )
+                await store.flush()
+                return await anyio.to_thread.run_sync(lambda: podium("runs", "tail", run.id, "--db", db))
+
+    tailed = anyio.run(go)
+    assert tailed.returncode == 0, tailed.stderr
+    lines = tailed.stdout.splitlines()
+    started = next(i for i, line in enumerate(lines) if "sleepy@1.0.0  started" in line)
+    completed = next(i for i, line in enumerate(lines) if "add@1.0.0  completed" in line)
+    assert started < completed
+    assert any(": succeeded" in line for line in lines[completed:])
