@@ -26,6 +26,7 @@ from server.results import (
     ToolInfo,
     ToolList,
     Validation,
+    catalogue,
     run_result,
     run_summary,
     tool_info,
@@ -116,6 +117,16 @@ async def _start(app: AppState, ctx: Context[Any], tree: StepJSON, input: Any, o
     with tool_errors():
         record = await app.engine.start(tree, input, _run_options(options, current_principal()))
         return await _settle(app, ctx, record.id, (options or Options()).wait_s)
+
+
+async def check_plan(engine: Engine, step: Any) -> Validation:
+    """What ``validate`` reports: the tree's problems, or the versions its references resolve to."""
+    try:
+        plan = await engine.plan(step)
+    except PatternError as exc:
+        return Validation(valid=False, problems=[f"{exc.type}: {exc.message}"])
+    problems = [f"contract_violation: {gap}" for gap in plan.schema_gaps()]
+    return Validation(valid=not problems, lock=plan.lock, problems=problems)
 
 
 def _clean(spec: dict[str, Any]) -> dict[str, Any]:
@@ -279,13 +290,8 @@ def build_server(settings: Settings, *, http_url: str | None = None) -> MCPServe
             )
         if step is None:
             raise PodiumToolError("invalid_input", "pass `step`: the step tree to check")
-        try:
-            plan = await app.engine.plan(step)
-        except PatternError as exc:
-            return Validation(valid=False, problems=[f"{exc.type}: {exc.message}"])
         with tool_errors():
-            problems = [f"contract_violation: {p}" for p in plan.schema_gaps()]
-        return Validation(valid=not problems, lock=plan.lock, problems=problems)
+            return await check_plan(app.engine, step)
 
     @mcp.tool(description=TOOL_DOCS["get_run"], annotations=READ)
     async def get_run(ctx: Context[Any], run_id: str, include_steps: bool = True) -> RunResult:
@@ -314,18 +320,12 @@ def build_server(settings: Settings, *, http_url: str | None = None) -> MCPServe
     async def find_tools(ctx: Context[Any], query: str | None = None, tag: str | None = None) -> ToolList:
         app = _app(ctx)
         with tool_errors():
-            latest: dict[str, ToolSpec] = {}
-            versions: dict[str, list[str]] = {}
-            for spec in sorted(await app.registry.list_tools(), key=lambda s: s.parsed_version.sort_key()):
-                versions.setdefault(spec.name, []).insert(0, spec.version)
-                if not spec.deprecated and not spec.parsed_version.is_prerelease or spec.name not in latest:
-                    latest[spec.name] = spec
             needle = (query or "").lower()
             found = [
-                tool_info(spec, versions[name])
-                for name, spec in sorted(latest.items())
-                if (not needle or needle in name.lower() or needle in spec.description.lower())
-                and (tag is None or tag in spec.tags)
+                info
+                for info in catalogue(await app.registry.list_tools())
+                if (not needle or needle in info.name.lower() or needle in info.description.lower())
+                and (tag is None or tag in info.tags)
             ]
             return ToolList(tools=found)
 

@@ -17,7 +17,7 @@ from patterns import SETTLED, Engine, PatternError
 from registry import Registry, RegistryError
 from server.config import ConfigError, Settings
 from server.render import run_report, runs_table, step_tree, tools_table
-from server.results import RunList, ToolList, Validation, run_result, run_summary, tool_info
+from server.results import RunList, ToolList, catalogue, run_result, run_summary, tool_info
 from storage import StorageError, Store
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -123,14 +123,7 @@ async def _runs_cancel(store: Store, args: argparse.Namespace) -> int:
 
 
 async def _tools_list(store: Store, args: argparse.Namespace) -> int:
-    registry = Registry(store)
-    latest: dict[str, Any] = {}
-    versions: dict[str, list[str]] = {}
-    for spec in sorted(await registry.list_tools(), key=lambda s: s.parsed_version.sort_key()):
-        versions.setdefault(spec.name, []).insert(0, spec.version)
-        if spec.name not in latest or not spec.deprecated and not spec.parsed_version.is_prerelease:
-            latest[spec.name] = spec
-    tools = [tool_info(spec, versions[name]) for name, spec in sorted(latest.items())]
+    tools = catalogue(await Registry(store).list_tools())
     if args.json:
         _print_json(ToolList(tools=tools).model_dump(mode="json"))
     else:
@@ -178,13 +171,10 @@ def _read_tree(path: str) -> Any:
 
 async def _validate(store: Store, args: argparse.Namespace) -> int:
     tree = _read_tree(args.file)
+    from server.app import check_plan
+
     async with Engine(store, Registry(store)) as engine:
-        try:
-            plan = await engine.plan(tree)
-            problems = [f"contract_violation: {p}" for p in plan.schema_gaps()]
-            result = Validation(valid=not problems, lock=plan.lock, problems=problems)
-        except PatternError as exc:
-            result = Validation(valid=False, problems=[f"{exc.type}: {exc.message}"])
+        result = await check_plan(engine, tree)
     if args.json:
         _print_json(result.model_dump(mode="json"))
     elif result.valid:

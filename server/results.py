@@ -187,3 +187,14 @@ def tool_info(spec: ToolSpec, versions: list[str] | None = None) -> ToolInfo:
         tags=list(spec.tags),
         deprecated=spec.deprecated,
     )
+
+
+def catalogue(specs: list[ToolSpec]) -> list[ToolInfo]:
+    """One entry per tool name: its newest stable, non-deprecated version (else its newest), with every version."""
+    latest: dict[str, ToolSpec] = {}
+    versions: dict[str, list[str]] = {}
+    for spec in sorted(specs, key=lambda s: s.parsed_version.sort_key()):
+        versions.setdefault(spec.name, []).insert(0, spec.version)
+        if spec.name not in latest or not spec.deprecated and not spec.parsed_version.is_prerelease:
+            latest[spec.name] = spec
+    return [tool_info(spec, versions[name]) for name, spec in sorted(latest.items())]

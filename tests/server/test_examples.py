@@ -15,25 +15,12 @@ from patterns.engine import Engine
 from registry import Registry
 from registry.files import load_registry_file
 from registry.providers import load_target
-from server.demo import SCENARIOS
+from server.demo import INVOICE_TEXT, SCENARIOS
 from server.examples import invoice, support, vendor_risk
 
 TOOLS_FILE = Path(invoice.__file__).with_name("tools.toml")
 
-ACME_TEXT = """INVOICE
-From: ACME Corp
-Invoice #: INV-2026-0042
-Date: 2026-03-02
-PO: PO-1001
-Terms: Net 30
-
-2 x Widget @ 12.50
-10 x Gadget Pro @ 99.00
-1 x Installation service @ 250.00
-
-Subtotal: 1,265.00
-Total: 1,265.00 EUR
-"""
+ACME_TEXT = INVOICE_TEXT  # the demo's own invoice
 
 GLOBEX_TEXT = """Globex Ltd
 Invoice number GX-90311
