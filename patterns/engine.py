@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from patterns import contracts
+from patterns import contracts, gates
 from patterns.errors import (
     InvalidStep,
     LimitExceeded,
@@ -29,6 +29,7 @@ from patterns.errors import (
     UnknownTool,
     describe_path,
 )
+from patterns.gates import GateRejected, GateTimedOut, GateWaiting
 from patterns.limits import Limits
 from patterns.runner import Runner
 from patterns.state import RunState, Scope
@@ -56,6 +57,7 @@ RUN_STATUSES = (
     "needs_attention",
 )
 CANCEL_POLL_S = 1.0
+SCHEDULER_TICK_S = 0.25
 SETTLED = frozenset({"succeeded", "partial", "failed", "rejected", "cancelled", "timed_out", "needs_attention"})
 
 
@@ -128,26 +130,34 @@ class Engine:
     async def __aenter__(self) -> Engine:
         self._group = anyio.create_task_group()
         await self._group.__aenter__()
-        self._group.start_soon(self._watch_cancellations)
+        self._group.start_soon(self._background)
         return self
 
-    async def _watch_cancellations(self) -> None:
-        """Stop runs executing here that another process (``podium runs cancel``) recorded as cancelled."""
+    async def _background(self) -> None:
+        """The engine's scheduler: gate reminders, escalations and time-outs, runs whose gate was decided
+        elsewhere, and runs another process cancelled. Every transition is a compare-and-set in the store, so
+        several engines on one database do each thing once."""
+        last_cancel_check = 0.0
         while True:
-            await anyio.sleep(CANCEL_POLL_S)
-            if not self._active:
-                continue
+            await anyio.sleep(SCHEDULER_TICK_S)
             try:
-                cancelled = await self.store.cancelled_among(list(self._active))
-            except StorageError as exc:
-                log.warning("could not check for cancelled runs: %s", exc.message)
-                continue
-            for record in cancelled:
-                active = self._active.get(record.id)
-                if active is not None and active.cancel_reason is None:
-                    message = (record.error or {}).get("message", "cancelled by another process")
-                    active.cancel_reason = str(message).removeprefix("cancelled: ")
-                    active.scope.cancel()
+                await gates.tick(self.store, time.time())
+                for run_id in await self.store.gates.waiting_runs_with_answers():
+                    await self.resume(run_id)
+                if self._active and time.monotonic() - last_cancel_check >= CANCEL_POLL_S:
+                    last_cancel_check = time.monotonic()
+                    await self._stop_cancelled()
+            except (StorageError, PatternError, RegistryError) as exc:
+                log.warning("scheduler pass failed: %s", exc)
+
+    async def _stop_cancelled(self) -> None:
+        """Stop runs executing here that another process (``podium runs cancel``) recorded as cancelled."""
+        for record in await self.store.cancelled_among(list(self._active)):
+            active = self._active.get(record.id)
+            if active is not None and active.cancel_reason is None:
+                message = (record.error or {}).get("message", "cancelled by another process")
+                active.cancel_reason = str(message).removeprefix("cancelled: ")
+                active.scope.cancel()
 
     async def __aexit__(self, *exc_info: object) -> None:
         """Stop: runs still executing are interrupted, not cancelled; their records let them resume later."""
@@ -240,6 +250,8 @@ class Engine:
         record = await self.store.get_run(run_id)
         if record.status in SETTLED:
             return record
+        if record.status == "waiting" and not await self.store.gates.claim_waiting_run(run_id):
+            return await self.store.get_run(run_id)  # another engine resumed it first
         specs: dict[str, ToolSpec] = {}
         for ref, version in record.lock.items():
             specs[ref] = await self.registry.get(parse_ref(ref).name, version)
@@ -270,6 +282,7 @@ class Engine:
                 for which in ("input", "output")
             },
             records=records,
+            principal=record.principal,
         )
         active = self._active[record.id] = _Active(runner=Runner(state), total=static_tool_steps(tree))
         self._group.start_soon(self._execute, record, tree, state, active)
@@ -296,8 +309,14 @@ class Engine:
             elif timer.cancelled_caught:
                 status, error = "timed_out", self._deadline_error(record, state.limits)
             finished = True
+        except GateWaiting:
+            status, finished = "waiting", True
         except NeedsAttention as exc:
             status, error, finished = "needs_attention", exc, True
+        except GateRejected as exc:
+            status, error, finished = "rejected", exc, True
+        except GateTimedOut as exc:
+            status, error, finished = "timed_out", exc, True
         except PatternError as exc:
             status, error, finished = "failed", exc, True
         except StorageError as exc:
@@ -327,7 +346,10 @@ class Engine:
         not be saved (readers then see the database's state)."""
         if error is not None:
             state.cancel_live("", error if error.type == "cancelled" else RunCancelled(f"cancelled: {error.message}"))
+        if status == "cancelled":
+            await self.store.gates.expire(record.id, error.message if error else "run cancelled")
         now = time.time()
+        finished_at = None if status == "waiting" else now
         change = RunUpdate(
             record.id,
             status=status,
@@ -338,7 +360,7 @@ class Engine:
             missing=list(state.missing),
             usage_steps=state.steps_used,
             usage_cost=state.cost_used,
-            finished_at=now,
+            finished_at=finished_at,
             at=now,
         )
         self.store.submit_run(change)
@@ -356,7 +378,7 @@ class Engine:
             usage_steps=state.steps_used,
             usage_cost=state.cost_used,
             started_at=record.started_at or self._started.pop(record.id, now),
-            finished_at=now,
+            finished_at=finished_at,
             updated_at=now,
         )
 
@@ -392,6 +414,7 @@ class Engine:
         record = await self.store.get_run(run_id)
         if record.status in SETTLED:
             return record
+        await self.store.gates.expire(run_id, reason)
         self.store.submit_run(
             RunUpdate(
                 run_id,

@@ -20,6 +20,7 @@ import anyio
 import anyio.abc
 
 from patterns.errors import PatternError, RunCancelled, StepFailed, describe_path
+from patterns.gates import GateWaiting
 from patterns.state import Scope
 from patterns.steps import AnyStep, FanOutStep, ParallelSpec, Strategy, join
 
@@ -55,6 +56,7 @@ async def gather(
     settled = [False] * count
     failures: dict[int, PatternError] = {}
     fatal: list[PatternError] = []
+    parked: list[GateWaiting] = []
     queue = iter(range(count))
     wins = 0
     if strategy == "quorum" and count < needed:
@@ -77,6 +79,10 @@ async def gather(
                 results[index] = await runner.run_node(
                     node.step, node.path, node.flow, node.scope, deadline_s=timeout_s, absorb=strategy == "all"
                 )
+            except GateWaiting as waiting:  # this branch waits for a human; the others go on
+                settled[index] = True
+                parked.append(waiting)
+                continue
             except PatternError as error:
                 settled[index] = True
                 failures[index] = error
@@ -111,6 +117,8 @@ async def gather(
             state.cancel_live(node.path, RunCancelled(f"cancelled: {why}", step=node.path))
     if reason is not None:
         raise reason
+    if parked:
+        raise parked[0]  # the run parks; on resume, the settled branches replay from their records
     if strategy == "quorum":
         return [results[i] for i in range(count) if succeeded[i]]
     if strategy == "best_effort" and count and len(failures) == count:

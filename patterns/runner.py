@@ -10,9 +10,9 @@ import anyio
 from patterns import contracts
 from patterns.errors import PatternError, RunCancelled, StepFailed, describe_path
 from patterns.state import RunState, Scope
-from patterns.steps import AnyStep, ToolStep
+from patterns.steps import AnyStep, GateStep, ToolStep
 from patterns.templates import Template, compile_template
-from storage import STEP_COMPLETED, loads
+from storage import STEP_COMPLETED, STEP_WAITING, loads
 
 Handler = Callable[["Runner", Any, str, Any, Scope], Awaitable[Any]]
 
@@ -94,6 +94,8 @@ class Runner:
             from patterns.tool_step import run_tool
 
             return await run_tool(self, step, path, value)
+        if isinstance(step, GateStep):
+            return await self._gate(step, path, value, scope)
         handler = _HANDLERS[step.kind]
         state = self.state
         before = len(state.missing)
@@ -102,6 +104,19 @@ class Runner:
         under = path + "/"
         missing = tuple(m for m in state.missing[before:] if not path or m.startswith(under))
         state.complete(path, contracts.to_json(output, path, "output", state.limits.max_payload_bytes), missing)
+        return output
+
+    async def _gate(self, step: GateStep, path: str, value: Any, scope: Scope) -> Any:
+        from patterns.gates import GateWaiting, run_gate
+
+        state = self.state
+        state.begin(path, "gate", contracts.to_json(value, path, "input", state.limits.max_payload_bytes))
+        try:
+            output = await run_gate(self, step, path, value, scope)
+        except GateWaiting:
+            state.finish(path, STEP_WAITING)
+            raise
+        state.complete(path, contracts.to_json(output, path, "output", state.limits.max_payload_bytes))
         return output
 
 

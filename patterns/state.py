@@ -53,6 +53,7 @@ class RunState:
     live: dict[str, StepWrite] = field(default_factory=dict)
     cost_scopes: dict[str, float] = field(default_factory=dict)
     last_output: tuple[Any, str] | None = None
+    principal: str = "local"
     limiter: anyio.CapacityLimiter = field(init=False)
     run_info: dict[str, Any] = field(init=False)
 

@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from patterns.errors import InvalidStep
-from registry.models import RetryPolicy
+from registry.models import RetryPolicy, check_json_schema
 
-KINDS = ("tool", "chain", "fan_out", "map_reduce", "route", "refine")
+KINDS = ("tool", "chain", "fan_out", "map_reduce", "route", "refine", "gate")
 Strategy = Literal["all", "best_effort", "quorum"]
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
 
@@ -147,6 +147,40 @@ class RefineStep(_Step):
         return "refine"
 
 
+DEFAULT_SLA_S = 86_400.0
+
+
+class GateSpec(BaseModel):
+    """A human decision point: a brief and a payload for the approver, an SLA, an escalation path."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    title: str = Field(min_length=1, max_length=200)
+    brief: str = Field("", description="What the approver needs to decide in minutes.")
+    payload: Any = Field(None, description="What is approved (a template); default: the gate's input.")
+    payload_schema: dict[str, Any] | None = Field(None, description="JSON Schema a `modify` must satisfy.")
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="Who may decide; 'requester' asks the human behind the requesting client through elicitation.",
+    )
+    sla_s: float = Field(DEFAULT_SLA_S, gt=0, description="Seconds each approver has before escalation.")
+    escalate_to: list[str] = Field(default_factory=list, description="Who is asked next, in order, as SLAs pass.")
+    on_timeout: Literal["reject", "approve", "fail"] = "reject"
+
+    @model_validator(mode="after")
+    def _schema(self) -> GateSpec:
+        check_json_schema(self.payload_schema, "payload_schema")
+        return self
+
+
+class GateStep(_Step):
+    gate: GateSpec
+
+    @property
+    def kind(self) -> str:
+        return "gate"
+
+
 def _kind_of(value: Any) -> str | None:
     if isinstance(value, _Step):
         return value.kind
@@ -166,12 +200,23 @@ Step = Annotated[
         Annotated[MapReduceStep, Tag("map_reduce")],
         Annotated[RouteStep, Tag("route")],
         Annotated[RefineStep, Tag("refine")],
+        Annotated[GateStep, Tag("gate")],
     ],
     Discriminator(_kind_of, custom_error_type="step_kind", custom_error_message=_UNION_ERROR),
 ]
-AnyStep = ToolStep | ChainStep | FanOutStep | MapReduceStep | RouteStep | RefineStep
+AnyStep = ToolStep | ChainStep | FanOutStep | MapReduceStep | RouteStep | RefineStep | GateStep
 
-for _model in (ChainStep, FanOutSpec, FanOutStep, MapReduceSpec, MapReduceStep, RouteSpec, RouteStep, RefineSpec):
+for _model in (
+    ChainStep,
+    FanOutSpec,
+    FanOutStep,
+    MapReduceSpec,
+    MapReduceStep,
+    RouteSpec,
+    RouteStep,
+    RefineSpec,
+    GateStep,
+):
     _model.model_rebuild()
 
 

@@ -11,6 +11,7 @@ from patterns.steps import (
     AnyStep,
     ChainStep,
     FanOutStep,
+    GateStep,
     MapReduceStep,
     RefineStep,
     RouteStep,
@@ -111,6 +112,8 @@ def _walk(step: AnyStep, path: str, depth: int, limits: Limits, facts: TreeFacts
                     raise LimitExceeded(
                         "max_fan_out", limits.max_fan_out, f"step {describe_path(path)} maps {chunks} items", step=path
                     )
+    elif isinstance(step, GateStep) and "payload" in step.gate.model_fields_set:
+        _expressions(path, step.gate.payload, facts)
     elif isinstance(step, RouteStep):
         _compile(path, "route `on`", step.route.on)
     elif isinstance(step, RefineStep):

@@ -15,9 +15,9 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from patterns import SETTLED, Engine, PatternError, RunOptions
+from patterns import SETTLED, Engine, PatternError, RunOptions, gates
 from registry import Registry, ToolSpec
-from server.auth import PrincipalTokens, current_principal
+from server.auth import PrincipalTokens, current_principal, roles_of
 from server.config import Settings
 from server.errors import PodiumToolError, tool_errors
 from server.results import (
@@ -32,10 +32,11 @@ from server.results import (
     tool_info,
 )
 from server.texts import INSTRUCTIONS, SUPERVISE_PROMPT, TOOL_DOCS
-from storage import Store
+from storage import GATE_PENDING, Store
 
 log = logging.getLogger("podium.server")
 MAX_WAIT_S = 50.0
+POLL_S = 0.25
 PROGRESS_EVERY_S = 1.0
 StepJSON = dict[str, Any]
 Strategy = Literal["all", "best_effort", "quorum"]
@@ -98,19 +99,35 @@ def _run_options(options: Options | None, principal: str = "local") -> RunOption
 async def _settle(
     app: AppState, ctx: Context[Any], run_id: str, wait_s: float, include_steps: bool = True
 ) -> RunResult:
-    """Wait up to ``wait_s`` for the run, reporting progress about once a second, then describe it."""
+    """Wait up to ``wait_s`` for the run to settle, then describe it.
+
+    Progress is reported about once a second. A call that finds the run waiting on a gate waits for the decision
+    (and then for the run); a gate that opens during the call ends the wait at once.
+    """
     end = anyio.current_time() + max(0.0, min(wait_s, MAX_WAIT_S))
     record = await app.engine.get(run_id)
-    while record.status not in SETTLED and record.status != "waiting":
+    on_open_gate = record.status == "waiting"
+    while record.status not in SETTLED:
+        if record.status == "waiting" and not on_open_gate:
+            break
         left = end - anyio.current_time()
         if left <= 0:
             break
+        if record.status == "waiting" or not app.engine.is_active(run_id):
+            await anyio.sleep(min(POLL_S, left))  # a decision or another process moves it on: look again
+            record = await app.engine.get(run_id)
+            on_open_gate = on_open_gate and record.status == "waiting"
+            continue
         record = await app.engine.wait(run_id, timeout_s=min(PROGRESS_EVERY_S, left))
         if record.status not in SETTLED:
             done, total = app.engine.progress(run_id)
             await ctx.report_progress(done, total, f"{done} step{'s' if done != 1 else ''} done")
     steps = await app.engine.steps(run_id) if include_steps else []
-    return run_result(record, steps)
+    gate = None
+    if record.status == "waiting":
+        pending = await app.store.gates.find(GATE_PENDING, run_id, limit=1)
+        gate = pending[0] if pending else None
+    return run_result(record, steps, gate)
 
 
 async def _start(app: AppState, ctx: Context[Any], tree: StepJSON, input: Any, options: Options | None) -> RunResult:
@@ -280,6 +297,54 @@ def build_server(settings: Settings, *, http_url: str | None = None) -> MCPServe
             }
         )
         return await _start(_app(ctx), ctx, {"refine": spec}, input, options)
+
+    @mcp.tool(description=TOOL_DOCS["await_approval"], annotations=RUN)
+    async def await_approval(
+        ctx: Context[Any],
+        title: str,
+        brief: str,
+        payload: Any = None,
+        approvers: list[str] | None = None,
+        sla_s: float | None = None,
+        escalate_to: list[str] | None = None,
+        on_timeout: Literal["reject", "approve", "fail"] = "reject",
+        payload_schema: dict[str, Any] | None = None,
+        options: Options | None = None,
+    ) -> RunResult:
+        spec = _clean(
+            {
+                "title": title,
+                "brief": brief,
+                "approvers": approvers,
+                "sla_s": sla_s,
+                "escalate_to": escalate_to,
+                "on_timeout": on_timeout,
+                "payload_schema": payload_schema,
+            }
+        )
+        return await _start(_app(ctx), ctx, {"gate": spec}, payload, options)
+
+    @mcp.tool(description=TOOL_DOCS["decide_gate"], annotations=RUN)
+    async def decide_gate(
+        ctx: Context[Any],
+        gate_id: str,
+        decision: Literal["approve", "reject", "modify"],
+        comment: str | None = None,
+        payload: Any = None,
+    ) -> RunResult:
+        app = _app(ctx)
+        principal = current_principal()
+        if "approver" not in roles_of(app.settings, principal):
+            raise PodiumToolError(
+                "invalid_input",
+                f"{principal!r} may not decide gates: only principals with the approver role can (over HTTP, with "
+                "their bearer token); a model supervising runs never approves its own requests — ask a human to "
+                "run `podium gates approve|reject GATE_ID`",
+            )
+        with tool_errors():
+            gate = await gates.decide(app.store, gate_id, decision, principal, comment, payload)
+            await app.engine.resume(gate.run_id)
+            return await _settle(app, ctx, gate.run_id, 5.0)
 
     @mcp.tool(description=TOOL_DOCS["validate"], annotations=READ)
     async def validate(ctx: Context[Any], step: StepJSON | None = None, workflow: str | None = None) -> Validation:

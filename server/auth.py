@@ -7,7 +7,7 @@ import hashlib
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
-from server.config import Principal
+from server.config import Principal, Settings
 
 LOCAL = "local"
 
@@ -34,3 +34,11 @@ def current_principal() -> str:
     """The principal of the request being served: the token's principal over HTTP, else the local one."""
     token = get_access_token()
     return token.client_id if token is not None and token.client_id else LOCAL
+
+
+def roles_of(settings: Settings, principal: str) -> tuple[str, ...]:
+    """The roles of a configured principal; the local principal (stdio, unauthenticated) has none."""
+    for configured in settings.principal:
+        if configured.name == principal:
+            return configured.roles
+    return ()

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from registry import ToolSpec
-from storage import RunRecord, StepRecord
+from storage import GateRecord, RunRecord, StepRecord
 
 
 class ErrorInfo(BaseModel):
@@ -118,6 +118,10 @@ def next_action(record: RunRecord) -> str:
         return "The run was cancelled; start a new run if the work is still needed."
     if status == "timed_out":
         return "The run ran out of time; start it again with a longer deadline or less work."
+    if status == "waiting":
+        return f"The run waits for a human decision on a gate: call wait_run with run_id {rid!r} to wait for it."
+    if status == "rejected":
+        return "A human rejected the request at a gate: do not go ahead; report the rejection and its comment."
     if status == "needs_attention":
         return (
             f"A non-idempotent step ({error.get('step')}) was interrupted; ask an operator to retry or skip it "
@@ -149,7 +153,20 @@ def usage(record: RunRecord) -> Usage:
     return Usage(steps=record.usage_steps, cost=round(record.usage_cost, 6), duration_ms=round(record.duration_ms, 3))
 
 
-def run_result(record: RunRecord, steps: list[StepRecord] | None = None) -> RunResult:
+def gate_info(gate: GateRecord) -> GateInfo:
+    return GateInfo(
+        gate_id=gate.id, title=gate.title, approvers=gate.current_approvers, sla_at=gate.sla_at, status=gate.status
+    )
+
+
+def run_result(record: RunRecord, steps: list[StepRecord] | None = None, gate: GateRecord | None = None) -> RunResult:
+    action = next_action(record)
+    if gate is not None:
+        who = ", ".join(gate.current_approvers) or "an approver"
+        action = (
+            f"Ask a human ({who}) to decide gate {gate.id} ({gate.title!r}): `podium gates approve {gate.id}` or "
+            f"`podium gates reject {gate.id}`; then call wait_run with run_id {record.id!r}."
+        )
     return RunResult(
         run_id=record.id,
         status=record.status,
@@ -158,7 +175,8 @@ def run_result(record: RunRecord, steps: list[StepRecord] | None = None) -> RunR
         missing=list(record.missing),
         steps=[step_info(s) for s in steps or []],
         usage=usage(record),
-        next_action=next_action(record),
+        gate=None if gate is None else gate_info(gate),
+        next_action=action,
     )
 
 

@@ -10,6 +10,7 @@ Step language (JSON). A step is one of:
   {"map_reduce": {"map": step, "reduce"?: step, "chunk_size"?: 1}}
   {"route": {"on": "input.kind", "cases": {"a": step}, "default"?: step}}
   {"refine": {"generate": step, "evaluate": step, "score": "score", "threshold": 0.8}}
+  {"gate": {"title": "...", "brief": "...", "approvers": ["legal"], "sla_s": 14400, "escalate_to": ["gc"]}}
 Without "input" a step gets what flows in (a chain step: the previous output). A template's {"$": "<JMESPath>"}
 values are read from {input, prev, steps, item, results, feedback, run}; e.g. {"amount": {"$": "steps.inv.total"}}.
 critical: false turns a failure into a named gap (status partial, path listed in `missing`)."""
@@ -68,6 +69,18 @@ an improvement below min_improvement, time_budget_s or cost_budget. Output: {{ou
 reached_threshold, iterations, history, stop_reason}} with the best attempt even when the threshold was not met.
 Example: generate={{"tool": "draft-reply"}}, evaluate={{"tool": "grade-reply"}}, score="score", threshold=0.8.
 {_RESULT} {_OPTIONS}""",
+    "await_approval": f"""Ask a human to approve, modify or reject something before you go on (a gate).
+Give a brief the approver can decide on in minutes: what, why, the recommendation and its risks. The run waits
+(status `waiting`, `gate` shows who is asked and the SLA deadline) for as long as it takes; it never approves
+itself. After sla_s (default 24 h) the gate escalates to the next name in escalate_to; after the last one,
+on_timeout applies ("reject", "approve", or "fail"). The output of an approved gate is
+{{gate_id, decision, payload, decided_by, comment}} (payload as edited when the approver modified it).
+Example: title="Renew ACME contract at +4%", brief="Current terms ..., market ..., recommendation ...",
+ payload={{"vendor": "ACME", "increase_pct": 4}}, approvers=["legal@corp"], sla_s=14400, escalate_to=["gc@corp"].
+{_RESULT} {_OPTIONS}""",
+    "decide_gate": """Decide an open gate: approve, modify (payload is the edited version) or reject, with a comment.
+Only for principals with the approver role, and never the principal that opened the gate: a model must not
+approve its own request. Example: gate_id="…", decision="approve", comment="terms match the benchmark".""",
     "validate": """Check a step tree without running it: it parses, tool references resolve (and to which versions),
 templates name existing steps, static limits hold, and in chains each producer's output schema can satisfy the
 next tool's required input. Returns {valid, lock, problems}.

@@ -2,11 +2,19 @@
 
 from storage.engine import Database, Durability, parse_database_url
 from storage.errors import RunNotFound, StorageError, UnsupportedDatabase, WriteFailed
+from storage.gates import GateNotFound, GateStore
 from storage.records import (
+    GATE_DECIDED,
+    GATE_EXPIRED,
+    GATE_PENDING,
+    GATE_TIMED_OUT,
     STEP_CANCELLED,
     STEP_COMPLETED,
     STEP_FAILED,
     STEP_STARTED,
+    STEP_WAITING,
+    GateRecord,
+    NewGate,
     NewRun,
     RunRecord,
     RunUpdate,
@@ -19,16 +27,25 @@ from storage.records import (
 from storage.store import Store
 
 __all__ = [
-    "STEP_CANCELLED",
-    "STEP_COMPLETED",
-    "STEP_FAILED",
-    "STEP_STARTED",
     "Database",
     "Durability",
+    "GATE_DECIDED",
+    "GATE_EXPIRED",
+    "GATE_PENDING",
+    "GATE_TIMED_OUT",
+    "GateNotFound",
+    "GateRecord",
+    "GateStore",
+    "NewGate",
     "NewRun",
     "RunNotFound",
     "RunRecord",
     "RunUpdate",
+    "STEP_CANCELLED",
+    "STEP_COMPLETED",
+    "STEP_FAILED",
+    "STEP_STARTED",
+    "STEP_WAITING",
     "StepRecord",
     "StepWrite",
     "StorageError",

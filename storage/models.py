@@ -6,7 +6,7 @@ every backend. JSON payloads are stored as text the engine serialised itself (it
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -82,3 +82,40 @@ class StepRow(Base):
     cost: Mapped[float] = mapped_column(Float, default=0.0)
     started_at: Mapped[float] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
+
+
+class GateRow(Base):
+    """A human decision point of a run: who may decide, by when, and what was decided."""
+
+    __tablename__ = "gates"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(512))
+    title: Mapped[str] = mapped_column(Text)
+    brief: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    payload_schema: Mapped[str | None] = mapped_column(Text)
+    approvers: Mapped[str] = mapped_column(Text)
+    escalate_to: Mapped[str] = mapped_column(Text)
+    level: Mapped[int] = mapped_column(Integer, default=0)
+    sla_s: Mapped[float] = mapped_column(Float)
+    sla_at: Mapped[float] = mapped_column(Float)
+    reminded_level: Mapped[int] = mapped_column(Integer, default=-1)
+    on_timeout: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(12))
+    decision: Mapped[str | None] = mapped_column(String(10))
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[float | None] = mapped_column(Float)
+    comment: Mapped[str | None] = mapped_column(Text)
+    decided_payload: Mapped[str | None] = mapped_column(Text)
+    payload_hash: Mapped[str | None] = mapped_column(String(64))
+    opened_by: Mapped[str] = mapped_column(String(200))
+    history: Mapped[str] = mapped_column(Text, default="[]")
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "path", name="uq_gates_run_id"),
+        Index("ix_gates_status_sla", "status", "sla_at"),
+    )

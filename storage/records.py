@@ -11,7 +11,8 @@ STEP_STARTED = "started"
 STEP_COMPLETED = "completed"
 STEP_FAILED = "failed"
 STEP_CANCELLED = "cancelled"
-STEP_STATUSES = (STEP_STARTED, STEP_COMPLETED, STEP_FAILED, STEP_CANCELLED)
+STEP_WAITING = "waiting"  # a gate step whose gate awaits a decision
+STEP_STATUSES = (STEP_STARTED, STEP_COMPLETED, STEP_FAILED, STEP_CANCELLED, STEP_WAITING)
 
 
 def dumps(value: Any) -> str:
@@ -163,3 +164,64 @@ class StepRecord:
     @property
     def duration_ms(self) -> float | None:
         return None if self.finished_at is None else max(0.0, (self.finished_at - self.started_at) * 1000)
+
+
+GATE_PENDING = "pending"
+GATE_DECIDED = "decided"
+GATE_EXPIRED = "expired"
+GATE_TIMED_OUT = "timed_out"
+
+
+@dataclass(frozen=True, slots=True)
+class NewGate:
+    id: str
+    run_id: str
+    path: str
+    title: str
+    brief: str
+    payload: Any
+    payload_schema: dict[str, Any] | None
+    approvers: list[str]
+    escalate_to: list[str]
+    sla_s: float
+    on_timeout: str
+    opened_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class GateRecord:
+    id: str
+    run_id: str
+    path: str
+    title: str
+    brief: str
+    payload: Any
+    payload_schema: dict[str, Any] | None
+    approvers: list[str]
+    escalate_to: list[str]
+    level: int
+    sla_s: float
+    sla_at: float
+    reminded_level: int
+    on_timeout: str
+    status: str
+    decision: str | None
+    decided_by: str | None
+    decided_at: float | None
+    comment: str | None
+    decided_payload: Any
+    payload_hash: str | None
+    opened_by: str
+    history: list[dict[str, Any]]
+    created_at: float
+    updated_at: float
+
+    @property
+    def current_approvers(self) -> list[str]:
+        """Who is asked now: the gate's approvers, or the escalation target of the current level."""
+        return list(self.approvers) if self.level == 0 else [self.escalate_to[self.level - 1]]
+
+    @property
+    def allowed_deciders(self) -> list[str]:
+        """Everyone who may decide: the approvers and everyone the gate has escalated to so far."""
+        return [*self.approvers, *self.escalate_to[: self.level]]

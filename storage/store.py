@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from storage import migrate
 from storage.engine import Database, Durability, create_sqlite_writer_engine, create_store_engine, parse_database_url
 from storage.errors import RunNotFound
+from storage.gates import GateStore
 from storage.models import RunRow, StepRow, ToolRow
 from storage.records import NewRun, RunRecord, RunUpdate, StepRecord, StepWrite, StoredTool, dumps, loads
 from storage.writer import AsyncWriter, StepWriter, ThreadedWriter
@@ -100,6 +101,7 @@ class Store:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._writer = writer
         self._clock = clock
+        self.gates = GateStore(self._sessions, clock)
 
     @classmethod
     @asynccontextmanager

@@ -6,9 +6,10 @@ import pytest
 
 EXPECTED = {
     "storage": [
-        "STEP_CANCELLED", "STEP_COMPLETED", "STEP_FAILED", "STEP_STARTED", "Database", "Durability", "NewRun",
-        "RunNotFound", "RunRecord", "RunUpdate", "StepRecord", "StepWrite", "StorageError", "Store", "StoredTool",
-        "UnsupportedDatabase", "WriteFailed", "dumps", "loads", "parse_database_url",
+        "Database", "Durability", "GATE_DECIDED", "GATE_EXPIRED", "GATE_PENDING", "GATE_TIMED_OUT", "GateNotFound",
+        "GateRecord", "GateStore", "NewGate", "NewRun", "RunNotFound", "RunRecord", "RunUpdate", "STEP_CANCELLED",
+        "STEP_COMPLETED", "STEP_FAILED", "STEP_STARTED", "STEP_WAITING", "StepRecord", "StepWrite", "StorageError",
+        "Store", "StoredTool", "UnsupportedDatabase", "WriteFailed", "dumps", "loads", "parse_database_url",
     ],
     "registry": [
         "InvalidReference", "InvalidToolSpec", "NO_RETRY", "NoMatchingVersion", "PermanentError", "PythonProvider",

@@ -45,7 +45,10 @@ def in_chain(bad: Any) -> dict[str, Any]:
     [
         pytest.param(42, ["chain[1]", "expected a step object, got int", KINDS], id="not-an-object"),
         pytest.param("add", ["chain[1]", "expected a step object, got str"], id="a-bare-string"),
-        pytest.param({"gate": {}}, ["chain[1]", "unknown step kind", "gate", KINDS], id="unimplemented-kind"),
+        pytest.param({"gate": {}}, ["chain[1].gate.title", "Field required"], id="gate-without-a-title"),
+        pytest.param(
+            {"workflow": "x@1"}, ["chain[1]", "unknown step kind", "workflow", KINDS], id="unimplemented-kind"
+        ),
         pytest.param({"toll": "x"}, ["chain[1]", "unknown step kind", "toll"], id="misspelt-kind"),
         pytest.param({}, ["chain[1]", "unknown step kind", "none"], id="empty-object"),
         pytest.param(

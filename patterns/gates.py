@@ -1,0 +1,207 @@
+"""Approval gates: a run waits for a human decision without holding a task, for as long as it takes.
+
+Opening a gate records it durably and parks the run as ``waiting``. A decision (CLI, MCP ``decide_gate``,
+elicitation, HTTP) is a compare-and-set on the gate's row, so exactly one wins; the run is then resumed by
+whichever process claims it, replaying everything before the gate. ``tick`` — run by every engine's
+scheduler — records the reminder at 80% of each SLA, escalates to the next name in ``escalate_to`` when an
+SLA passes, and applies ``on_timeout`` after the last one; each of those transitions is also a compare-and-set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from patterns import contracts
+from patterns.errors import ContractViolation, ErrorType, PatternError, RunCancelled, describe_path
+from patterns.state import Scope
+from patterns.steps import GateStep
+from storage import GATE_DECIDED, GATE_EXPIRED, GATE_PENDING, GATE_TIMED_OUT, GateRecord, NewGate, Store, dumps
+
+if TYPE_CHECKING:
+    from patterns.runner import Runner
+
+log = logging.getLogger("podium.gates")
+DECISIONS = ("approve", "reject", "modify")
+REMINDER_AT = 0.8
+SYSTEM_SLA = "system:sla"
+
+
+class GateWaiting(Exception):
+    """Control flow, not a failure: the run parks until the gate is decided."""
+
+    def __init__(self, gate: GateRecord) -> None:
+        super().__init__(f"waiting on gate {gate.id}")
+        self.gate = gate
+
+
+class GateRejected(PatternError):
+    type: ErrorType = "gate_rejected"
+    absorbable = False
+
+
+class GateTimedOut(PatternError):
+    type: ErrorType = "timeout"
+    absorbable = False
+
+
+class GateError(PatternError):
+    """A decision that cannot be taken: the message says why; nothing was changed."""
+
+    type: ErrorType = "invalid_input"
+
+
+def payload_hash(payload: Any) -> str:
+    """Fingerprint of the payload an approver saw, recorded with the decision."""
+    return hashlib.sha256(dumps(payload).encode()).hexdigest()
+
+
+def gate_output(gate: GateRecord) -> dict[str, Any]:
+    payload = gate.decided_payload if gate.decision == "modify" else gate.payload
+    return {
+        "gate_id": gate.id,
+        "decision": gate.decision,
+        "payload": payload,
+        "decided_by": gate.decided_by,
+        "comment": gate.comment,
+    }
+
+
+def outcome(gate: GateRecord, path: str) -> dict[str, Any]:
+    """What a gate step gives once its gate is settled, or the exception that parks or ends the run."""
+    where = f"gate {gate.title!r} ({gate.id}) at step {describe_path(path)}"
+    if gate.status == GATE_PENDING:
+        raise GateWaiting(gate)
+    if gate.status == GATE_EXPIRED:
+        raise RunCancelled(f"cancelled: {where} expired", step=path)
+    if gate.status == GATE_TIMED_OUT:
+        raise GateTimedOut(f"{where} got no decision within its SLA and on_timeout is 'fail'", step=path)
+    if gate.decision == "reject":
+        why = f": {gate.comment}" if gate.comment else ""
+        raise GateRejected(f"{where} was rejected by {gate.decided_by}{why}", step=path)
+    return gate_output(gate)
+
+
+async def run_gate(runner: Runner, step: GateStep, path: str, value: Any, scope: Scope) -> dict[str, Any]:
+    state = runner.state
+    gates = state.store.gates
+    gate = await gates.at(state.run_id, path)
+    if gate is None:
+        spec = step.gate
+        payload = value
+        if "payload" in spec.model_fields_set:
+            payload = runner.template(spec, spec.payload, path)(state.context(scope))
+        contracts.to_json(payload, path, "gate payload", state.limits.max_payload_bytes)
+        _check_payload(spec.payload_schema, payload, path, "the gate's payload")
+        await state.store.flush(state.run_id)  # durability barrier: everything before the gate is on disk
+        gate, _ = await gates.create(
+            NewGate(
+                id=str(uuid.uuid4()),
+                run_id=state.run_id,
+                path=path,
+                title=spec.title,
+                brief=spec.brief,
+                payload=payload,
+                payload_schema=spec.payload_schema,
+                approvers=list(spec.approvers),
+                escalate_to=list(spec.escalate_to),
+                sla_s=spec.sla_s,
+                on_timeout=spec.on_timeout,
+                opened_by=state.principal,
+            )
+        )
+    return outcome(gate, path)
+
+
+def _check_payload(schema: dict[str, Any] | None, payload: Any, path: str, what: str) -> None:
+    if not schema:
+        return
+    error = best_match(Draft202012Validator(schema).iter_errors(payload))
+    if error is not None:
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+        raise ContractViolation(
+            f"step {describe_path(path)}: {what} breaks the gate's payload_schema at field {field or '(whole value)'}: "
+            f"{error.message} (rule: {error.validator})",
+            step=path,
+        )
+
+
+def _settled_message(gate: GateRecord) -> str:
+    if gate.status == GATE_DECIDED:
+        return f"gate {gate.id} was already decided ({gate.decision}) by {gate.decided_by} at {_when(gate.decided_at)}"
+    if gate.status == GATE_EXPIRED:
+        return f"gate {gate.id} expired at {_when(gate.updated_at)} (its run was cancelled)"
+    return f"gate {gate.id} timed out at {_when(gate.decided_at)} with no decision"
+
+
+def _when(at: float | None) -> str:
+    import datetime
+
+    if at is None:
+        return "an unknown time"
+    return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+async def decide(
+    store: Store, gate_id: str, decision: str, by: str, comment: str | None = None, payload: Any = None
+) -> GateRecord:
+    """Decide a gate as ``by``. Raises ``GateError`` (or ``ContractViolation`` for a bad ``modify``) with nothing
+    changed: unknown decision, a gate that is no longer pending, the principal that opened it, someone who is not
+    an approver, a modify without a payload or one that breaks the payload schema."""
+    gate = await store.gates.get(gate_id)
+    if decision not in DECISIONS:
+        raise GateError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+    if decision == "approve" and payload is not None:
+        decision = "modify"  # approving an edited payload is a modification
+    if decision == "modify" and payload is None:
+        raise GateError("a 'modify' decision needs the edited payload")
+    if decision == "reject" and payload is not None:
+        raise GateError("a 'reject' decision takes no payload")
+    if gate.status != GATE_PENDING:
+        raise GateError(_settled_message(gate))
+    if by == gate.opened_by:
+        raise GateError(f"{by!r} opened gate {gate.id} and cannot decide it; a human approver must")
+    allowed = gate.allowed_deciders
+    if allowed and by not in allowed:
+        raise GateError(f"{by!r} is not an approver of gate {gate.id}; approvers: {', '.join(allowed)}")
+    if decision == "modify":
+        _check_payload(gate.payload_schema, payload, gate.path, "the modified payload")
+    decided = await store.gates.decide(
+        gate, decision, by, comment, payload if decision == "modify" else None, payload_hash(gate.payload)
+    )
+    if decided is None:  # another decision got there first
+        raise GateError(_settled_message(await store.gates.get(gate_id)))
+    return decided
+
+
+async def tick(store: Store, now: float) -> None:
+    """One pass of the gate scheduler: reminders, escalations and time-outs that are due."""
+    for gate in await store.gates.due(now, REMINDER_AT):
+        if gate.reminded_level < gate.level:
+            # every level gets its reminder, even when a late pass finds its SLA already over
+            reminded = await store.gates.remind(gate)
+            if reminded is None:
+                continue  # another scheduler moved this gate on
+            log.warning("reminder: gate %s (%r) awaits %s", gate.id, gate.title, ", ".join(gate.current_approvers))
+            gate = reminded
+        if gate.sla_at > now:
+            continue
+        if gate.level < len(gate.escalate_to):
+            if await store.gates.escalate(gate):
+                log.warning("gate %s (%r) escalated to %s", gate.id, gate.title, gate.escalate_to[gate.level])
+        elif gate.on_timeout == "fail":
+            await store.gates.time_out(gate)
+        else:
+            await store.gates.decide(
+                gate,
+                gate.on_timeout,
+                SYSTEM_SLA,
+                f"no decision within the SLA; on_timeout is {gate.on_timeout!r}",
+                None,
+                payload_hash(gate.payload),
+            )

@@ -1,0 +1,210 @@
+"""Approval gates through the engine: decisions, SLAs and escalation, exactly-one decision, cancellation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from patterns import Engine, RunOptions
+from patterns.errors import ContractViolation
+from patterns.gates import GateError, decide
+from registry import Registry
+from storage import RunRecord, Store
+
+pytestmark = pytest.mark.anyio
+
+GATE: dict[str, Any] = {
+    "gate": {"title": "Approve the posting", "brief": "Total 1,265 EUR to ACME", "approvers": ["ana"]}
+}
+
+
+def chain_with_gate(gate: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "chain": [{"tool": "add", "id": "sum"}, gate or GATE, {"tool": "echo", "input": {"approved": {"$": "prev"}}}]
+    }
+
+
+async def until(engine: Engine, run_id: str, *statuses: str) -> RunRecord:
+    with anyio.fail_after(10):
+        while (record := await engine.get(run_id)).status not in statuses:
+            await anyio.sleep(0.02)
+    return record
+
+
+async def open_gate(engine: Engine, store: Store, tree: dict[str, Any]) -> tuple[RunRecord, Any]:
+    run = await engine.start(tree, {"a": 1, "b": 2}, RunOptions(principal="model"))
+    parked = await until(engine, run.id, "waiting")
+    [gate] = await store.gates.find("pending", run.id)
+    return parked, gate
+
+
+async def test_a_gate_parks_the_run_without_holding_a_task(engine: Engine, store: Store) -> None:
+    run, gate = await open_gate(engine, store, chain_with_gate())
+    assert run.status == "waiting"
+    assert not engine.is_active(run.id)  # waiting costs no task: it can wait for days
+    assert gate.title == "Approve the posting" and gate.approvers == ["ana"] and gate.payload == {"sum": 3}
+    assert gate.sla_at > gate.created_at
+    steps = {s.path: s.status for s in await engine.steps(run.id)}
+    assert steps["0"] == "completed" and steps["1"] == "waiting" and "2" not in steps
+
+
+async def test_approve_resumes_the_run_and_the_gate_output_flows_on(engine: Engine, store: Store, counter: str) -> None:
+    run, gate = await open_gate(engine, store, chain_with_gate())
+    decided = await decide(store, gate.id, "approve", "ana", "looks right")
+    assert decided.decision == "approve" and decided.decided_by == "ana" and decided.payload_hash
+    done = await until(engine, run.id, "succeeded", "failed")
+    assert done.output == {
+        "approved": {"gate_id": gate.id, "decision": "approve", "payload": {"sum": 3}, "decided_by": "ana",
+                     "comment": "looks right"}
+    }  # fmt: skip
+
+
+async def test_modify_sends_the_edited_payload_on_and_is_checked_against_the_schema(engine: Engine, store: Store):
+    schema = {"type": "object", "required": ["sum"], "properties": {"sum": {"type": "number", "maximum": 10}}}
+    tree = chain_with_gate({"gate": {**GATE["gate"], "payload_schema": schema}})
+    run, gate = await open_gate(engine, store, tree)
+    with pytest.raises(ContractViolation, match=r"field sum: 99 is greater than the maximum of 10 \(rule: maximum\)"):
+        await decide(store, gate.id, "modify", "ana", payload={"sum": 99})
+    assert (await store.gates.get(gate.id)).status == "pending"  # nothing changed
+    await decide(store, gate.id, "modify", "ana", payload={"sum": 4})
+    done = await until(engine, run.id, "succeeded", "failed")
+    assert done.output["approved"]["payload"] == {"sum": 4}
+    assert done.output["approved"]["decision"] == "modify"
+
+
+async def test_reject_ends_the_run_rejected_and_no_later_step_runs(engine: Engine, store: Store) -> None:
+    run, gate = await open_gate(engine, store, chain_with_gate())
+    await decide(store, gate.id, "reject", "ana", "wrong vendor")
+    done = await until(engine, run.id, "rejected", "failed", "succeeded")
+    assert done.status == "rejected"
+    assert done.error is not None and done.error["type"] == "gate_rejected"
+    assert "rejected by ana: wrong vendor" in done.error["message"]
+    assert "2" not in {s.path for s in await engine.steps(run.id)}
+
+
+@pytest.mark.parametrize(
+    ("decision", "by", "kwargs", "message"),
+    [
+        ("approve", "model", {}, "'model' opened gate .* and cannot decide it"),
+        ("approve", "bob", {}, "'bob' is not an approver of gate .*; approvers: ana"),
+        ("maybe", "ana", {}, "decision must be one of approve, reject, modify"),
+        ("modify", "ana", {}, "a 'modify' decision needs the edited payload"),
+        ("reject", "ana", {"payload": {"x": 1}}, "a 'reject' decision takes no payload"),
+    ],
+)
+async def test_bad_decisions_are_specific_errors_and_change_nothing(
+    engine: Engine, store: Store, decision: str, by: str, kwargs: dict[str, Any], message: str
+) -> None:
+    run, gate = await open_gate(engine, store, chain_with_gate())
+    with pytest.raises(GateError, match=message):
+        await decide(store, gate.id, decision, by, **kwargs)
+    after = await store.gates.get(gate.id)
+    assert after.status == "pending" and after.history == gate.history
+    assert (await engine.get(run.id)).status == "waiting"
+
+
+async def test_an_unknown_gate_id_is_a_specific_error(engine: Engine, store: Store) -> None:
+    from storage import GateNotFound
+
+    with pytest.raises(GateNotFound, match="no gate with id 'nope'"):
+        await decide(store, "nope", "approve", "ana")
+
+
+async def test_two_approvers_deciding_at_once_record_one_decision(engine: Engine, store: Store) -> None:
+    run, gate = await open_gate(engine, store, chain_with_gate({"gate": {**GATE["gate"], "approvers": []}}))
+    outcomes: list[str] = []
+
+    async def one(name: str) -> None:
+        try:
+            await decide(store, gate.id, "approve", name)
+            outcomes.append(f"won:{name}")
+        except GateError as exc:
+            outcomes.append(str(exc))
+
+    async with anyio.create_task_group() as tg:
+        for name in ("ana", "ben", "cy", "dee"):
+            tg.start_soon(one, name)
+    winners = [o for o in outcomes if o.startswith("won:")]
+    assert len(winners) == 1
+    winner = winners[0].removeprefix("won:")
+    assert all(f"already decided (approve) by {winner} at " in o for o in outcomes if not o.startswith("won:"))
+    assert [e["event"] for e in (await store.gates.get(gate.id)).history].count("decided") == 1
+
+
+async def test_an_expired_sla_escalates_then_on_timeout_applies(engine: Engine, store: Store) -> None:
+    tree = chain_with_gate(
+        {"gate": {**GATE["gate"], "sla_s": 0.3, "escalate_to": ["lead", "director"], "on_timeout": "approve"}}
+    )
+    run, gate = await open_gate(engine, store, tree)
+    done = await until(engine, run.id, "succeeded", "failed", "rejected")
+    assert done.status == "succeeded"
+    settled = await store.gates.get(gate.id)
+    events = [(e["event"], e.get("to")) for e in settled.history]
+    assert events == [
+        ("opened", ["ana"]),
+        ("reminder", ["ana"]),
+        ("escalated", "lead"),
+        ("reminder", ["lead"]),
+        ("escalated", "director"),
+        ("reminder", ["director"]),
+        ("decided", None),
+    ]
+    assert settled.decided_by == "system:sla" and settled.decision == "approve"
+    assert done.output["approved"]["decided_by"] == "system:sla"
+
+
+async def test_an_escalated_gate_can_be_decided_by_the_escalation_target(engine: Engine, store: Store) -> None:
+    tree = chain_with_gate({"gate": {**GATE["gate"], "sla_s": 0.2, "escalate_to": ["lead"], "on_timeout": "fail"}})
+    run, gate = await open_gate(engine, store, tree)
+    with pytest.raises(GateError, match="not an approver"):
+        await decide(store, gate.id, "approve", "lead")
+    with anyio.fail_after(5):
+        while (await store.gates.get(gate.id)).level == 0:
+            await anyio.sleep(0.02)
+    await decide(store, gate.id, "approve", "lead")
+    assert (await until(engine, run.id, "succeeded", "failed", "timed_out")).status == "succeeded"
+
+
+async def test_on_timeout_fail_ends_the_run_timed_out(engine: Engine, store: Store) -> None:
+    run, _gate = await open_gate(engine, store, chain_with_gate({"gate": {**GATE["gate"], "sla_s": 0.2,
+                                                                            "on_timeout": "fail"}}))  # fmt: skip
+    done = await until(engine, run.id, "timed_out", "failed", "succeeded")
+    assert done.status == "timed_out" and done.error is not None and done.error["type"] == "timeout"
+
+
+async def test_on_timeout_reject_ends_the_run_rejected_by_the_sla(engine: Engine, store: Store) -> None:
+    run, _gate = await open_gate(engine, store, chain_with_gate({"gate": {**GATE["gate"], "sla_s": 0.2}}))
+    done = await until(engine, run.id, "rejected", "failed", "succeeded")
+    assert done.status == "rejected" and "rejected by system:sla" in (done.error or {}).get("message", "")
+
+
+async def test_cancelling_a_waiting_run_expires_its_gate(engine: Engine, store: Store) -> None:
+    run, gate = await open_gate(engine, store, chain_with_gate())
+    cancelled = await engine.cancel(run.id, "no longer needed")
+    assert cancelled.status == "cancelled"
+    assert (await store.gates.get(gate.id)).status == "expired"
+    with pytest.raises(GateError, match="expired"):
+        await decide(store, gate.id, "approve", "ana")
+
+
+async def test_a_gate_in_a_fan_out_branch_waits_while_the_other_branches_finish(engine: Engine, store: Store):
+    tree = {"fan_out": {"branches": [{"tool": "add"}, GATE, {"tool": "add"}]}}
+    run, gate = await open_gate(engine, store, tree)
+    steps = {s.path: s.status for s in await engine.steps(run.id)}
+    assert steps["fan_out/0"] == "completed" and steps["fan_out/2"] == "completed" and steps["fan_out/1"] == "waiting"
+    await decide(store, gate.id, "approve", "ana")
+    done = await until(engine, run.id, "succeeded", "failed")
+    assert done.output[1]["decision"] == "approve" and done.output[0] == {"sum": 3}
+
+
+async def test_a_gate_pending_across_an_engine_restart_is_decided_after_it(
+    store: Store, registry: Registry, counter: str
+) -> None:
+    async with Engine(store, registry) as first:
+        run, gate = await open_gate(first, store, chain_with_gate())
+    await decide(store, gate.id, "approve", "ana")  # decided while no engine runs
+    async with Engine(store, registry) as second:  # its scheduler finds the answered gate and resumes the run
+        done = await until(second, run.id, "succeeded", "failed")
+    assert done.output["approved"]["decision"] == "approve"
