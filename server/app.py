@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -11,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server.auth.settings import AuthSettings
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, MCPServer, Resolve
 from mcp.types import ToolAnnotations
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
@@ -32,11 +33,12 @@ from server.results import (
     tool_info,
 )
 from server.texts import INSTRUCTIONS, SUPERVISE_PROMPT, TOOL_DOCS
-from storage import GATE_PENDING, Store
+from storage import GATE_PENDING, GateRecord, Store
 
 log = logging.getLogger("podium.server")
 MAX_WAIT_S = 50.0
 POLL_S = 0.25
+REQUESTER = "requester"
 PROGRESS_EVERY_S = 1.0
 StepJSON = dict[str, Any]
 Strategy = Literal["all", "best_effort", "quorum"]
@@ -66,6 +68,28 @@ class Options(BaseModel):
     deadline_s: float | None = Field(None, gt=0, description="The run fails timed_out after this many seconds.")
     budget: Budget | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+
+
+class ApprovalAnswer(BaseModel):
+    """What the human behind the client answers when a gate names ``requester`` among its approvers."""
+
+    decision: Literal["approve", "reject"] = Field(description="Approve or reject the request.")
+    comment: str = Field("", description="Why (recorded with the decision).")
+
+
+def _can_elicit(ctx: Context[Any]) -> bool:
+    capabilities = ctx.client_capabilities
+    return capabilities is not None and capabilities.elicitation is not None
+
+
+def ask_requester(
+    ctx: Context[Any], title: str, brief: str, payload: Any = None, approvers: list[str] | None = None
+) -> Elicit[ApprovalAnswer] | None:
+    """Ask the human behind the client — never the model — when the gate allows it and the client can ask."""
+    if REQUESTER not in (approvers or []) or not _can_elicit(ctx):
+        return None
+    shown = json.dumps(payload, indent=2, ensure_ascii=False)
+    return Elicit(f"Approval requested: {title}\n\n{brief}\n\nPayload:\n{shown}", ApprovalAnswer)
 
 
 @dataclass
@@ -144,6 +168,18 @@ async def check_plan(engine: Engine, step: Any) -> Validation:
         return Validation(valid=False, problems=[f"{exc.type}: {exc.message}"])
     problems = [f"contract_violation: {gap}" for gap in plan.schema_gaps()]
     return Validation(valid=not problems, lock=plan.lock, problems=problems)
+
+
+async def _opened_gate(app: AppState, run_id: str) -> GateRecord | None:
+    """The gate a one-gate run opens (it opens as soon as the run starts)."""
+    with anyio.fail_after(10):
+        while True:
+            found = await app.store.gates.find(None, run_id, limit=1)
+            if found:
+                return found[0]
+            if (await app.engine.get(run_id)).status in SETTLED:
+                return None
+            await anyio.sleep(0.01)
 
 
 def _clean(spec: dict[str, Any]) -> dict[str, Any]:
@@ -303,6 +339,9 @@ def build_server(settings: Settings, *, http_url: str | None = None) -> MCPServe
         ctx: Context[Any],
         title: str,
         brief: str,
+        # Filled by asking the human behind the client (not an argument the model gives); a plain accepted None
+        # when the gate does not name `requester` or the client cannot ask. Decline or cancel: the gate stays open.
+        answer: Annotated[ElicitationResult[ApprovalAnswer], Resolve(ask_requester)],
         payload: Any = None,
         approvers: list[str] | None = None,
         sla_s: float | None = None,
@@ -311,6 +350,7 @@ def build_server(settings: Settings, *, http_url: str | None = None) -> MCPServe
         payload_schema: dict[str, Any] | None = None,
         options: Options | None = None,
     ) -> RunResult:
+        app = _app(ctx)
         spec = _clean(
             {
                 "title": title,
@@ -322,7 +362,17 @@ def build_server(settings: Settings, *, http_url: str | None = None) -> MCPServe
                 "payload_schema": payload_schema,
             }
         )
-        return await _start(_app(ctx), ctx, {"gate": spec}, payload, options)
+        wait_s = (options or Options()).wait_s
+        with tool_errors():
+            record = await app.engine.start({"gate": spec}, payload, _run_options(options, current_principal()))
+            if isinstance(answer, AcceptedElicitation) and isinstance(answer.data, ApprovalAnswer):
+                # the human behind the client answered; the gate records them as `requester`
+                opened = await _opened_gate(app, record.id)
+                if opened is not None and opened.status == GATE_PENDING:
+                    decided = answer.data
+                    await gates.decide(app.store, opened.id, decided.decision, REQUESTER, decided.comment or None)
+                    await app.engine.resume(record.id)
+            return await _settle(app, ctx, record.id, wait_s)
 
     @mcp.tool(description=TOOL_DOCS["decide_gate"], annotations=RUN)
     async def decide_gate(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import sys
@@ -13,11 +14,11 @@ from typing import Any
 import anyio
 import yaml
 
-from patterns import SETTLED, Engine, PatternError
+from patterns import SETTLED, Engine, PatternError, gates
 from registry import Registry, RegistryError
 from server.config import ConfigError, Settings
-from server.render import run_report, runs_table, step_tree, tools_table
-from server.results import RunList, ToolList, catalogue, run_result, run_summary, tool_info
+from server.render import gate_report, gates_table, run_report, runs_table, step_tree, tools_table
+from server.results import GateList, RunList, ToolList, catalogue, gate_detail, run_result, run_summary, tool_info
 from storage import StorageError, Store
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -68,6 +69,20 @@ def _parser() -> argparse.ArgumentParser:
     tools_show.add_argument("ref")
     tools_add = tools.add_parser("add", parents=[common, as_json], help="publish the tools of a registry file")
     tools_add.add_argument("file")
+
+    gates = commands.add_parser("gates", help="human approval gates").add_subparsers(dest="action", required=True)
+    gates_list = gates.add_parser("list", parents=[common, as_json], help="gates, oldest first, with the time left")
+    gates_list.add_argument("--status", default="pending", help="pending (default), decided, expired, timed_out, all")
+    gates_list.add_argument("--limit", type=int, default=100)
+    gates_show = gates.add_parser("show", parents=[common, as_json], help="a gate: brief, payload, history")
+    gates_show.add_argument("gate_id")
+    for verb in ("approve", "reject"):
+        decide = gates.add_parser(verb, parents=[common, as_json], help=f"{verb} a gate")
+        decide.add_argument("gate_id")
+        decide.add_argument("--comment")
+        decide.add_argument("--as", dest="as_name", default=getpass.getuser(), help="who decides (default: you)")
+        if verb == "approve":
+            decide.add_argument("--payload", help="the edited payload as JSON (approves a modified version)")
 
     validate = commands.add_parser("validate", parents=[common, as_json], help="check a step tree file")
     validate.add_argument("file", help="a JSON or YAML file holding one step tree")
@@ -184,6 +199,41 @@ async def _validate(store: Store, args: argparse.Namespace) -> int:
     return 0 if result.valid else 1
 
 
+async def _gates_list(store: Store, args: argparse.Namespace) -> int:
+    status = None if args.status == "all" else args.status
+    found = [gate_detail(g) for g in await store.gates.find(status, limit=args.limit)]
+    if args.json:
+        _print_json(GateList(gates=found).model_dump(mode="json"))
+    else:
+        print(gates_table(found))
+    return 0
+
+
+async def _gates_show(store: Store, args: argparse.Namespace) -> int:
+    gate = gate_detail(await store.gates.get(args.gate_id))
+    if args.json:
+        _print_json(gate.model_dump(mode="json"))
+    else:
+        print(gate_report(gate))
+    return 0
+
+
+async def _gates_decide(store: Store, args: argparse.Namespace) -> int:
+    payload = None
+    if getattr(args, "payload", None) is not None:
+        try:
+            payload = json.loads(args.payload)
+        except ValueError as exc:
+            raise CommandError(f"--payload is not valid JSON: {exc}") from None
+    decision = "reject" if args.action == "reject" else "approve"
+    gate = gate_detail(await gates.decide(store, args.gate_id, decision, args.as_name, args.comment, payload))
+    if args.json:
+        _print_json(gate.model_dump(mode="json"))
+    else:
+        print(f"gate {gate.gate_id}: {gate.decision} by {gate.decided_by}; run {gate.run_id} goes on")
+    return 0
+
+
 HANDLERS: dict[tuple[str, str | None], Callable[[Store, argparse.Namespace], Awaitable[int]]] = {
     ("runs", "list"): _runs_list,
     ("runs", "show"): _runs_show,
@@ -193,6 +243,10 @@ HANDLERS: dict[tuple[str, str | None], Callable[[Store, argparse.Namespace], Awa
     ("tools", "show"): _tools_show,
     ("tools", "add"): _tools_add,
     ("validate", None): _validate,
+    ("gates", "list"): _gates_list,
+    ("gates", "show"): _gates_show,
+    ("gates", "approve"): _gates_decide,
+    ("gates", "reject"): _gates_decide,
 }
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from server.results import RunResult, RunSummary, StepInfo, ToolInfo
+from server.results import GateDetail, RunResult, RunSummary, StepInfo, ToolInfo
 
 
 def _ms(value: float | None) -> str:
@@ -141,3 +142,59 @@ def tools_table(tools: Sequence[ToolInfo]) -> str:
             for t in tools
         ],
     )
+
+
+def _left(seconds: float) -> str:
+    if seconds <= 0:
+        return "overdue"
+    return _age(seconds).removesuffix(" ago")
+
+
+def gates_table(gates: Sequence[GateDetail]) -> str:
+    if not gates:
+        return "no gates"
+    now = time.time()
+    return table(
+        ["GATE", "STATUS", "TITLE", "ASKED", "LEVEL", "TIME LEFT", "OPENED", "RUN"],
+        [
+            [
+                g.gate_id,
+                g.status if g.decision is None else f"{g.status} ({g.decision})",
+                _short(g.title, 40),
+                ", ".join(g.approvers) or "anyone",
+                g.level,
+                _left(g.sla_at - now) if g.status == "pending" else "-",
+                _age(now - g.created_at),
+                g.run_id,
+            ]
+            for g in gates
+        ],
+    )
+
+
+def gate_report(gate: GateDetail) -> str:
+    now = time.time()
+    lines = [
+        f"gate {gate.gate_id}: {gate.status}" + (f" ({gate.decision} by {gate.decided_by})" if gate.decision else ""),
+        f"title: {gate.title}",
+        f"run: {gate.run_id} at step {gate.path or '(root)'}",
+        f"asked: {', '.join(gate.approvers) or 'anyone but the requester'}"
+        + (f"   then: {', '.join(gate.escalate_to[gate.level :])}" if gate.escalate_to[gate.level :] else ""),
+        f"time left: {_left(gate.sla_at - now)}   on timeout: {gate.on_timeout}"
+        if gate.status == "pending"
+        else f"comment: {gate.comment or '-'}",
+        "",
+        "brief:",
+        *(f"  {line}" for line in (gate.brief or "-").splitlines()),
+        "",
+        "payload:",
+        *(f"  {line}" for line in json.dumps(gate.payload, indent=2, ensure_ascii=False).splitlines()),
+        "",
+        "history:",
+        *(
+            f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(e['at']))}  {e['event']}"
+            + "".join(f"  {k}={v}" for k, v in e.items() if k not in ("at", "event"))
+            for e in gate.history
+        ),
+    ]
+    return "\n".join(lines)

@@ -43,6 +43,33 @@ class GateInfo(BaseModel):
     status: str
 
 
+class GateDetail(BaseModel):
+    gate_id: str
+    run_id: str
+    path: str
+    title: str
+    brief: str
+    payload: Any
+    approvers: list[str] = Field(description="Who is asked now.")
+    escalate_to: list[str]
+    level: int
+    sla_at: float
+    on_timeout: str
+    status: str
+    decision: str | None
+    decided_by: str | None
+    decided_at: float | None
+    comment: str | None
+    decided_payload: Any
+    opened_by: str
+    history: list[dict[str, Any]]
+    created_at: float
+
+
+class GateList(BaseModel):
+    gates: list[GateDetail]
+
+
 class RunResult(BaseModel):
     """The state of a run and what to do next."""
 
@@ -151,6 +178,31 @@ def step_info(record: StepRecord) -> StepInfo:
 
 def usage(record: RunRecord) -> Usage:
     return Usage(steps=record.usage_steps, cost=round(record.usage_cost, 6), duration_ms=round(record.duration_ms, 3))
+
+
+def gate_detail(gate: GateRecord) -> GateDetail:
+    return GateDetail(
+        gate_id=gate.id,
+        run_id=gate.run_id,
+        path=gate.path,
+        title=gate.title,
+        brief=gate.brief,
+        payload=gate.payload,
+        approvers=gate.current_approvers,
+        escalate_to=gate.escalate_to,
+        level=gate.level,
+        sla_at=gate.sla_at,
+        on_timeout=gate.on_timeout,
+        status=gate.status,
+        decision=gate.decision,
+        decided_by=gate.decided_by,
+        decided_at=gate.decided_at,
+        comment=gate.comment,
+        decided_payload=gate.decided_payload,
+        opened_by=gate.opened_by,
+        history=gate.history,
+        created_at=gate.created_at,
+    )
 
 
 def gate_info(gate: GateRecord) -> GateInfo:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.anyio
 
 RUN_TOOLS = {"run_chain", "fan_out", "map_reduce", "route", "refine"}
 CONTRACT_TOOLS = RUN_TOOLS | {"validate", "get_run", "wait_run", "list_runs", "cancel_run", "find_tools",
-                              "describe_tool"}  # fmt: skip
+                              "describe_tool", "await_approval", "decide_gate"}  # fmt: skip
 
 
 async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -42,6 +42,7 @@ async def test_every_contract_tool_is_listed_with_a_description_and_an_output_sc
         assert description is not None and len(description) > 60, name
         assert tools[name].output_schema is not None, name
     run_fields = set(tools["run_chain"].output_schema["properties"])  # type: ignore[index]
+    assert "answer" not in tools["await_approval"].input_schema["properties"]  # the human's, never the model's
     assert run_fields == {"run_id", "status", "output", "error", "missing", "steps", "usage", "gate", "next_action"}
 
 
