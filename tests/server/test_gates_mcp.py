@@ -15,7 +15,7 @@ from storage import Store
 
 pytestmark = pytest.mark.anyio
 
-REQUEST = {
+REQUEST: dict[str, Any] = {
     "title": "Renew the ACME contract at +4%",
     "brief": "Current: 120k/yr. Market benchmark: +3-5%. Recommendation: accept.",
     "payload": {"vendor": "ACME", "increase_pct": 4},
