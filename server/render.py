@@ -145,9 +145,15 @@ def tools_table(tools: Sequence[ToolInfo]) -> str:
 
 
 def _left(seconds: float) -> str:
+    """Time left before an SLA, rounded down: ``23h 59m``, ``12m 5s``, ``overdue``."""
     if seconds <= 0:
         return "overdue"
-    return _age(seconds).removesuffix(" ago")
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
 def gates_table(gates: Sequence[GateDetail]) -> str:
