@@ -18,6 +18,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from patterns import SETTLED, Engine, PatternError, RunOptions, gates
 from registry import Registry, ToolSpec
+from server.approvals import add_approval_routes
 from server.auth import PrincipalTokens, current_principal, roles_of
 from server.config import Settings
 from server.errors import PodiumToolError, tool_errors
@@ -98,6 +99,7 @@ class AppState:
     store: Store
     registry: Registry
     engine: Engine
+    http_url: str | None = None
 
 
 def _app(ctx: Context[Any]) -> AppState:
@@ -151,7 +153,7 @@ async def _settle(
     if record.status == "waiting":
         pending = await app.store.gates.find(GATE_PENDING, run_id, limit=1)
         gate = pending[0] if pending else None
-    return run_result(record, steps, gate)
+    return run_result(record, steps, gate, approval_url=f"{app.http_url}/gates/" if app.http_url else None)
 
 
 async def _start(app: AppState, ctx: Context[Any], tree: StepJSON, input: Any, options: Options | None) -> RunResult:
@@ -192,7 +194,7 @@ async def _tool_info(app: AppState, spec: ToolSpec) -> ToolInfo:
     return tool_info(spec, versions)
 
 
-def _lifespan(settings: Settings) -> Any:
+def _lifespan(settings: Settings, running: list[AppState], http_url: str | None) -> Any:
     @asynccontextmanager
     async def lifespan(_server: MCPServer) -> AsyncIterator[AppState]:
         async with Store.open(settings.database_url, durability=settings.durability) as store:
@@ -201,9 +203,12 @@ def _lifespan(settings: Settings) -> Any:
                 await registry.register_file(path)
             async with Engine(store, registry, settings.limits) as engine:
                 log.info("podium serving with %s", store.db.display)
+                state = AppState(settings, store, registry, engine, http_url)
+                running.append(state)
                 try:
-                    yield AppState(settings, store, registry, engine)
+                    yield state
                 finally:
+                    running.remove(state)
                     # A tool's unflushed print() would otherwise be flushed at exit, after the stdio transport
                     # has pointed fd 1 back at the wire; flushed now, it goes where fd 1 is diverted (stderr).
                     sys.stdout.flush()
@@ -233,7 +238,12 @@ def build_server(settings: Settings, *, http_url: str | None = None) -> MCPServe
                 validate_token_resource=False,
             ),
         }
-    mcp = MCPServer("podium", version="0.1.0", instructions=INSTRUCTIONS, lifespan=_lifespan(settings), **auth)
+    running: list[AppState] = []
+    mcp = MCPServer(
+        "podium", version="0.1.0", instructions=INSTRUCTIONS, lifespan=_lifespan(settings, running, http_url), **auth
+    )
+    if http_url is not None:
+        add_approval_routes(mcp, lambda: running[0] if running else None)
 
     @mcp.tool(description=TOOL_DOCS["run_chain"], annotations=RUN)
     async def run_chain(

@@ -211,13 +211,19 @@ def gate_info(gate: GateRecord) -> GateInfo:
     )
 
 
-def run_result(record: RunRecord, steps: list[StepRecord] | None = None, gate: GateRecord | None = None) -> RunResult:
+def run_result(
+    record: RunRecord,
+    steps: list[StepRecord] | None = None,
+    gate: GateRecord | None = None,
+    approval_url: str | None = None,
+) -> RunResult:
     action = next_action(record)
     if gate is not None:
         who = ", ".join(gate.current_approvers) or "an approver"
+        link = f" or the approval link {approval_url}{gate.id}" if approval_url else ""
         action = (
             f"Ask a human ({who}) to decide gate {gate.id} ({gate.title!r}): `podium gates approve {gate.id}` or "
-            f"`podium gates reject {gate.id}`; then call wait_run with run_id {record.id!r}."
+            f"`podium gates reject {gate.id}`{link}; then call wait_run with run_id {record.id!r}."
         )
     return RunResult(
         run_id=record.id,
