@@ -115,6 +115,8 @@ async def run_gate(runner: Runner, step: GateStep, path: str, value: Any, scope:
                 opened_by=state.principal,
             )
         )
+    if gate.status != GATE_PENDING and gate.consumed_at is None:
+        await gates.consume(gate.id)
     return outcome(gate, path)
 
 

@@ -132,9 +132,11 @@ async def _settle(
     """
     end = anyio.current_time() + max(0.0, min(wait_s, MAX_WAIT_S))
     record = await app.engine.get(run_id)
-    on_open_gate = record.status == "waiting"
+    # Called on a run parked at a gate, wait for that gate's decision; a later park (at the next gate) ends the
+    # wait. A park is told apart from the one this call began on by the run's update time.
+    parked_at = record.updated_at if record.status == "waiting" else None
     while record.status not in SETTLED:
-        if record.status == "waiting" and not on_open_gate:
+        if record.status == "waiting" and record.updated_at != parked_at:
             break
         left = end - anyio.current_time()
         if left <= 0:
@@ -142,7 +144,6 @@ async def _settle(
         if record.status == "waiting" or not app.engine.is_active(run_id):
             await anyio.sleep(min(POLL_S, left))  # a decision or another process moves it on: look again
             record = await app.engine.get(run_id)
-            on_open_gate = on_open_gate and record.status == "waiting"
             continue
         record = await app.engine.wait(run_id, timeout_s=min(PROGRESS_EVERY_S, left))
         if record.status not in SETTLED:

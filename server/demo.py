@@ -1,24 +1,29 @@
 """``podium demo``: the bundled example workflows, run through the MCP tools exactly as an LLM client would.
 
 It registers ``server/examples/tools.toml``, starts the server in-process, connects a real ``mcp.Client`` and
-runs three scenarios from the seed articles: an invoice chain, a vendor-risk fan-out whose slow news source
-times out into "data unavailable", and a support-ticket router. The runs stay in the database for
+runs four scenarios from the seed articles: an invoice chain, a vendor-risk fan-out whose slow news source
+times out into "data unavailable", a support-ticket router, and a contract amendment with two human gates
+(which the demo decides itself, saying what a human would run). The runs stay in the database for
 ``podium runs list`` / ``podium runs show``.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mcp import Client
 
+from patterns import gates
 from server.app import build_server
 from server.config import Settings
 from server.render import run_report
 from server.results import RunResult
+from storage import Store
 
 TOOLS_FILE = Path(__file__).parent / "examples" / "tools.toml"
 
@@ -39,12 +44,41 @@ Total: 1,265.00 EUR
 
 
 @dataclass(frozen=True)
+class Decision:
+    """What the demo does in place of a human at a gate."""
+
+    approver: str
+    decision: str
+    comment: str
+    edit: Callable[[Any], Any] | None = None
+
+
+@dataclass(frozen=True)
 class Scenario:
     title: str
     story: str
     tool: str
     arguments: dict[str, Any]
     expect: str
+    decisions: tuple[Decision, ...] = ()
+
+
+def _cap_increase(draft: Any) -> Any:
+    """Legal's edit: cap the increase at 3.5% (the middle of the market range)."""
+    return {**draft, "recommended": {**draft["recommended"], "increase_pct": 3.5}}
+
+
+CONTRACT_GATE_SCHEMA = {
+    "type": "object",
+    "required": ["contract_id", "vendor", "recommended"],
+    "properties": {
+        "recommended": {
+            "type": "object",
+            "required": ["increase_pct"],
+            "properties": {"increase_pct": {"type": "number", "minimum": 0, "maximum": 10}},
+        }
+    },
+}
 
 
 SCENARIOS = (
@@ -132,20 +166,89 @@ SCENARIOS = (
         },
         expect="succeeded",
     ),
+    Scenario(
+        title="Contract amendment: two human gates with SLAs and escalation",
+        story="An agent drafts the renewal brief; legal approves, modifies or rejects it; the amendment is written; "
+        "the business owner confirms the commercial terms; only then is it sent for signature. Each gate has a "
+        "4-hour SLA and an escalation path. A waiting run holds no task, however long the humans take.",
+        tool="run_chain",
+        arguments={
+            "steps": [
+                {"id": "draft", "tool": "draft-renewal@^1.0"},
+                {
+                    "id": "legal",
+                    "gate": {
+                        "title": "Legal review: ACME renewal terms",
+                        "brief": "Check the increase against the market range, the term and the liability cap; "
+                        "edit the recommended terms if needed.",
+                        "payload": {"$": "steps.draft"},
+                        "payload_schema": CONTRACT_GATE_SCHEMA,
+                        "approvers": ["legal"],
+                        "sla_s": 14_400,
+                        "escalate_to": ["general-counsel"],
+                        "on_timeout": "reject",
+                    },
+                },
+                {"id": "amendment", "tool": "generate-amendment@^1.0", "input": {"$": "steps.legal.payload"}},
+                {
+                    "id": "owner",
+                    "gate": {
+                        "title": "Business owner: confirm the commercial terms",
+                        "brief": "Confirm the new annual fee and term before the amendment goes to ACME.",
+                        "payload": {"$": "steps.amendment"},
+                        "approvers": ["procurement-owner"],
+                        "sla_s": 14_400,
+                        "escalate_to": ["cfo"],
+                        "on_timeout": "reject",
+                    },
+                },
+                {
+                    "tool": "send-for-signature@^1.0",
+                    "input": {
+                        "amendment_id": {"$": "steps.amendment.amendment_id"},
+                        "vendor": {"$": "steps.amendment.vendor"},
+                    },
+                },
+            ],
+            "input": {"contract_id": "C-1001"},
+            "options": {"wait_s": 5},
+        },
+        expect="succeeded",
+        decisions=(
+            Decision("legal", "modify", "cap the increase at 3.5%, mid-market", _cap_increase),
+            Decision("procurement-owner", "approve", "fee and term confirmed"),
+        ),
+    ),
 )
 
 
-async def run_scenario(client: Client, scenario: Scenario) -> RunResult:
-    """Start the scenario's run as a model would, and keep calling wait_run while it is running."""
+async def run_scenario(client: Client, scenario: Scenario, database_url: str) -> RunResult:
+    """Start the scenario's run as a model would and follow it with wait_run; at each gate, decide as the
+    scenario's human would, through the store, as `podium gates approve` does."""
     result = await client.call_tool(scenario.tool, scenario.arguments)
     if result.is_error or result.structured_content is None:
         text = result.content[0].text if result.content else "no content"  # type: ignore[union-attr]
         raise RuntimeError(f"{scenario.tool} failed: {text}")
     run = RunResult.model_validate(result.structured_content)
-    while run.status in ("pending", "running"):
+    decisions = list(scenario.decisions)
+    while run.status in ("pending", "running") or run.status == "waiting" and decisions:
+        if run.status == "waiting" and run.gate is not None:
+            await _decide_as_a_human(database_url, run.gate.gate_id, run.gate.title, decisions.pop(0))
         waited = await client.call_tool("wait_run", {"run_id": run.run_id, "timeout_s": 20})
         run = RunResult.model_validate(waited.structured_content)
     return run
+
+
+async def _decide_as_a_human(database_url: str, gate_id: str, title: str, decision: Decision) -> None:
+    async with Store.open(database_url) as store:
+        gate = await store.gates.get(gate_id)
+        payload = decision.edit(gate.payload) if decision.edit is not None else None
+        verb = "approve" if decision.decision == "modify" else decision.decision
+        shown = f" --payload '{json.dumps(payload)}'" if payload is not None else ""
+        print(f"   gate open: {title!r} (asks {', '.join(gate.current_approvers)}, SLA 4 h, then escalates)")
+        print(f"   a human would now run: podium gates {verb} {gate_id} --as {decision.approver}{shown[:60]}…")
+        print(f"   the demo decides for them: {decision.decision} as {decision.approver!r} ({decision.comment})")
+        await gates.decide(store, gate_id, decision.decision, decision.approver, decision.comment, payload)
 
 
 async def run_demo(settings: Settings) -> int:
@@ -160,7 +263,7 @@ async def run_demo(settings: Settings) -> int:
             print(f"== {number}. {scenario.title}")
             print(f"   {scenario.story}")
             print(f"   MCP call: {scenario.tool}\n")
-            run = await run_scenario(client, scenario)
+            run = await run_scenario(client, scenario, settings.database_url)
             print(run_report(run))
             print(f"output: {_summary(run.output)}\n")
             if run.status != scenario.expect:

@@ -45,6 +45,7 @@ def _gate(row: GateRow) -> GateRecord:
         decided_payload=loads(row.decided_payload),
         payload_hash=row.payload_hash,
         opened_by=row.opened_by,
+        consumed_at=row.consumed_at,
         history=loads(row.history),
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -201,12 +202,26 @@ class GateStore:
             if g.sla_at <= now or (g.reminded_level < g.level and now >= g.sla_at - g.sla_s * (1 - reminder_fraction))
         ]
 
+    async def consume(self, gate_id: str) -> None:
+        """Note that the run has gone past this settled gate, so its decision no longer wakes the run."""
+        statement = (
+            update(GateRow)
+            .where(GateRow.id == gate_id, GateRow.consumed_at.is_(None))
+            .values(consumed_at=self._clock())
+        )
+        async with self._sessions.begin() as session:
+            await session.execute(statement)
+
     async def waiting_runs_with_answers(self) -> list[str]:
-        """Runs parked on a gate that has been decided or timed out since: they can go on."""
+        """Runs parked while one of their gates has been decided or timed out and not yet acted on."""
         query = (
             select(RunRow.id)
             .join(GateRow, GateRow.run_id == RunRow.id)
-            .where(RunRow.status == "waiting", GateRow.status.in_([GATE_DECIDED, GATE_TIMED_OUT]))
+            .where(
+                RunRow.status == "waiting",
+                GateRow.status.in_([GATE_DECIDED, GATE_TIMED_OUT]),
+                GateRow.consumed_at.is_(None),
+            )
             .distinct()
         )
         async with self._sessions() as session:

@@ -111,6 +111,8 @@ class GateRow(Base):
     decided_payload: Mapped[str | None] = mapped_column(Text)
     payload_hash: Mapped[str | None] = mapped_column(String(64))
     opened_by: Mapped[str] = mapped_column(String(200))
+    consumed_at: Mapped[float | None] = mapped_column(Float)
+    """When the run went past the settled gate; until then the scheduler resumes the run."""
     history: Mapped[str] = mapped_column(Text, default="[]")
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)

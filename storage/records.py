@@ -212,6 +212,7 @@ class GateRecord:
     decided_payload: Any
     payload_hash: str | None
     opened_by: str
+    consumed_at: float | None
     history: list[dict[str, Any]]
     created_at: float
     updated_at: float

@@ -208,3 +208,21 @@ async def test_a_gate_pending_across_an_engine_restart_is_decided_after_it(
     async with Engine(store, registry) as second:  # its scheduler finds the answered gate and resumes the run
         done = await until(second, run.id, "succeeded", "failed")
     assert done.output["approved"]["decision"] == "approve"
+
+
+async def test_with_two_engines_on_one_database_each_sla_event_fires_once(
+    store: Store, registry: Registry, tmp_path: Any
+) -> None:
+    tree = chain_with_gate(
+        {"gate": {**GATE["gate"], "sla_s": 0.3, "escalate_to": ["lead", "director"], "on_timeout": "reject"}}
+    )
+    async with (
+        Store.open(store.db.display) as other_store,
+        Engine(store, registry) as first,
+        Engine(other_store, Registry(other_store)) as second,
+    ):
+        run, gate = await open_gate(first, store, tree)
+        done = await until(second, run.id, "rejected", "failed", "succeeded")
+    assert done.status == "rejected"
+    events = [e["event"] for e in (await store.gates.get(gate.id)).history]
+    assert events == ["opened", "reminder", "escalated", "reminder", "escalated", "reminder", "decided"]

@@ -159,12 +159,16 @@ def test_demo_runs_the_scenarios_through_mcp_and_leaves_the_runs_inspectable(tmp
     home = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")}
     demo = podium("demo", env=home)
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert demo.stdout.count("MCP call:") == 3
+    assert demo.stdout.count("MCP call:") == 4
     assert "post-to-erp@1.0.0  completed" in demo.stdout
     assert "missing (data unavailable): fan_out/2" in demo.stdout
     assert "1/route/case=billing  handle-billing@1.0.0  completed" in demo.stdout
     listed = json.loads(podium("runs", "list", "--json", env=home).stdout)
-    assert sorted(r["status"] for r in listed["runs"]) == ["partial", "succeeded", "succeeded"]
+    assert "the demo decides for them: modify as 'legal'" in demo.stdout
+    assert "send-for-signature@1.0.0  completed" in demo.stdout
+    assert sorted(r["status"] for r in listed["runs"]) == ["partial", "succeeded", "succeeded", "succeeded"]
+    gates = json.loads(podium("gates", "list", "--status", "decided", "--json", env=home).stdout)["gates"]
+    assert sorted(g["decision"] for g in gates) == ["approve", "modify"]
 
 
 def test_runs_cancel_from_the_cli_stops_a_run_a_server_is_executing(tmp_path: Path, registry_file: Path) -> None:

@@ -16,7 +16,7 @@ from registry import Registry
 from registry.files import load_registry_file
 from registry.providers import load_target
 from server.demo import INVOICE_TEXT, SCENARIOS
-from server.examples import invoice, support, vendor_risk
+from server.examples import contracts, invoice, support, vendor_risk
 
 TOOLS_FILE = Path(invoice.__file__).with_name("tools.toml")
 
@@ -472,7 +472,11 @@ EXPECTED_TOOLS = {
     "handle-outage": "server.examples.support:outage",
     "handle-security": "server.examples.support:security",
     "handle-general": "server.examples.support:general",
+    "draft-renewal": "server.examples.contracts:draft_renewal",
+    "generate-amendment": "server.examples.contracts:generate_amendment",
+    "send-for-signature": "server.examples.contracts:send_for_signature",
 }
+NOT_IDEMPOTENT = {"post-to-erp", "send-for-signature"}
 
 
 def sample_inputs() -> dict[str, list[dict[str, Any]]]:
@@ -514,6 +518,11 @@ def sample_inputs() -> dict[str, list[dict[str, Any]]]:
         steps[f"handle-{category}"] = [c for c in classified if c["category"] == category] + [
             {"subject": "Minimal", "body": "Only the required fields"}
         ]
+    drafts = [contracts.draft_renewal(contract_id) for contract_id in sorted(contracts.CONTRACTS)]
+    steps["draft-renewal"] = [{"contract_id": contract_id} for contract_id in sorted(contracts.CONTRACTS)]
+    steps["generate-amendment"] = drafts
+    amendments = [contracts.generate_amendment(**d) for d in drafts]
+    steps["send-for-signature"] = [{"amendment_id": a["amendment_id"], "vendor": a["vendor"]} for a in amendments]
     return steps
 
 
@@ -524,7 +533,7 @@ def test_the_registry_file_declares_every_example_tool() -> None:
     assert loaded.workflows == ()
     for spec in loaded.tools:
         assert spec.version == "1.0.0"
-        assert spec.idempotent is (spec.name != "post-to-erp")
+        assert spec.idempotent is (spec.name not in NOT_IDEMPOTENT)
         assert spec.description and spec.input_schema and spec.output_schema
         assert spec.input_schema["required"] and spec.output_schema["required"]
         assert 0 < spec.cost < 0.1
@@ -630,3 +639,24 @@ async def test_the_support_route_sends_the_ticket_to_its_handler(engine: Engine,
     assert run.output["priority"] == "high"
     steps = {record.path for record in await engine.steps(run.id)}
     assert "1/route/case=billing" in steps
+
+
+def test_a_renewal_brief_flags_an_increase_above_the_market_and_a_low_liability_cap() -> None:
+    draft = contracts.draft_renewal("C-1001")
+    assert draft["recommended"] == {"increase_pct": 4.0, "term_months": 24, "liability_cap_months": 12}
+    assert draft["new_annual_value"] == 124_800.0
+    assert any("above the market range" in f for f in draft["risk_flags"])
+    assert any("liability cap of 3 months" in f for f in draft["risk_flags"])
+    assert contracts.draft_renewal("C-2002")["risk_flags"] == []
+
+
+def test_an_amendment_follows_the_terms_as_approved_and_an_unknown_contract_is_refused() -> None:
+    draft = contracts.draft_renewal("C-1001")
+    edited = {**draft, "recommended": {**draft["recommended"], "increase_pct": 3.5}}
+    amendment = contracts.generate_amendment(**edited)
+    assert amendment["annual_value"] == 124_200.0 and "(+3.5%)" in amendment["text"]
+    assert amendment["amendment_id"] != contracts.generate_amendment(**draft)["amendment_id"]
+    sent = contracts.send_for_signature(amendment["amendment_id"], "ACME Corp")
+    assert sent["status"] == "sent" and sent["sent_to"] == "contracts@acme.example"
+    with pytest.raises(ValueError, match="unknown contract 'C-9'"):
+        contracts.draft_renewal("C-9")

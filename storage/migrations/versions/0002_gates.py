@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("decided_payload", sa.Text(), nullable=True),
         sa.Column("payload_hash", sa.String(64), nullable=True),
         sa.Column("opened_by", sa.String(200), nullable=False),
+        sa.Column("consumed_at", sa.Float(), nullable=True),
         sa.Column("history", sa.Text(), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
