@@ -465,8 +465,7 @@ def build_server(settings: Settings, *, http_url: str | None = None) -> MCPServe
     async def run_resource(run_id: str, ctx: Context[Any]) -> str:
         app = _app(ctx)
         with tool_errors():
-            record = await app.engine.get(run_id)
-            return run_result(record, await app.engine.steps(run_id)).model_dump_json(indent=2)
+            return (await _settle(app, ctx, run_id, 0)).model_dump_json(indent=2)
 
     @mcp.resource("podium://tools/{name}/{version}", mime_type="application/json", description="One version of a tool.")
     async def tool_resource(name: str, version: str, ctx: Context[Any]) -> str:
