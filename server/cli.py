@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 import yaml
+from pydantic import BaseModel
 
 from patterns import SETTLED, Engine, PatternError, gates
 from registry import Registry, RegistryError
@@ -30,6 +31,15 @@ class CommandError(Exception):
 
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _emit(args: argparse.Namespace, result: BaseModel, text: str) -> int:
+    """Print ``result`` as JSON with ``--json`` (the MCP field names), else the text for people."""
+    if args.json:
+        _print_json(result.model_dump(mode="json"))
+    else:
+        print(text)
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,20 +106,12 @@ async def _with_store(settings: Settings, body: Callable[[Store], Awaitable[int]
 
 async def _runs_list(store: Store, args: argparse.Namespace) -> int:
     runs = [run_summary(r) for r in await store.list_runs(args.status, args.limit)]
-    if args.json:
-        _print_json(RunList(runs=runs).model_dump(mode="json"))
-    else:
-        print(runs_table(runs))
-    return 0
+    return _emit(args, RunList(runs=runs), runs_table(runs))
 
 
 async def _runs_show(store: Store, args: argparse.Namespace) -> int:
     result = run_result(await store.get_run(args.run_id), await store.get_steps(args.run_id))
-    if args.json:
-        _print_json(result.model_dump(mode="json"))
-    else:
-        print(run_report(result))
-    return 0
+    return _emit(args, result, run_report(result))
 
 
 async def _runs_tail(store: Store, args: argparse.Namespace) -> int:
@@ -130,20 +132,12 @@ async def _runs_cancel(store: Store, args: argparse.Namespace) -> int:
     async with Engine(store, Registry(store)) as engine:
         record = await engine.cancel(args.run_id, args.reason or "cancelled from the podium CLI")
     result = run_result(record, await store.get_steps(record.id))
-    if args.json:
-        _print_json(result.model_dump(mode="json"))
-    else:
-        print(run_report(result))
-    return 0
+    return _emit(args, result, run_report(result))
 
 
 async def _tools_list(store: Store, args: argparse.Namespace) -> int:
     tools = catalogue(await Registry(store).list_tools())
-    if args.json:
-        _print_json(ToolList(tools=tools).model_dump(mode="json"))
-    else:
-        print(tools_table(tools))
-    return 0
+    return _emit(args, ToolList(tools=tools), tools_table(tools))
 
 
 async def _tools_show(store: Store, args: argparse.Namespace) -> int:
@@ -202,20 +196,12 @@ async def _validate(store: Store, args: argparse.Namespace) -> int:
 async def _gates_list(store: Store, args: argparse.Namespace) -> int:
     status = None if args.status == "all" else args.status
     found = [gate_detail(g) for g in await store.gates.find(status, limit=args.limit)]
-    if args.json:
-        _print_json(GateList(gates=found).model_dump(mode="json"))
-    else:
-        print(gates_table(found))
-    return 0
+    return _emit(args, GateList(gates=found), gates_table(found))
 
 
 async def _gates_show(store: Store, args: argparse.Namespace) -> int:
     gate = gate_detail(await store.gates.get(args.gate_id))
-    if args.json:
-        _print_json(gate.model_dump(mode="json"))
-    else:
-        print(gate_report(gate))
-    return 0
+    return _emit(args, gate, gate_report(gate))
 
 
 async def _gates_decide(store: Store, args: argparse.Namespace) -> int:
@@ -227,11 +213,7 @@ async def _gates_decide(store: Store, args: argparse.Namespace) -> int:
             raise CommandError(f"--payload is not valid JSON: {exc}") from None
     decision = "reject" if args.action == "reject" else "approve"
     gate = gate_detail(await gates.decide(store, args.gate_id, decision, args.as_name, args.comment, payload))
-    if args.json:
-        _print_json(gate.model_dump(mode="json"))
-    else:
-        print(f"gate {gate.gate_id}: {gate.decision} by {gate.decided_by}; run {gate.run_id} goes on")
-    return 0
+    return _emit(args, gate, f"gate {gate.gate_id}: {gate.decision} by {gate.decided_by}; run {gate.run_id} goes on")
 
 
 HANDLERS: dict[tuple[str, str | None], Callable[[Store, argparse.Namespace], Awaitable[int]]] = {

@@ -132,3 +132,23 @@ async def test_a_gate_inside_a_chain_gets_what_flows_in(settings: Settings, mode
         await decide_later(settings, opened["gate"]["gate_id"], "approve", "ana", 0)
         done = await call(client, "wait_run", {"run_id": opened["run_id"], "timeout_s": 10})
     assert done["status"] == "succeeded" and done["output"] == {"value": 10}
+
+
+async def test_an_unanswered_gate_escalates_then_on_timeout_decides(settings: Settings, mode: str):
+    async with Client(build_server(settings), mode=mode) as client:
+        opened = await call(
+            client,
+            "await_approval",
+            {**REQUEST, "sla_s": 0.3, "escalate_to": ["general-counsel"], "on_timeout": "approve",
+             "options": {"wait_s": 0.2}},
+        )  # fmt: skip
+        with anyio.fail_after(15):
+            done = await call(client, "wait_run", {"run_id": opened["run_id"], "timeout_s": 10})
+    assert done["status"] == "succeeded"
+    assert done["output"]["decided_by"] == "system:sla" and done["output"]["decision"] == "approve"
+    async with Store.open(settings.database_url) as store:
+        history = (await store.gates.get(opened["gate"]["gate_id"])).history
+    assert [(e["event"], e.get("to")) for e in history if e["event"] in ("escalated", "decided")] == [
+        ("escalated", "general-counsel"),
+        ("decided", None),
+    ]
