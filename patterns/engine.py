@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+from sqlalchemy.exc import SQLAlchemyError
 
 from patterns import contracts, gates
 from patterns.errors import (
@@ -57,7 +60,9 @@ RUN_STATUSES = (
     "needs_attention",
 )
 CANCEL_POLL_S = 1.0
+DEFAULT_LEASE_S = 15.0
 SCHEDULER_TICK_S = 0.25
+RECOVERY_EVERY_S = 5.0
 SETTLED = frozenset({"succeeded", "partial", "failed", "rejected", "cancelled", "timed_out", "needs_attention"})
 
 
@@ -118,18 +123,41 @@ class _Active:
 class Engine:
     """Executes runs durably. Use as an async context manager: runs execute in its task group."""
 
-    def __init__(self, store: Store, registry: Registry, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        limits: Limits | None = None,
+        *,
+        lease_s: float = DEFAULT_LEASE_S,
+        owner: str | None = None,
+    ) -> None:
+        """
+        Args:
+            store, registry: where runs, records and tools live.
+            limits: the server's limits (callers may only lower them).
+            lease_s: how long a run's lease lasts without a heartbeat; a replica that dies holds its runs at most
+                this long before another claims and resumes them.
+            owner: this engine's name on leases (default: host, process and a random part).
+        """
         self.store = store
         self.registry = registry
         self.limits = limits or Limits()
+        self.lease_s = lease_s
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._active: dict[str, _Active] = {}
         self._group: anyio.abc.TaskGroup | None = None
         self._closing = False
         self._started: dict[str, float] = {}
+        self._resuming: set[str] = set()
+        self._stopping = anyio.Event()
+        self._stopped = anyio.Event()
 
     async def __aenter__(self) -> Engine:
         self._group = anyio.create_task_group()
         await self._group.__aenter__()
+        self._stopping = anyio.Event()
+        self._stopped = anyio.Event()
         self._group.start_soon(self._background)
         return self
 
@@ -137,10 +165,24 @@ class Engine:
         """The engine's scheduler: gate reminders, escalations and time-outs, runs whose gate was decided
         elsewhere, and runs another process cancelled. Every transition is a compare-and-set in the store, so
         several engines on one database do each thing once."""
+        try:
+            await self._schedule()
+        finally:
+            self._stopped.set()
+
+    async def _schedule(self) -> None:
         last_cancel_check = 0.0
-        while True:
-            await anyio.sleep(SCHEDULER_TICK_S)
+        last_heartbeat = last_recovery = float("-inf")
+        while not self._stopping.is_set():
             try:
+                if time.monotonic() - last_heartbeat >= self.lease_s / 3:
+                    last_heartbeat = time.monotonic()
+                    await self.store.renew_leases(self.owner, list(self._active), self.lease_s)
+                if time.monotonic() - last_recovery >= min(self.lease_s / 2, RECOVERY_EVERY_S):
+                    last_recovery = time.monotonic()
+                    for run_id in await self.store.claim_expired(self.owner, self.lease_s):
+                        log.warning("resuming run %s: its owner stopped renewing its lease", run_id)
+                        await self.resume(run_id)
                 await gates.tick(self.store, time.time())
                 for run_id in await self.store.gates.waiting_runs_with_answers():
                     await self.resume(run_id)
@@ -149,6 +191,10 @@ class Engine:
                     await self._stop_cancelled()
             except (StorageError, PatternError, RegistryError) as exc:
                 log.warning("scheduler pass failed: %s", exc)
+            except SQLAlchemyError as exc:  # a busy or unreachable database: try again next tick
+                log.warning("scheduler pass failed: %s", exc)
+            with anyio.move_on_after(SCHEDULER_TICK_S):
+                await self._stopping.wait()
 
     async def _stop_cancelled(self) -> None:
         """Stop runs executing here that another process (``podium runs cancel``) recorded as cancelled."""
@@ -163,9 +209,19 @@ class Engine:
         """Stop: runs still executing are interrupted, not cancelled; their records let them resume later."""
         assert self._group is not None
         self._closing = True
+        # let the scheduler finish its pass: cancelling a database call midway can wedge its connection
+        self._stopping.set()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+            await self._stopped.wait()
+        interrupted = list(self._active)
         self._group.cancel_scope.cancel()
         await self._group.__aexit__(None, None, None)
         self._group = None
+        with anyio.CancelScope(shield=True):
+            try:  # hand the interrupted runs to another replica now rather than when their leases run out
+                await self.store.release_leases(self.owner, interrupted)
+            except StorageError as exc:
+                log.warning("could not release leases: %s", exc.message)
 
     # -- planning --------------------------------------------------------------------------------------------
 
@@ -233,6 +289,8 @@ class Engine:
                 parent_run_id=options.parent_run_id,
                 principal=options.principal,
                 deadline_at=time.time() + plan.limits.max_run_s,
+                lease_owner=self.owner,
+                lease_expires_at=time.time() + self.lease_s,
             )
         )
         if not created:
@@ -245,19 +303,27 @@ class Engine:
 
         The run keeps the tool versions it locked when it started, even if newer ones were registered since.
         """
-        if run_id in self._active:
+        if run_id in self._active or run_id in self._resuming:
             return await self.store.get_run(run_id)
-        record = await self.store.get_run(run_id)
-        if record.status in SETTLED:
+        self._resuming.add(run_id)  # no await since the check: one resume at a time per run in this engine
+        try:
+            record = await self.store.get_run(run_id)
+            if record.status in SETTLED:
+                return record
+            if record.status == "waiting":
+                claimed = await self.store.gates.claim_waiting_run(run_id, self.owner, self.lease_s)
+            else:
+                claimed = await self.store.claim_run(run_id, self.owner, self.lease_s)
+            if not claimed:
+                return await self.store.get_run(run_id)  # another engine holds it or resumed it first
+            specs: dict[str, ToolSpec] = {}
+            for ref, version in record.lock.items():
+                specs[ref] = await self.registry.get(parse_ref(ref).name, version)
+            records = {r.path: r for r in await self.store.get_steps(run_id)}
+            self._launch(record, parse_step(record.step), specs, Limits.model_validate(record.limits), records)
             return record
-        if record.status == "waiting" and not await self.store.gates.claim_waiting_run(run_id):
-            return await self.store.get_run(run_id)  # another engine resumed it first
-        specs: dict[str, ToolSpec] = {}
-        for ref, version in record.lock.items():
-            specs[ref] = await self.registry.get(parse_ref(ref).name, version)
-        records = {r.path: r for r in await self.store.get_steps(run_id)}
-        self._launch(record, parse_step(record.step), specs, Limits.model_validate(record.limits), records)
-        return record
+        finally:
+            self._resuming.discard(run_id)
 
     def _launch(
         self,

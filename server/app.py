@@ -202,7 +202,7 @@ def _lifespan(settings: Settings, running: list[AppState], http_url: str | None)
             registry = Registry(store)
             for path in settings.registry:
                 await registry.register_file(path)
-            async with Engine(store, registry, settings.limits) as engine:
+            async with Engine(store, registry, settings.limits, lease_s=settings.lease_s) as engine:
                 log.info("podium serving with %s", store.db.display)
                 state = AppState(settings, store, registry, engine, http_url)
                 running.append(state)

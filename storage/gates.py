@@ -227,12 +227,14 @@ class GateStore:
         async with self._sessions() as session:
             return list(await session.scalars(query))
 
-    async def claim_waiting_run(self, run_id: str) -> bool:
-        """Move a run from ``waiting`` to ``running`` if nobody else has: the winner resumes it."""
+    async def claim_waiting_run(self, run_id: str, owner: str = "", lease_s: float = 15.0) -> bool:
+        """Move a run from ``waiting`` to ``running`` under ``owner``'s lease if nobody else has: the winner
+        resumes it."""
+        now = self._clock()
         statement = (
             update(RunRow)
             .where(RunRow.id == run_id, RunRow.status == "waiting")
-            .values(status="running", updated_at=self._clock())
+            .values(status="running", lease_owner=owner or None, lease_expires_at=now + lease_s, updated_at=now)
         )
         async with self._sessions.begin() as session:
             result = await session.execute(statement)

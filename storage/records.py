@@ -50,6 +50,8 @@ class NewRun:
     parent_run_id: str | None = None
     principal: str = "local"
     deadline_at: float | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -218,8 +218,8 @@ class Store:
             parent_run_id=new.parent_run_id,
             principal=new.principal,
             trace_id=new.trace_id,
-            lease_owner=None,
-            lease_expires_at=None,
+            lease_owner=new.lease_owner,
+            lease_expires_at=new.lease_expires_at,
             deadline_at=new.deadline_at,
             created_at=now,
             started_at=None,
@@ -259,6 +259,69 @@ class Store:
             query = query.where(RunRow.status.in_(list(status)))
         async with self._sessions() as session:
             return [_run(r) for r in await session.scalars(query)]
+
+    # -- leases ----------------------------------------------------------------------------------------------
+
+    def _lease_free(self, now: float) -> Any:
+        return or_(RunRow.lease_expires_at.is_(None), RunRow.lease_expires_at < now)
+
+    async def claim_run(self, run_id: str, owner: str, lease_s: float) -> bool:
+        """Take the lease of a running run whose lease expired (or is already ``owner``'s). One claimer wins."""
+        now = self._clock()
+        statement = (
+            update(RunRow)
+            .where(
+                RunRow.id == run_id,
+                RunRow.status == "running",
+                or_(self._lease_free(now), RunRow.lease_owner == owner),
+            )
+            .values(lease_owner=owner, lease_expires_at=now + lease_s, updated_at=now)
+        )
+        async with self._sessions.begin() as session:
+            result = await session.execute(statement)
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    async def claim_expired(self, owner: str, lease_s: float, limit: int = 50) -> list[str]:
+        """Claim running runs whose owner stopped renewing their lease (it crashed or was killed)."""
+        now = self._clock()
+        query = select(RunRow.id).where(RunRow.status == "running", self._lease_free(now)).limit(limit)
+        if self.db.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)  # replicas claiming at once take different runs
+        claimed: list[str] = []
+        async with self._sessions.begin() as session:
+            for run_id in list(await session.scalars(query)):
+                result = await session.execute(
+                    update(RunRow)
+                    .where(RunRow.id == run_id, RunRow.status == "running", self._lease_free(now))
+                    .values(lease_owner=owner, lease_expires_at=now + lease_s, updated_at=now)
+                )
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    claimed.append(run_id)
+        return claimed
+
+    async def renew_leases(self, owner: str, run_ids: Sequence[str], lease_s: float) -> None:
+        """Heartbeat: extend the leases ``owner`` holds on ``run_ids``."""
+        if not run_ids:
+            return
+        statement = (
+            update(RunRow)
+            .where(RunRow.id.in_(list(run_ids)), RunRow.lease_owner == owner)
+            .values(lease_expires_at=self._clock() + lease_s)
+        )
+        async with self._sessions.begin() as session:
+            await session.execute(statement)
+
+    async def release_leases(self, owner: str, run_ids: Sequence[str]) -> None:
+        """Give up leases at shutdown so that another replica resumes those runs at once."""
+        if not run_ids:
+            return
+        statement = (
+            update(RunRow)
+            .where(RunRow.id.in_(list(run_ids)), RunRow.lease_owner == owner, RunRow.status == "running")
+            .values(lease_expires_at=0.0)
+        )
+        async with self._sessions.begin() as session:
+            await session.execute(statement)
 
     async def cancelled_among(self, run_ids: Sequence[str]) -> list[RunRecord]:
         """Those of ``run_ids`` that are recorded ``cancelled`` (by this process or another)."""
