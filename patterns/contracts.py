@@ -22,16 +22,19 @@ def check(validator: Draft202012Validator | None, spec: ToolSpec, which: str, va
     """Raise ``ContractViolation`` if ``value`` breaks ``spec``'s input or output schema (its ``validator``)."""
     if validator is None:
         return
-    error = next(iter(validator.iter_errors(value)), None)
+    problem = schema_problem(validator, value)
+    if problem is not None:
+        raise ContractViolation(
+            f"step {describe_path(path)}: {which} of {spec.ref} breaks its schema {problem}", step=path
+        )
+
+
+def schema_problem(validator: Draft202012Validator, value: Any) -> str | None:
+    """``at field F: MESSAGE (rule: R)`` for the most relevant violation, or None when ``value`` is valid."""
+    error = best_match(validator.iter_errors(value))  # one pass; the most relevant error when several rules fail
     if error is None:
-        return
-    # best_match picks the most relevant error when several rules fail
-    error = best_match(validator.iter_errors(value)) or error
-    raise ContractViolation(
-        f"step {describe_path(path)}: {which} of {spec.ref} breaks its schema at field {_field(error)}: "
-        f"{error.message} (rule: {error.validator})",
-        step=path,
-    )
+        return None
+    return f"at field {_field(error)}: {error.message} (rule: {error.validator})"
 
 
 def to_json(value: Any, path: str, what: str, max_bytes: int) -> str:

@@ -9,13 +9,13 @@ SLA passes, and applies ``on_timeout`` after the last one; each of those transit
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
 
 from patterns import contracts
 from patterns.errors import ContractViolation, ErrorType, PatternError, RunCancelled, describe_path
@@ -123,13 +123,10 @@ async def run_gate(runner: Runner, step: GateStep, path: str, value: Any, scope:
 def _check_payload(schema: dict[str, Any] | None, payload: Any, path: str, what: str) -> None:
     if not schema:
         return
-    error = best_match(Draft202012Validator(schema).iter_errors(payload))
-    if error is not None:
-        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+    problem = contracts.schema_problem(Draft202012Validator(schema), payload)
+    if problem is not None:
         raise ContractViolation(
-            f"step {describe_path(path)}: {what} breaks the gate's payload_schema at field {field or '(whole value)'}: "
-            f"{error.message} (rule: {error.validator})",
-            step=path,
+            f"step {describe_path(path)}: {what} breaks the gate's payload_schema {problem}", step=path
         )
 
 
@@ -142,8 +139,6 @@ def _settled_message(gate: GateRecord) -> str:
 
 
 def _when(at: float | None) -> str:
-    import datetime
-
     if at is None:
         return "an unknown time"
     return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

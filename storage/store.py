@@ -332,7 +332,7 @@ class Store:
             return [_run(r) for r in await session.scalars(query)]
 
     async def get_steps(self, run_id: str) -> list[StepRecord]:
-        """Every step record of a run, in path order."""
+        """Every step record of a run, in the order the steps started."""
         async with self._sessions() as session:
             rows = await session.scalars(select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.started_at))
             return [_step(r) for r in rows]
