@@ -11,6 +11,7 @@ Typical use::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import socket
@@ -24,6 +25,7 @@ import anyio.abc
 from sqlalchemy.exc import SQLAlchemyError
 
 from patterns import contracts, gates
+from patterns.drain import Drain
 from patterns.errors import (
     InvalidStep,
     LimitExceeded,
@@ -64,6 +66,13 @@ DEFAULT_LEASE_S = 15.0
 SCHEDULER_TICK_S = 0.25
 RECOVERY_EVERY_S = 5.0
 SETTLED = frozenset({"succeeded", "partial", "failed", "rejected", "cancelled", "timed_out", "needs_attention"})
+UNSETTLED = tuple(s for s in RUN_STATUSES if s not in SETTLED)
+
+
+class ShuttingDown(PatternError):
+    """The engine is draining for shutdown and starts no new runs."""
+
+    type = "internal"
 
 
 def _one_line(exc: Exception) -> str:
@@ -118,6 +127,8 @@ class _Active:
     runner: Runner | None = None
     final: RunRecord | None = None
     total: int | None = None
+    abandoned: bool = False
+    """Another engine took the run over (this one stalled past its lease): stop, and record nothing more."""
 
 
 class Engine:
@@ -131,6 +142,8 @@ class Engine:
         *,
         lease_s: float = DEFAULT_LEASE_S,
         owner: str | None = None,
+        grace_s: float = 0.0,
+        recover: bool = True,
     ) -> None:
         """
         Args:
@@ -139,13 +152,23 @@ class Engine:
             lease_s: how long a run's lease lasts without a heartbeat; a replica that dies holds its runs at most
                 this long before another claims and resumes them.
             owner: this engine's name on leases (default: host, process and a random part).
+            grace_s: at shutdown, how long tool calls in flight may take to finish (no new step starts meanwhile);
+                0 interrupts them at once. Either way the runs are resumable from their records.
+            recover: claim and resume runs other engines left behind (expired leases, gates decided elsewhere).
+                A short-lived engine, such as the CLI's, sets it False so that it never adopts work it would
+                abandon when it exits.
         """
         self.store = store
         self.registry = registry
         self.limits = limits or Limits()
         self.lease_s = lease_s
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.grace_s = grace_s
+        self.recover = recover
+        self._drain = Drain()
+        self._drain_started: float | None = None
         self._active: dict[str, _Active] = {}
+        self._interrupted: set[str] = set()  # runs stopped unfinished: their leases are released at exit
         self._group: anyio.abc.TaskGroup | None = None
         self._closing = False
         self._started: dict[str, float] = {}
@@ -156,6 +179,9 @@ class Engine:
     async def __aenter__(self) -> Engine:
         self._group = anyio.create_task_group()
         await self._group.__aenter__()
+        self._closing = False
+        self._drain = Drain()
+        self._drain_started = None
         self._stopping = anyio.Event()
         self._stopped = anyio.Event()
         self._group.start_soon(self._background)
@@ -177,15 +203,22 @@ class Engine:
             try:
                 if time.monotonic() - last_heartbeat >= self.lease_s / 3:
                     last_heartbeat = time.monotonic()
-                    await self.store.renew_leases(self.owner, list(self._active), self.lease_s)
-                if time.monotonic() - last_recovery >= min(self.lease_s / 2, RECOVERY_EVERY_S):
+                    mine = list(self._active)
+                    held = await self.store.renew_leases(self.owner, mine, self.lease_s)
+                    for run_id in mine:
+                        if run_id not in held:
+                            self._abandon(run_id)
+                adopt = self.recover and not self._closing  # a draining engine takes no new work
+                if adopt and time.monotonic() - last_recovery >= min(self.lease_s / 2, RECOVERY_EVERY_S):
                     last_recovery = time.monotonic()
                     for run_id in await self.store.claim_expired(self.owner, self.lease_s):
                         log.warning("resuming run %s: its owner stopped renewing its lease", run_id)
                         await self.resume(run_id)
-                await gates.tick(self.store, time.time())
-                for run_id in await self.store.gates.waiting_runs_with_answers():
-                    await self.resume(run_id)
+                if not self._closing:
+                    await gates.tick(self.store, time.time())
+                if adopt:
+                    for run_id in await self.store.gates.waiting_runs_with_answers():
+                        await self.resume(run_id)
                 if self._active and time.monotonic() - last_cancel_check >= CANCEL_POLL_S:
                     last_cancel_check = time.monotonic()
                     await self._stop_cancelled()
@@ -197,31 +230,79 @@ class Engine:
                 await self._stopping.wait()
 
     async def _stop_cancelled(self) -> None:
-        """Stop runs executing here that another process (``podium runs cancel``) recorded as cancelled."""
+        """Stop runs executing here that another process (``podium runs cancel``) recorded as cancelled, and runs
+        whose parent run was cancelled."""
         for record in await self.store.cancelled_among(list(self._active)):
             active = self._active.get(record.id)
-            if active is not None and active.cancel_reason is None:
+            if active is None or active.cancel_reason is not None:
+                continue
+            if record.status == "cancelled":
                 message = (record.error or {}).get("message", "cancelled by another process")
                 active.cancel_reason = str(message).removeprefix("cancelled: ")
                 active.scope.cancel()
+            elif self._group is not None:  # its parent was cancelled: cancel it and, in turn, its own children
+                self._group.start_soon(self.cancel, record.id, f"its parent run {record.parent_run_id} was cancelled")
+
+    def _abandon(self, run_id: str) -> None:
+        """Stop executing a run whose lease another engine took over, without recording anything more for it."""
+        active = self._active.get(run_id)
+        if active is not None and not active.abandoned:
+            log.warning("run %s: another engine took over its lease (this one stalled); stopping it here", run_id)
+            active.abandoned = True
+            active.scope.cancel()
+
+    async def _confirm_lease(self, run_id: str) -> None:
+        if not await self.store.extend_lease(run_id, self.owner, self.lease_s):
+            self._abandon(run_id)
+            await anyio.sleep_forever()  # the abandoned run's cancellation ends this wait
+
+    @property
+    def draining(self) -> bool:
+        """Whether the engine is shutting down: it takes no new runs and starts no new steps."""
+        return self._closing
+
+    def drain(self) -> None:
+        """Begin a graceful shutdown: refuse new runs, stop adopting runs, hold every run before its next step.
+
+        Tool calls in flight go on; leaving the ``async with`` block waits for them up to ``grace_s`` (counted from
+        the first call of ``drain``), then interrupts what is left and releases the leases.
+        """
+        if self._drain_started is None:
+            self._drain_started = time.monotonic()
+        self._closing = True
+        self._drain.start()
+
+    async def finish_in_flight(self) -> None:
+        """Drain, then wait until no tool call is in flight or the grace period (counted from ``drain``) ends."""
+        self.drain()
+        assert self._drain_started is not None
+        left = self._drain_started + self.grace_s - time.monotonic()
+        if self._active and left > 0:
+            with anyio.move_on_after(left):
+                await self._drain.idle()
 
     async def __aexit__(self, *exc_info: object) -> None:
         """Stop: runs still executing are interrupted, not cancelled; their records let them resume later."""
         assert self._group is not None
-        self._closing = True
-        # let the scheduler finish its pass: cancelling a database call midway can wedge its connection
-        self._stopping.set()
-        with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-            await self._stopped.wait()
-        interrupted = list(self._active)
-        self._group.cancel_scope.cancel()
-        await self._group.__aexit__(None, None, None)
-        self._group = None
         with anyio.CancelScope(shield=True):
-            try:  # hand the interrupted runs to another replica now rather than when their leases run out
-                await self.store.release_leases(self.owner, interrupted)
-            except StorageError as exc:
-                log.warning("could not release leases: %s", exc.message)
+            await self.finish_in_flight()
+            if self._drain.inflight:
+                log.warning("interrupting %d tool call(s) still running after the grace", self._drain.inflight)
+            # let the scheduler finish its pass: cancelling a database call midway can wedge its connection
+            self._stopping.set()
+            with anyio.move_on_after(10):
+                await self._stopped.wait()
+        self._group.cancel_scope.cancel()
+        try:  # under an outer cancellation (a stop signal), leaving the group re-raises it: release regardless
+            await self._group.__aexit__(None, None, None)
+        finally:
+            self._group = None
+            interrupted, self._interrupted = sorted(self._interrupted | set(self._active)), set()
+            with anyio.CancelScope(shield=True):
+                try:  # hand the interrupted runs to another replica now rather than when their leases run out
+                    await self.store.release_leases(self.owner, interrupted)
+                except StorageError as exc:
+                    log.warning("could not release leases: %s", exc.message)
 
     # -- planning --------------------------------------------------------------------------------------------
 
@@ -270,10 +351,17 @@ class Engine:
             existing = await self.store.find_run_by_key(options.idempotency_key)
             if existing is not None:
                 return existing
+        if self._closing:
+            raise ShuttingDown(
+                "this server is shutting down and starts no new runs; send the request to another "
+                "replica, or again once the server is back"
+            )
         plan = await self.plan(step, options)
         contracts.to_json(input, "", "run input", plan.limits.max_payload_bytes)
         if options.parent_run_id is not None:
-            await self.store.get_run(options.parent_run_id)
+            parent = await self.store.get_run(options.parent_run_id)
+            if parent.status == "cancelled":
+                raise InvalidStep(f"parent run {parent.id} is cancelled, so no child run can start under it")
         run_id = new_run_id()
         record, created = await self.store.create_run(
             NewRun(
@@ -303,7 +391,7 @@ class Engine:
 
         The run keeps the tool versions it locked when it started, even if newer ones were registered since.
         """
-        if run_id in self._active or run_id in self._resuming:
+        if run_id in self._active or run_id in self._resuming or self._closing:
             return await self.store.get_run(run_id)
         self._resuming.add(run_id)  # no await since the check: one resume at a time per run in this engine
         try:
@@ -349,6 +437,8 @@ class Engine:
             },
             records=records,
             principal=record.principal,
+            drain=self._drain,
+            confirm_lease=functools.partial(self._confirm_lease, record.id),
         )
         active = self._active[record.id] = _Active(runner=Runner(state), total=static_tool_steps(tree))
         self._group.start_soon(self._execute, record, tree, state, active)
@@ -370,6 +460,8 @@ class Engine:
                     output = await runner.run_node(tree, "", record.input, Scope(input=record.input))
                     output_json = dumps(output)
                     status = "partial" if state.missing else "succeeded"
+            if active.abandoned:
+                return  # the engine that took the run over records it from now on
             if active.scope.cancelled_caught:
                 status, error = "cancelled", RunCancelled(f"cancelled: {active.cancel_reason}")
             elif timer.cancelled_caught:
@@ -401,6 +493,8 @@ class Engine:
                 if finished:
                     active.final = await self._settle(record, state, status, output_json, error)
                 else:
+                    if not active.abandoned:
+                        self._interrupted.add(record.id)
                     await store.flush()
                 active.done.set()
                 self._active.pop(record.id, None)
@@ -428,6 +522,7 @@ class Engine:
             usage_cost=state.cost_used,
             finished_at=finished_at,
             at=now,
+            owner=self.owner,  # fenced: an engine that lost the run's lease cannot overwrite the new owner's outcome
         )
         self.store.submit_run(change)
         try:
@@ -467,10 +562,19 @@ class Engine:
         record = await self.start(step, input, options)
         return await self.wait(record.id)
 
-    async def cancel(self, run_id: str, reason: str | None = None) -> RunRecord:
-        """Cancel a run: its in-flight steps stop at once and are recorded ``cancelled``. Settled runs are left as
-        they are."""
+    async def cancel(self, run_id: str, reason: str | None = None, *, by: str | None = None) -> RunRecord:
+        """Cancel a run and, in turn, its child runs (``parent_run_id``): in-flight steps stop at once and are
+        recorded ``cancelled``. A settled run is left as it is, but its unsettled children are still cancelled.
+        ``by`` (who asked) is recorded in the run's history."""
         reason = reason or "cancelled by request"
+        if by is not None:
+            await self.store.append_history(run_id, {"action": "cancel", "by": by, "reason": reason})
+        record = await self._cancel_one(run_id, reason)
+        for child in await self.store.child_runs(run_id, UNSETTLED):
+            await self.cancel(child.id, f"its parent run {run_id} was cancelled: {reason}", by=by)
+        return record
+
+    async def _cancel_one(self, run_id: str, reason: str) -> RunRecord:
         active = self._active.get(run_id)
         if active is not None:
             active.cancel_reason = reason

@@ -110,6 +110,7 @@ class Runner:
         from patterns.gates import GateWaiting, run_gate
 
         state = self.state
+        await state.drain.hold()  # opening a gate is new work: not while the engine drains
         state.begin(path, "gate", contracts.to_json(value, path, "input", state.limits.max_payload_bytes))
         try:
             output = await run_gate(self, step, path, value, scope)

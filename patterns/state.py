@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,11 +17,16 @@ import anyio
 from jsonschema import Draft202012Validator
 
 from patterns import contracts
+from patterns.drain import Drain
 from patterns.errors import LimitExceeded, PatternError, describe_path
 from patterns.limits import Limits
 from registry.models import ToolSpec
 from registry.providers import Invoker
 from storage import STEP_CANCELLED, STEP_COMPLETED, STEP_FAILED, STEP_STARTED, StepRecord, StepWrite, Store
+
+
+async def _lease_not_tracked() -> None:
+    """Without an engine's lease (a bare RunState), there is nothing to confirm."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +60,9 @@ class RunState:
     cost_scopes: dict[str, float] = field(default_factory=dict)
     last_output: tuple[Any, str] | None = None
     principal: str = "local"
+    drain: Drain = field(default_factory=Drain)
+    confirm_lease: Callable[[], Awaitable[None]] = field(default=_lease_not_tracked)
+    """Awaited before a non-idempotent call: returns while this engine holds the run's lease, never otherwise."""
     limiter: anyio.CapacityLimiter = field(init=False)
     run_info: dict[str, Any] = field(init=False)
 

@@ -52,6 +52,7 @@ async def _call(
     if not spec.idempotent:
         # durability barrier: the `started` record must be on disk before a side effect that must not repeat
         await state.store.flush(state.run_id)
+        await state.confirm_lease()  # and this engine must still own the run: a stalled one may have lost it
     for attempt in range(1, policy.max_attempts + 1):
         state.charge(spec, path)
         started = time.perf_counter()
@@ -115,9 +116,13 @@ async def run_tool(runner: Runner, step: ToolStep, path: str, value: Any) -> Any
             step=path,
         )
     input_json = state.payload_json(value, path, "input")
+    drain = state.drain
+    if drain.draining:  # a graceful shutdown: start nothing new; another engine resumes the run here
+        await drain.hold()
     state.take_step(path)
     state.begin(path, "tool", input_json, spec.name, spec.version)
     attempts: list[dict[str, Any]] = []
+    drain.enter()
     try:
         output, output_json = await _call(runner, step, spec, path, value, attempts)
         used = spec
@@ -136,6 +141,8 @@ async def run_tool(runner: Runner, step: ToolStep, path: str, value: Any) -> Any
                 )
             state.fail(path, error, attempts=tuple(attempts), cost=_cost(attempts))
             raise error from None
+    finally:
+        drain.leave()
     state.complete(
         path,
         output_json,

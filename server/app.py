@@ -138,6 +138,8 @@ async def _settle(
     while record.status not in SETTLED:
         if record.status == "waiting" and record.updated_at != parked_at:
             break
+        if app.engine.draining:  # shutting down: answer now; the caller waits on another replica or after restart
+            break
         left = end - anyio.current_time()
         if left <= 0:
             break
@@ -198,21 +200,27 @@ async def _tool_info(app: AppState, spec: ToolSpec) -> ToolInfo:
 def _lifespan(settings: Settings, running: list[AppState], http_url: str | None) -> Any:
     @asynccontextmanager
     async def lifespan(_server: MCPServer) -> AsyncIterator[AppState]:
-        async with Store.open(settings.database_url, durability=settings.durability) as store:
-            registry = Registry(store)
-            for path in settings.registry:
-                await registry.register_file(path)
-            async with Engine(store, registry, settings.limits, lease_s=settings.lease_s) as engine:
-                log.info("podium serving with %s", store.db.display)
-                state = AppState(settings, store, registry, engine, http_url)
-                running.append(state)
-                try:
-                    yield state
-                finally:
-                    running.remove(state)
-                    # A tool's unflushed print() would otherwise be flushed at exit, after the stdio transport
-                    # has pointed fd 1 back at the wire; flushed now, it goes where fd 1 is diverted (stderr).
-                    sys.stdout.flush()
+        state: AppState | None = None
+        try:
+            async with Store.open(settings.database_url, durability=settings.durability) as store:
+                registry = Registry(store)
+                for path in settings.registry:
+                    await registry.register_file(path)
+                async with Engine(
+                    store, registry, settings.limits, lease_s=settings.lease_s, grace_s=settings.shutdown_grace_s
+                ) as engine:
+                    log.info("podium serving with %s", store.db.display)
+                    state = AppState(settings, store, registry, engine, http_url)
+                    running.append(state)
+                    try:
+                        yield state
+                    finally:
+                        # A tool's unflushed print() would otherwise be flushed at exit, after the stdio transport
+                        # has pointed fd 1 back at the wire; flushed now, it goes where fd 1 is diverted (stderr).
+                        sys.stdout.flush()
+        finally:
+            if state is not None:  # gone once the engine has stopped and the store is closed
+                running.remove(state)
 
     return lifespan
 
@@ -221,13 +229,18 @@ RUN = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_h
 READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
 
-def build_server(settings: Settings, *, http_url: str | None = None) -> MCPServer:
+def build_server(
+    settings: Settings, *, http_url: str | None = None, running: list[AppState] | None = None
+) -> MCPServer:
     """The Podium MCP server over the database and registry files that ``settings`` name.
 
     Args:
         settings: database, limits, registry files and principals.
         http_url: the server's own base URL when it will serve HTTP; with principals configured, requests then
             need a bearer token of one of them.
+        running: a list in which the server keeps its state (store, registry, engine) from start-up until its
+            engine has stopped and its store is closed, for whoever drives the process (e.g. to drain the engine
+            on SIGTERM).
     """
     auth: dict[str, Any] = {}
     if http_url is not None and settings.principal:
@@ -239,7 +252,7 @@ def build_server(settings: Settings, *, http_url: str | None = None) -> MCPServe
                 validate_token_resource=False,
             ),
         }
-    running: list[AppState] = []
+    running = running if running is not None else []
     mcp = MCPServer(
         "podium", version="0.1.0", instructions=INSTRUCTIONS, lifespan=_lifespan(settings, running, http_url), **auth
     )
@@ -439,7 +452,7 @@ def build_server(settings: Settings, *, http_url: str | None = None) -> MCPServe
     async def cancel_run(ctx: Context[Any], run_id: str, reason: str | None = None) -> RunResult:
         app = _app(ctx)
         with tool_errors():
-            record = await app.engine.cancel(run_id, reason)
+            record = await app.engine.cancel(run_id, reason, by=current_principal())
             return run_result(record, await app.engine.steps(record.id))
 
     @mcp.tool(description=TOOL_DOCS["find_tools"], annotations=READ)

@@ -15,7 +15,7 @@ import anyio
 import yaml
 from pydantic import BaseModel
 
-from patterns import SETTLED, Engine, PatternError, gates
+from patterns import SETTLED, Engine, PatternError, gates, operator
 from registry import Registry, RegistryError
 from server.config import ConfigError, Settings
 from server.render import gate_report, gates_table, run_report, runs_table, step_tree, tools_table
@@ -69,9 +69,35 @@ def _parser() -> argparse.ArgumentParser:
     runs_tail = runs.add_parser("tail", parents=[common], help="follow a live run until it settles")
     runs_tail.add_argument("run_id")
     runs_tail.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
-    runs_cancel = runs.add_parser("cancel", parents=[common, as_json], help="cancel a run")
+    runs_cancel = runs.add_parser("cancel", parents=[common, as_json], help="cancel a run and its child runs")
     runs_cancel.add_argument("run_id")
     runs_cancel.add_argument("--reason")
+    runs_cancel.add_argument("--as", dest="as_name", default=getpass.getuser(), help="who cancels (default: you)")
+    retry = runs.add_parser(
+        "retry",
+        parents=[common, as_json],
+        help="run again the steps of a stopped run that did not complete (needs_attention, failed, timed_out)",
+    )
+    retry.add_argument("run_id")
+    retry.add_argument("--step", metavar="PATH", help="retry only the interrupted step at PATH (default: all)")
+    skip = runs.add_parser(
+        "skip", parents=[common, as_json], help="record a step that did not complete as done, with an output"
+    )
+    skip.add_argument("run_id")
+    skip.add_argument("--step", metavar="PATH", required=True, help="the tool step to record as done")
+    skip.add_argument(
+        "--output", metavar="JSON", default="null", help="its output, checked against the tool's output schema"
+    )
+    for operator_command in (retry, skip):
+        operator_command.add_argument(
+            "--as", dest="as_name", default=getpass.getuser(), help="who does it, for the run's history (default: you)"
+        )
+        operator_command.add_argument("--reason", help="why, for the run's history")
+        operator_command.add_argument(
+            "--detach",
+            action="store_true",
+            help="hand the run to the servers and return at once (default: execute it here until it stops)",
+        )
 
     tools = commands.add_parser("tools", help="the tool registry").add_subparsers(dest="action", required=True)
     tools.add_parser("list", parents=[common, as_json], help="every tool, newest version")
@@ -129,10 +155,42 @@ async def _runs_tail(store: Store, args: argparse.Namespace) -> int:
 
 
 async def _runs_cancel(store: Store, args: argparse.Namespace) -> int:
-    async with Engine(store, Registry(store)) as engine:
-        record = await engine.cancel(args.run_id, args.reason or "cancelled from the podium CLI")
+    async with Engine(store, Registry(store), recover=False) as engine:
+        record = await engine.cancel(args.run_id, args.reason or "cancelled from the podium CLI", by=args.as_name)
     result = run_result(record, await store.get_steps(record.id))
     return _emit(args, result, run_report(result))
+
+
+async def _runs_reopen(store: Store, args: argparse.Namespace) -> int:
+    """``runs retry`` and ``runs skip``: reopen the run, then execute it here (or hand it to the servers)."""
+    registry = Registry(store)
+    if args.action == "skip":
+        try:
+            output = json.loads(args.output)
+        except ValueError as exc:
+            raise CommandError(f"--output is not valid JSON: {exc}") from None
+        reopened = await operator.skip(
+            store, registry, args.run_id, step=args.step, output=output, by=args.as_name, reason=args.reason
+        )
+    else:
+        reopened = await operator.retry(store, args.run_id, by=args.as_name, step=args.step, reason=args.reason)
+    if not args.json:
+        done = "skipped" if args.action == "skip" else "retrying"
+        print(f"run {args.run_id}: {done} {', '.join(reopened.steps) or 'its unfinished steps'} ({args.as_name})")
+    record = reopened.run
+    if not args.detach:
+        settings: Settings = args.settings
+        async with Engine(store, registry, lease_s=settings.lease_s, recover=False) as engine:
+            while record.status in ("pending", "running"):
+                await engine.resume(args.run_id)  # unless a server claimed it first; then follow it there
+                if engine.is_active(args.run_id):
+                    record = await engine.wait(args.run_id)
+                else:
+                    await anyio.sleep(0.5)
+                    record = await store.get_run(args.run_id)
+    result = run_result(record, await store.get_steps(record.id))
+    _emit(args, result, run_report(result))
+    return 0 if record.status in ("running", "waiting", "succeeded", "partial") else 1
 
 
 async def _tools_list(store: Store, args: argparse.Namespace) -> int:
@@ -221,6 +279,8 @@ HANDLERS: dict[tuple[str, str | None], Callable[[Store, argparse.Namespace], Awa
     ("runs", "show"): _runs_show,
     ("runs", "tail"): _runs_tail,
     ("runs", "cancel"): _runs_cancel,
+    ("runs", "retry"): _runs_reopen,
+    ("runs", "skip"): _runs_reopen,
     ("tools", "list"): _tools_list,
     ("tools", "show"): _tools_show,
     ("tools", "add"): _tools_add,
@@ -233,7 +293,8 @@ HANDLERS: dict[tuple[str, str | None], Callable[[Store, argparse.Namespace], Awa
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from server.app import build_server
+    from server.app import AppState, build_server
+    from server.serving import serve_http, serve_stdio
 
     if args.http and args.host not in LOOPBACK and not args.host.startswith("127.") and not settings.principal:
         raise CommandError(
@@ -243,11 +304,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         )
     if args.registry:
         settings = settings.model_copy(update={"registry": (*settings.registry, *args.registry)})
-    server = build_server(settings, http_url=f"http://{args.host}:{args.port}" if args.http else None)
+    running: list[AppState] = []
+    server = build_server(settings, http_url=f"http://{args.host}:{args.port}" if args.http else None, running=running)
     if args.http:
-        server.run("streamable-http", host=args.host, port=args.port, streamable_http_path="/mcp")
+        anyio.run(serve_http, server, running, args.host, args.port, settings.shutdown_grace_s)
     else:
-        server.run("stdio")
+        anyio.run(serve_stdio, server, running)
     return 0
 
 
@@ -265,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return anyio.run(run_demo, settings)
         handler = HANDLERS[(args.command, getattr(args, "action", None))]
+        args.settings = settings  # for the handlers that start an engine
         return anyio.run(_with_store, settings, lambda store: handler(store, args))
     except (CommandError, ConfigError) as exc:
         print(f"podium: {exc}", file=sys.stderr)

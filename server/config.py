@@ -47,7 +47,10 @@ class Settings(BaseModel):
     limits: Limits = Limits()
     principal: tuple[Principal, ...] = ()
     registry: tuple[str, ...] = ()
-    lease_s: float = Field(15.0, gt=0)
+    lease_s: float = Field(15.0, gt=0, description="A run's lease; a replica that dies holds its runs this long.")
+    shutdown_grace_s: float = Field(
+        10.0, ge=0, description="On SIGTERM/SIGINT, how long tool calls in flight may take to finish."
+    )
 
     @classmethod
     def load(

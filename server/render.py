@@ -120,8 +120,23 @@ def run_report(result: RunResult) -> str:
         lines.append(f"missing (data unavailable): {', '.join(result.missing)}")
     if result.steps:
         lines.append(step_tree(result.steps))
+    if result.history:
+        lines.extend(["history:", *(_event(e) for e in result.history)])
     lines.append(f"next: {result.next_action}")
     return "\n".join(lines)
+
+
+def _event(entry: dict[str, Any]) -> str:
+    """One operator action: ``2026-11-21 10:02:03  retry by alice: 1, 2/fan_out/0 (reason)``."""
+    steps = ", ".join(entry.get("steps") or [])
+    line = f"  {_when(entry['at'])}  {entry['action']} by {entry['by']}" + (f": {steps}" if steps else "")
+    if entry.get("action") == "skip":
+        line += f" with output {json.dumps(entry.get('output'), ensure_ascii=False)}"
+    return line + (f" ({entry['reason']})" if entry.get("reason") else "")
+
+
+def _when(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
 def tools_table(tools: Sequence[ToolInfo]) -> str:
@@ -198,7 +213,7 @@ def gate_report(gate: GateDetail) -> str:
         "",
         "history:",
         *(
-            f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(e['at']))}  {e['event']}"
+            f"  {_when(e['at'])}  {e['event']}"
             + "".join(f"  {k}={v}" for k, v in e.items() if k not in ("at", "event"))
             for e in gate.history
         ),

@@ -84,6 +84,10 @@ class RunResult(BaseModel):
     usage: Usage
     gate: GateInfo | None = None
     next_action: str
+    history: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Operator actions on the run, oldest first: action (retry, skip, cancel), by, at, steps, reason.",
+    )
 
 
 class RunSummary(BaseModel):
@@ -150,9 +154,11 @@ def next_action(record: RunRecord) -> str:
     if status == "rejected":
         return "A human rejected the request at a gate: do not go ahead; report the rejection and its comment."
     if status == "needs_attention":
+        step = error.get("step")
         return (
-            f"A non-idempotent step ({error.get('step')}) was interrupted; ask an operator to retry or skip it "
-            "before relying on this run."
+            f"A non-idempotent step ({step}) was interrupted and may or may not have taken effect; do not rely on "
+            f"this run. Ask an operator to check, then run `podium runs retry {rid} --step {step}` if it did not "
+            f"take effect, or `podium runs skip {rid} --step {step} --output JSON` if it did."
         )
     kind = error.get("type")
     if kind in ("invalid_input", "contract_violation"):
@@ -235,6 +241,7 @@ def run_result(
         usage=usage(record),
         gate=None if gate is None else gate_info(gate),
         next_action=action,
+        history=list(record.history),
     )
 
 

@@ -4,6 +4,7 @@ Tree::
 
     StorageError
     ├── RunNotFound            no run with that id
+    ├── RunChanged             a compare-and-set on a run lost: it changed since it was read
     ├── UnsupportedDatabase    a database URL the store cannot use
     └── WriteFailed            the step writer could not persist records of a run
 """
@@ -23,6 +24,18 @@ class RunNotFound(StorageError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"no run with id {run_id!r}")
         self.run_id = run_id
+
+
+class RunChanged(StorageError):
+    """The run changed between reading it and writing a change based on that reading; nothing was written."""
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(
+            f"run {run_id} changed while this change was being made (it is now {status}); nothing was changed: "
+            f"look at it again with `podium runs show {run_id}`"
+        )
+        self.run_id = run_id
+        self.status = status
 
 
 class UnsupportedDatabase(StorageError):

@@ -59,6 +59,8 @@ class RunRow(Base):
     started_at: Mapped[float | None] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+    history: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    """Operator interventions, oldest first: ``{"action", "by", "at", "reason", ...}``."""
 
     __table_args__ = (Index("ix_runs_status_lease", "status", "lease_expires_at"),)
 

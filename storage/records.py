@@ -79,6 +79,8 @@ class RunRecord:
     started_at: float | None
     finished_at: float | None
     updated_at: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """Operator interventions, oldest first: who retried, skipped or cancelled what, when and why."""
 
     @property
     def duration_ms(self) -> float:
@@ -105,6 +107,8 @@ class RunUpdate:
     finished_at: float | None = None
     at: float | None = None
     """When the change was made (``updated_at``); the writer's clock when None."""
+    owner: str | None = None
+    """If set, the change applies only while ``owner`` holds the run's lease (a fence against a stalled engine)."""
 
 
 @dataclass(frozen=True, slots=True)

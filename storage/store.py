@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from storage import migrate
 from storage.engine import Database, Durability, create_sqlite_writer_engine, create_store_engine, parse_database_url
-from storage.errors import RunNotFound
+from storage.errors import RunChanged, RunNotFound
 from storage.gates import GateStore
 from storage.models import RunRow, StepRow, ToolRow
 from storage.records import NewRun, RunRecord, RunUpdate, StepRecord, StepWrite, StoredTool, dumps, loads
@@ -57,6 +57,7 @@ def _run(row: RunRow) -> RunRecord:
         started_at=row.started_at,
         finished_at=row.finished_at,
         updated_at=row.updated_at,
+        history=loads(row.history),
     )
 
 
@@ -221,6 +222,7 @@ class Store:
             lease_owner=new.lease_owner,
             lease_expires_at=new.lease_expires_at,
             deadline_at=new.deadline_at,
+            history="[]",
             created_at=now,
             started_at=None,
             finished_at=None,
@@ -284,32 +286,44 @@ class Store:
     async def claim_expired(self, owner: str, lease_s: float, limit: int = 50) -> list[str]:
         """Claim running runs whose owner stopped renewing their lease (it crashed or was killed)."""
         now = self._clock()
-        query = select(RunRow.id).where(RunRow.status == "running", self._lease_free(now)).limit(limit)
+        expired = select(RunRow.id).where(RunRow.status == "running", self._lease_free(now)).limit(limit)
         if self.db.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)  # replicas claiming at once take different runs
-        claimed: list[str] = []
+            expired = expired.with_for_update(skip_locked=True)  # replicas claiming at once take different runs
+        # One statement: on SQLite a read followed by a write in one transaction fails at once (not after the busy
+        # timeout) if another connection committed in between; a single UPDATE takes the write lock first.
+        statement = (
+            update(RunRow)
+            .where(RunRow.id.in_(expired.scalar_subquery()), RunRow.status == "running", self._lease_free(now))
+            .values(lease_owner=owner, lease_expires_at=now + lease_s, updated_at=now)
+            .returning(RunRow.id)
+        )
         async with self._sessions.begin() as session:
-            for run_id in list(await session.scalars(query)):
-                result = await session.execute(
-                    update(RunRow)
-                    .where(RunRow.id == run_id, RunRow.status == "running", self._lease_free(now))
-                    .values(lease_owner=owner, lease_expires_at=now + lease_s, updated_at=now)
-                )
-                if result.rowcount == 1:  # type: ignore[attr-defined]
-                    claimed.append(run_id)
-        return claimed
+            return sorted(await session.scalars(statement))
 
-    async def renew_leases(self, owner: str, run_ids: Sequence[str], lease_s: float) -> None:
-        """Heartbeat: extend the leases ``owner`` holds on ``run_ids``."""
+    async def renew_leases(self, owner: str, run_ids: Sequence[str], lease_s: float) -> set[str]:
+        """Heartbeat: extend the leases ``owner`` holds on ``run_ids``. Returns the ids whose lease ``owner`` still
+        held; any other was taken over by another engine (this one stalled longer than its lease)."""
         if not run_ids:
-            return
+            return set()
         statement = (
             update(RunRow)
             .where(RunRow.id.in_(list(run_ids)), RunRow.lease_owner == owner)
             .values(lease_expires_at=self._clock() + lease_s)
+            .returning(RunRow.id)
         )
         async with self._sessions.begin() as session:
-            await session.execute(statement)
+            return set(await session.scalars(statement))
+
+    async def extend_lease(self, run_id: str, owner: str, lease_s: float) -> bool:
+        """Extend ``owner``'s lease on a running run; False if it no longer holds it (nothing is changed then)."""
+        statement = (
+            update(RunRow)
+            .where(RunRow.id == run_id, RunRow.lease_owner == owner, RunRow.status == "running")
+            .values(lease_expires_at=self._clock() + lease_s)
+        )
+        async with self._sessions.begin() as session:
+            result = await session.execute(statement)
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     async def release_leases(self, owner: str, run_ids: Sequence[str]) -> None:
         """Give up leases at shutdown so that another replica resumes those runs at once."""
@@ -324,12 +338,77 @@ class Store:
             await session.execute(statement)
 
     async def cancelled_among(self, run_ids: Sequence[str]) -> list[RunRecord]:
-        """Those of ``run_ids`` that are recorded ``cancelled`` (by this process or another)."""
+        """Those of ``run_ids`` that are recorded ``cancelled`` (by this process or another), or whose parent run
+        is."""
         if not run_ids:
             return []
-        query = select(RunRow).where(RunRow.id.in_(list(run_ids)), RunRow.status == "cancelled")
+        cancelled_parents = select(RunRow.id).where(RunRow.status == "cancelled").scalar_subquery()
+        query = select(RunRow).where(
+            RunRow.id.in_(list(run_ids)),
+            or_(RunRow.status == "cancelled", RunRow.parent_run_id.in_(cancelled_parents)),
+        )
         async with self._sessions() as session:
             return [_run(r) for r in await session.scalars(query)]
+
+    async def child_runs(self, run_id: str, statuses: Sequence[str] | None = None) -> list[RunRecord]:
+        """The runs started with ``parent_run_id`` = ``run_id`` (in those ``statuses``), oldest first."""
+        query = select(RunRow).where(RunRow.parent_run_id == run_id).order_by(RunRow.created_at, RunRow.id)
+        if statuses is not None:
+            query = query.where(RunRow.status.in_(list(statuses)))
+        async with self._sessions() as session:
+            return [_run(r) for r in await session.scalars(query)]
+
+    async def reopen_run(
+        self, seen: RunRecord, entry: dict[str, Any], steps: Sequence[StepWrite], deadline_at: float | None
+    ) -> RunRecord:
+        """Put a stopped run back to ``running`` with no lease, so that the next engine to look resumes it.
+
+        In one transaction: rewrite the step records ``steps``, clear the run's outcome, give it ``deadline_at``
+        and append ``entry`` (who did what, and why) to its history. A compare-and-set on the run as ``seen``:
+        if anyone changed it since, nothing is written and ``RunChanged`` is raised.
+        """
+        now = self._clock()
+        history = [*seen.history, {"at": now, **entry}]
+        statement = (
+            update(RunRow)
+            .where(RunRow.id == seen.id, RunRow.status == seen.status, RunRow.updated_at == seen.updated_at)
+            .values(
+                status="running",
+                output=None,
+                error=None,
+                missing="[]",
+                finished_at=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                deadline_at=deadline_at,
+                history=dumps(history),
+                updated_at=now,
+            )
+        )
+        async with self._sessions.begin() as session:
+            result = await session.execute(statement)
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                current = await session.get(RunRow, seen.id)
+                raise RunChanged(seen.id, current.status if current is not None else "deleted")
+            for write in steps:
+                values = write.row()
+                await session.execute(
+                    update(StepRow).where(StepRow.run_id == write.run_id, StepRow.path == write.path).values(values)
+                )
+        return await self.get_run(seen.id)
+
+    async def append_history(self, run_id: str, entry: dict[str, Any]) -> None:
+        """Record an operator's action on a run (who, what, why) without changing anything else."""
+        while True:  # compare-and-set on the history read, so that concurrent appends all land
+            seen = (await self.get_run(run_id)).history
+            statement = (
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.history == dumps(seen))
+                .values(history=dumps([*seen, {"at": self._clock(), **entry}]))
+            )
+            async with self._sessions.begin() as session:
+                if (await session.execute(statement)).rowcount == 1:  # type: ignore[attr-defined]
+                    return
 
     async def get_steps(self, run_id: str) -> list[StepRecord]:
         """Every step record of a run, in the order the steps started."""

@@ -80,7 +80,10 @@ def _run_update(change: RunUpdate, now: float) -> Update:
         values["started_at"] = change.started_at
     if change.finished_at is not None:
         values["finished_at"] = change.finished_at
-    return update(_RUNS).where(_RUNS.c.id == change.run_id).values(values)
+    statement = update(_RUNS).where(_RUNS.c.id == change.run_id)
+    if change.owner is not None:
+        statement = statement.where(_RUNS.c.lease_owner == change.owner)
+    return statement.values(values)
 
 
 def apply_batch(connection: Connection, ops: list[Op], now: float) -> None:

@@ -6,8 +6,9 @@ from pathlib import Path
 import anyio
 import pytest
 
+from patterns import InvalidStep, RunOptions
 from patterns.engine import Engine
-from storage import StepRecord
+from storage import RunUpdate, StepRecord
 from tests.conftest import calls
 
 pytestmark = pytest.mark.anyio
@@ -146,3 +147,72 @@ async def test_cancelling_an_unknown_run_raises_run_not_found(engine):
 
     with pytest.raises(RunNotFound):
         await engine.cancel("no-such-run")
+
+
+async def wait_for_status(engine: Engine, run_id: str, status: str) -> None:
+    with anyio.fail_after(5):
+        while (await engine.get(run_id)).status != status:
+            await anyio.sleep(0.02)
+
+
+async def test_cancelling_a_run_cancels_its_child_runs_and_theirs(engine):
+    long = {"tool": "sleepy", "input": {"seconds": 30}}
+    parent = await engine.start(long)
+    child = await engine.start(long, options=RunOptions(parent_run_id=parent.id))
+    grandchild = await engine.start(long, options=RunOptions(parent_run_id=child.id))
+    finished = await engine.run({"tool": "noop", "input": {}}, options=RunOptions(parent_run_id=parent.id))
+    unrelated = await engine.start(long)
+
+    cancelled = await engine.cancel(parent.id, "the vendor withdrew", by="alice")
+
+    assert cancelled.status == "cancelled"
+    for run_id in (child.id, grandchild.id):
+        run = await engine.get(run_id)
+        assert run.status == "cancelled"
+        assert run.error is not None and "its parent run" in run.error["message"]
+        assert "the vendor withdrew" in run.error["message"]
+        assert [(e["action"], e["by"]) for e in run.history] == [("cancel", "alice")]
+    assert (await engine.get(finished.id)).status == "succeeded"
+    assert (await engine.get(unrelated.id)).status == "running"
+    assert [(e["action"], e["by"], e["reason"]) for e in (await engine.get(parent.id)).history] == [
+        ("cancel", "alice", "the vendor withdrew")
+    ]
+    await engine.cancel(unrelated.id)
+
+
+async def test_no_child_run_starts_under_a_cancelled_parent(engine):
+    parent = await engine.start({"tool": "sleepy", "input": {"seconds": 30}})
+    await engine.cancel(parent.id)
+
+    with pytest.raises(InvalidStep, match=f"parent run {parent.id} is cancelled"):
+        await engine.start({"tool": "noop", "input": {}}, options=RunOptions(parent_run_id=parent.id))
+
+
+async def test_cancelling_from_another_engine_stops_the_parent_and_child_where_they_run(engine, store, registry):
+    long = {"tool": "sleepy", "input": {"seconds": 30}}
+    parent = await engine.start(long)
+    child = await engine.start(long, options=RunOptions(parent_run_id=parent.id))
+
+    async with Engine(store, registry, recover=False) as elsewhere:  # e.g. `podium runs cancel` in a shell
+        await elsewhere.cancel(parent.id, "from the CLI", by="bob")
+
+    with anyio.fail_after(5):  # the engine running them notices within a poll
+        while engine.is_active(parent.id) or engine.is_active(child.id):
+            await anyio.sleep(0.02)
+    for run_id in (parent.id, child.id):
+        assert (await engine.get(run_id)).status == "cancelled"
+        assert {r.status for r in await engine.steps(run_id)} == {"cancelled"}
+
+
+async def test_a_run_whose_parent_is_recorded_cancelled_is_stopped_with_it(engine, store):
+    parent = await engine.run({"tool": "noop", "input": {}})
+    child = await engine.start(
+        {"tool": "sleepy", "input": {"seconds": 30}}, options=RunOptions(parent_run_id=parent.id)
+    )
+    store.submit_run(RunUpdate(parent.id, status="cancelled"))  # as a process that cancels only the parent would
+    await store.flush(parent.id)
+
+    await wait_for_status(engine, child.id, "cancelled")
+
+    record = await engine.get(child.id)
+    assert record.error is not None and f"its parent run {parent.id} was cancelled" in record.error["message"]

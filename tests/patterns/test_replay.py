@@ -39,12 +39,16 @@ async def wait_for_steps(
 
 
 async def start_and_interrupt(
-    store: Store, registry: Registry, limits: Limits, step: Any, input: Any, path: str
+    store: Store, registry: Registry, limits: Limits, step: Any, input: Any, path: str, called: str | None = None
 ) -> RunRecord:
-    """Start ``step`` on an engine, wait until ``path`` is in flight, then stop that engine (not a cancel)."""
+    """Start ``step`` on an engine, wait until ``path`` is in flight (and its tool, counting in the file ``called``,
+    was invoked), then stop that engine (not a cancel)."""
     async with Engine(store, registry, limits) as engine:
         run = await engine.start(step, input)
         await wait_for_steps(engine, run.id, [path])
+        with anyio.fail_after(5):
+            while called is not None and calls(called) < 1:
+                await anyio.sleep(0.01)
     return run
 
 
@@ -113,7 +117,7 @@ async def test_an_interrupted_non_idempotent_step_is_not_invoked_again_and_needs
             {"tool": "double", "input": {"value": 2, "counter": after}},
         ]
     }
-    started = await start_and_interrupt(store, registry, limits, step, None, "1")
+    started = await start_and_interrupt(store, registry, limits, step, None, "1", called=effect)
 
     run, _ = await resume_and_wait(store, registry, limits, started.id)
 
@@ -236,7 +240,7 @@ async def test_an_interrupted_non_idempotent_step_needs_attention_even_when_it_i
             {"tool": "received"},
         ]
     }
-    started = await start_and_interrupt(store, registry, limits, step, None, "0")
+    started = await start_and_interrupt(store, registry, limits, step, None, "0", called=effect)
 
     run, _ = await resume_and_wait(store, registry, limits, started.id)
 

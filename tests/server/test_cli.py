@@ -69,7 +69,18 @@ def test_runs_list_and_show_use_the_mcp_field_names_with_json(db: str, registry_
     failed = json.loads(podium("runs", "list", "--status", "failed", "--db", db, "--json").stdout)
     assert [r["run_id"] for r in failed["runs"]] == [bad]
     shown = json.loads(podium("runs", "show", ok, "--db", db, "--json").stdout)
-    assert set(shown) == {"run_id", "status", "output", "error", "missing", "steps", "usage", "gate", "next_action"}
+    assert set(shown) == {
+        "run_id",
+        "status",
+        "output",
+        "error",
+        "missing",
+        "steps",
+        "usage",
+        "gate",
+        "next_action",
+        "history",
+    }
     assert shown["output"] == {"value": 2}
 
 
@@ -208,7 +219,7 @@ def test_runs_tail_follows_a_live_run_until_it_settles(tmp_path: Path, registry_
                 run = await engine.start(
                     {
                         "chain": [
-                            {"tool": "sleepy", "input": {"seconds": 1.5}},
+                            {"tool": "sleepy", "input": {"seconds": 4}},  # still running when `tail` starts
                             {"tool": "add", "input": {"a": 1, "b": 1}},
                         ]
                     }

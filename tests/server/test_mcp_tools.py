@@ -43,7 +43,18 @@ async def test_every_contract_tool_is_listed_with_a_description_and_an_output_sc
         assert tools[name].output_schema is not None, name
     run_fields = set(tools["run_chain"].output_schema["properties"])  # type: ignore[index]
     assert "answer" not in tools["await_approval"].input_schema["properties"]  # the human's, never the model's
-    assert run_fields == {"run_id", "status", "output", "error", "missing", "steps", "usage", "gate", "next_action"}
+    assert run_fields == {
+        "run_id",
+        "status",
+        "output",
+        "error",
+        "missing",
+        "steps",
+        "usage",
+        "gate",
+        "next_action",
+        "history",
+    }
 
 
 async def test_run_chain_returns_the_finished_run_with_its_steps(settings: Settings, mode: str):

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from mcp import Client
 
 from tests.conftest import calls
+from tests.server.test_cli import podium
 from tests.server.test_transports import PODIUM, REPO, _env, _free_port, _serve_args, _wait_for_port
 
 pytestmark = pytest.mark.anyio
@@ -57,3 +60,98 @@ async def test_a_run_killed_mid_chain_is_finished_by_the_restarted_server(tmp_pa
     assert done.structured_content["status"] == "succeeded", done.structured_content
     assert done.structured_content["output"] == {"value": 6}
     assert (calls(str(first)), calls(str(slow)), calls(str(last))) == (1, 2, 1)  # only the interrupted step re-ran
+
+
+def _with_payment_tool(registry_file: Path) -> Path:
+    """The test registry plus ``pay@2.0.0``: slow-once declared not idempotent, like a payment."""
+    data = json.loads(registry_file.read_text())
+    data["tool"].append(
+        {
+            "name": "pay",
+            "version": "2.0.0",
+            "provider": {"type": "python", "target": "tests.tools:slow_once"},
+            "idempotent": False,
+            "output_schema": {"type": "object", "required": ["value"], "properties": {"value": {"type": "number"}}},
+        }
+    )
+    registry_file.write_text(json.dumps(data))
+    return registry_file
+
+
+async def test_a_payment_in_flight_at_a_crash_needs_attention_and_the_cli_retries_or_skips_it(
+    tmp_path: Path, registry_file: Path
+) -> None:
+    _with_payment_tool(registry_file)
+    port = _free_port()
+    args = [PODIUM, *_serve_args(tmp_path, registry_file, "--http", "--port", str(port))]
+    env = {**_env(), "PODIUM_LEASE_S": "1"}
+    counters = {name: tmp_path / f"{name}.txt" for name in ("a-pay", "a-after", "b-pay", "b-after")}
+    for path in counters.values():
+        path.touch()
+
+    def chain(run: str) -> list[dict[str, Any]]:
+        pay, after = str(counters[f"{run}-pay"]), str(counters[f"{run}-after"])
+        return [
+            {"tool": "add", "input": {"a": 1, "b": 2}},
+            {"tool": "pay@2.0.0", "input": {"seconds": 60, "value": {"$": "prev.sum"}, "counter": pay}},
+            {"tool": "double", "input": {"value": {"$": "prev.value"}, "counter": after}},
+        ]
+
+    server = await anyio.open_process(args, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
+    try:
+        await _wait_for_port(port, server)
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            ids = {}
+            for run in ("a", "b"):
+                started = await client.call_tool("run_chain", {"steps": chain(run), "options": {"wait_s": 0.1}})
+                assert started.structured_content is not None
+                ids[run] = started.structured_content["run_id"]
+        with anyio.fail_after(20):
+            while calls(str(counters["a-pay"])) < 1 or calls(str(counters["b-pay"])) < 1:  # both payments in flight
+                await anyio.sleep(0.05)
+    finally:
+        os.kill(server.pid, signal.SIGKILL)
+        await server.wait()
+
+    server = await anyio.open_process(args, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
+    try:
+        await _wait_for_port(port, server)
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            for run in ("a", "b"):
+                with anyio.fail_after(30):
+                    waited = await client.call_tool("wait_run", {"run_id": ids[run], "timeout_s": 20})
+                assert waited.structured_content is not None
+                assert waited.structured_content["status"] == "needs_attention", waited.structured_content
+                assert waited.structured_content["error"]["step"] == "1"
+                assert f"podium runs retry {ids[run]} --step 1" in waited.structured_content["next_action"]
+        # the payment is never made again on its own: an operator decides
+        assert calls(str(counters["a-pay"])) == calls(str(counters["b-pay"])) == 1
+
+        # a: it did not go out; retry it while the server runs (whichever of the CLI or the server claims it)
+        db = str(tmp_path / "podium.db")
+        retried = await _podium("runs", "retry", ids["a"], "--step", "1", "--as", "ops-alice", "--db", db, "--json")
+        assert retried.returncode == 0, retried.stderr
+        result = json.loads(retried.stdout)
+        assert (result["status"], result["output"]) == ("succeeded", {"value": 6})
+        assert [(e["action"], e["by"], e["steps"]) for e in result["history"]] == [("retry", "ops-alice", ["1"])]
+        assert (calls(str(counters["a-pay"])), calls(str(counters["a-after"]))) == (2, 1)
+    finally:
+        server.terminate()
+        await server.wait()
+
+    # b: it went out (the ledger shows 3); record that, with the server down: the CLI finishes the run itself
+    skipped = await _podium(
+        "runs", "skip", ids["b"], "--step", "1", "--output", '{"value": 3, "calls": 1}', "--as", "ops-bob",
+        "--reason", "ledger shows the payment", "--db", str(tmp_path / "podium.db"),
+    )  # fmt: skip
+    assert skipped.returncode == 0, skipped.stderr
+    assert "skipped 1 (ops-bob)" in skipped.stdout
+    assert f"run {ids['b']}: succeeded" in skipped.stdout
+    assert "skip by ops-bob: 1 with output" in skipped.stdout and "(ledger shows the payment)" in skipped.stdout
+    assert (calls(str(counters["b-pay"])), calls(str(counters["b-after"]))) == (1, 1)
+    shown = await _podium("runs", "show", ids["b"], "--json", "--db", str(tmp_path / "podium.db"))
+    assert json.loads(shown.stdout)["output"] == {"value": 6}
+
+
+async def _podium(*args: str) -> subprocess.CompletedProcess[str]:
+    return await anyio.to_thread.run_sync(lambda: podium(*args))

@@ -1,0 +1,72 @@
+"""Lease fencing: an engine that stalled past its lease, and whose run another engine took over, stops executing it,
+never makes a non-idempotent call for it, and records nothing more for it."""
+
+import sqlite3
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from patterns import Engine
+from storage import Store
+from tests.conftest import calls, tool_spec
+from tests.patterns.test_replay import counters, wait_for_steps
+
+pytestmark = pytest.mark.anyio
+
+
+def take_over(db: Path, run_id: str) -> None:
+    """What another engine's claim does once this one's lease has expired: the run is now its own."""
+    with sqlite3.connect(db, timeout=10) as conn:
+        statement = "UPDATE runs SET lease_owner = 'other-engine', lease_expires_at = ? WHERE id = ?"
+        conn.execute(statement, (time.time() + 60, run_id))
+
+
+async def test_the_heartbeat_notices_a_lost_lease_and_the_engine_stops_the_run(
+    store: Store, registry, limits, tmp_path: Path
+):
+    first, second = counters(tmp_path, "first", "second")
+    step = {
+        "chain": [
+            {"tool": "sleepy", "input": {"seconds": 1.0, "value": 1, "counter": first}},
+            {"tool": "double", "input": {"value": {"$": "prev.value"}, "counter": second}},
+        ]
+    }
+    async with Engine(store, registry, limits, lease_s=0.6) as engine:
+        started = await engine.start(step)
+        await wait_for_steps(engine, started.id, ["0"])
+        take_over(tmp_path / "podium.db", started.id)
+        with anyio.fail_after(5):
+            while engine.is_active(started.id):
+                await anyio.sleep(0.02)
+        await anyio.sleep(1.2)  # past the moment step 0 would have finished and step 1 started
+
+    assert calls(second) == 0
+    run = await store.get_run(started.id)
+    assert (run.status, run.lease_owner, run.error) == ("running", "other-engine", None)  # not settled by the loser
+
+
+async def test_a_non_idempotent_call_is_not_made_by_an_engine_that_lost_the_run(
+    store: Store, registry, limits, tmp_path: Path
+):
+    await registry.register(tool_spec("double", "9.0.0", idempotent=False))
+    first, payment = counters(tmp_path, "first", "payment")
+    step = {
+        "chain": [
+            {"tool": "sleepy", "input": {"seconds": 0.5, "value": 1, "counter": first}},
+            {"tool": "double@9.0.0", "input": {"value": {"$": "prev.value"}, "counter": payment}},
+        ]
+    }
+    async with Engine(store, registry, limits, lease_s=60) as engine:  # no heartbeat during the test
+        started = await engine.start(step)
+        await wait_for_steps(engine, started.id, ["0"])
+        take_over(tmp_path / "podium.db", started.id)
+        with anyio.fail_after(5):
+            while engine.is_active(started.id):
+                await anyio.sleep(0.02)
+
+    assert calls(first) == 1
+    assert calls(payment) == 0  # checked the lease just before the call, found it gone
+    run = await store.get_run(started.id)
+    assert (run.status, run.lease_owner) == ("running", "other-engine")
