@@ -404,6 +404,7 @@ class Engine:
                 claimed = await self.store.claim_run(run_id, self.owner, self.lease_s)
             if not claimed:
                 return await self.store.get_run(run_id)  # another engine holds it or resumed it first
+            record = await self.store.get_run(run_id)  # as claimed: its lease, and its deadline if it was waiting
             specs: dict[str, ToolSpec] = {}
             for ref, version in record.lock.items():
                 specs[ref] = await self.registry.get(parse_ref(ref).name, version)
@@ -510,6 +511,9 @@ class Engine:
             await self.store.gates.expire(record.id, error.message if error else "run cancelled")
         now = time.time()
         finished_at = None if status == "waiting" else now
+        time_left_s = None
+        if status == "waiting" and record.deadline_at is not None:  # waiting for a person is not execution time
+            time_left_s = max(0.0, record.deadline_at - now)
         change = RunUpdate(
             record.id,
             status=status,
@@ -523,6 +527,7 @@ class Engine:
             finished_at=finished_at,
             at=now,
             owner=self.owner,  # fenced: an engine that lost the run's lease cannot overwrite the new owner's outcome
+            time_left_s=time_left_s,
         )
         self.store.submit_run(change)
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -229,12 +229,19 @@ class GateStore:
 
     async def claim_waiting_run(self, run_id: str, owner: str = "", lease_s: float = 15.0) -> bool:
         """Move a run from ``waiting`` to ``running`` under ``owner``'s lease if nobody else has: the winner
-        resumes it."""
+        resumes it. Its deadline becomes now plus the execution time it had left when it parked."""
         now = self._clock()
         statement = (
             update(RunRow)
             .where(RunRow.id == run_id, RunRow.status == "waiting")
-            .values(status="running", lease_owner=owner or None, lease_expires_at=now + lease_s, updated_at=now)
+            .values(
+                status="running",
+                lease_owner=owner or None,
+                lease_expires_at=now + lease_s,
+                deadline_at=func.coalesce(now + RunRow.time_left_s, RunRow.deadline_at),
+                time_left_s=None,
+                updated_at=now,
+            )
         )
         async with self._sessions.begin() as session:
             result = await session.execute(statement)

@@ -61,6 +61,8 @@ class RunRow(Base):
     updated_at: Mapped[float] = mapped_column(Float)
     history: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
     """Operator interventions, oldest first: ``{"action", "by", "at", "reason", ...}``."""
+    time_left_s: Mapped[float | None] = mapped_column(Float)
+    """While a run waits at a gate: the execution time it had left (waiting for a person does not count)."""
 
     __table_args__ = (Index("ix_runs_status_lease", "status", "lease_expires_at"),)
 

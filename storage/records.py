@@ -109,6 +109,8 @@ class RunUpdate:
     """When the change was made (``updated_at``); the writer's clock when None."""
     owner: str | None = None
     """If set, the change applies only while ``owner`` holds the run's lease (a fence against a stalled engine)."""
+    time_left_s: float | None = None
+    """Set when the run parks at a gate: the execution time it has left, restored as its deadline on resuming."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,8 @@ def _run_update(change: RunUpdate, now: float) -> Update:
         values["started_at"] = change.started_at
     if change.finished_at is not None:
         values["finished_at"] = change.finished_at
+    if change.time_left_s is not None:
+        values["time_left_s"] = change.time_left_s
     statement = update(_RUNS).where(_RUNS.c.id == change.run_id)
     if change.owner is not None:
         statement = statement.where(_RUNS.c.lease_owner == change.owner)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,20 +49,34 @@ async def _drop_database(admin_url: str, name: str) -> None:
     await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@asynccontextmanager
+async def fresh_postgres(why: str) -> AsyncIterator[str]:
+    """A new PostgreSQL database, dropped afterwards; skips the test (saying ``why``) when none is configured."""
+    admin = os.environ.get(POSTGRES_ENV)
+    if not admin:
+        pytest.skip(f"{POSTGRES_ENV} is not set, so {why} (CI sets it)")
+    name, url = await _create_database(admin)
+    try:
+        yield url
+    finally:
+        await _drop_database(admin, name)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh, empty database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'podium.db'}"
         return
-    admin = os.environ.get(POSTGRES_ENV)
-    if not admin:
-        pytest.skip(f"{POSTGRES_ENV} is not set, so the PostgreSQL variant is skipped (CI sets it)")
-    name, url = await _create_database(admin)
-    try:
+    async with fresh_postgres("the PostgreSQL variant is skipped") as url:
         yield url
-    finally:
-        await _drop_database(admin, name)
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database, for tests that only make sense there (replicas sharing one database)."""
+    async with fresh_postgres("this test, which needs a database several processes share, is skipped") as url:
+        yield url
 
 
 @pytest.fixture

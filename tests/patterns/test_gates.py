@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 import pytest
 
-from patterns import Engine, RunOptions
+from patterns import Engine, Limits, RunOptions
 from patterns.errors import ContractViolation
 from patterns.gates import GateError, decide
 from registry import Registry
@@ -226,3 +226,15 @@ async def test_with_two_engines_on_one_database_each_sla_event_fires_once(
     assert done.status == "rejected"
     events = [e["event"] for e in (await store.gates.get(gate.id)).history]
     assert events == ["opened", "reminder", "escalated", "reminder", "escalated", "reminder", "decided"]
+
+
+async def test_time_spent_waiting_for_a_person_does_not_count_against_max_run_s(
+    store: Store, registry: Registry
+) -> None:
+    async with Engine(store, registry, Limits(max_run_s=1.0)) as engine:
+        run, gate = await open_gate(engine, store, chain_with_gate())
+        await anyio.sleep(1.3)  # longer than the run may execute: the gate's SLA governs the wait, not max_run_s
+        await decide(store, gate.id, "approve", "ana")
+        done = await until(engine, run.id, "succeeded", "failed", "timed_out")
+    assert done.status == "succeeded", done.error
+    assert done.deadline_at is not None and done.deadline_at > gate.created_at + 1.3

@@ -266,3 +266,25 @@ async def test_an_interrupted_run_can_be_cancelled_and_then_stays_cancelled(stor
     assert "abandoned" in cancelled.error["message"]
     assert resumed == cancelled
     assert calls(counter) == 1
+
+
+async def test_a_deadline_that_passed_while_no_engine_ran_the_run_ends_it_timed_out_on_resume(
+    store, registry, tmp_path: Path
+):
+    limits = Limits(max_run_s=1.0)
+    first, second = counters(tmp_path, "first", "second")
+    step = {
+        "chain": [
+            {"tool": "sleepy", "input": {"seconds": 30, "counter": first}},
+            {"tool": "double", "input": {"value": 1, "counter": second}},
+        ]
+    }
+    started = await start_and_interrupt(store, registry, limits, step, None, "0", called=first)
+    await anyio.sleep(1.1)  # the engine is down past the deadline
+
+    run, steps = await resume_and_wait(store, registry, limits, started.id)
+
+    assert run.status == "timed_out"
+    assert run.error is not None and run.error["type"] == "limit_exceeded" and "max_run_s" in run.error["message"]
+    assert calls(second) == 0
+    assert steps["0"].status == "cancelled"

@@ -14,6 +14,7 @@ import pytest
 
 from patterns import Engine
 from registry import Registry
+from server.results import RunResult
 from storage import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,19 +70,37 @@ def test_runs_list_and_show_use_the_mcp_field_names_with_json(db: str, registry_
     failed = json.loads(podium("runs", "list", "--status", "failed", "--db", db, "--json").stdout)
     assert [r["run_id"] for r in failed["runs"]] == [bad]
     shown = json.loads(podium("runs", "show", ok, "--db", db, "--json").stdout)
-    assert set(shown) == {
-        "run_id",
-        "status",
-        "output",
-        "error",
-        "missing",
-        "steps",
-        "usage",
-        "gate",
-        "next_action",
-        "history",
-    }
+    assert set(shown) == set(RunResult.model_fields)  # pinned field by field in test_mcp_tools
     assert shown["output"] == {"value": 2}
+
+
+def test_runs_skip_and_retry_resolve_a_failed_run_and_refuse_what_they_cannot_do(db: str, registry_file: Path) -> None:
+    ok, bad = make_runs(db, registry_file)  # bad: wrong-output broke its output contract at step 0
+
+    not_json = podium("runs", "skip", bad, "--step", "0", "--output", "{total: 12", "--db", db)
+    assert (not_json.returncode, not_json.stdout) == (2, "")
+    assert "--output is not valid JSON" in not_json.stderr
+    breaks_contract = podium("runs", "skip", bad, "--step", "0", "--output", '{"total": "12"}', "--db", db)
+    assert breaks_contract.returncode == 2
+    assert "wrong-output@1.0.0" in breaks_contract.stderr and "total" in breaks_contract.stderr
+    settled = podium("runs", "retry", ok, "--db", db)
+    assert settled.returncode == 2 and f"run {ok} is succeeded; only a run that is" in settled.stderr
+    unknown = podium("runs", "retry", bad, "--step", "9", "--db", db)
+    assert unknown.returncode == 2 and "no step at path '9'" in unknown.stderr and "0 (wrong-output" in unknown.stderr
+    assert json.loads(podium("runs", "show", bad, "--db", db, "--json").stdout)["history"] == []  # nothing changed
+
+    retried = podium("runs", "retry", bad, "--as", "ana", "--db", db, "--json")
+    assert retried.returncode == 1  # it fails again the same way: the tool still breaks its contract
+    again = json.loads(retried.stdout)
+    assert again["status"] == "failed" and again["error"]["type"] == "contract_violation"
+    skipped = podium("runs", "skip", bad, "--step", "0", "--output", '{"total": 12}', "--as", "ben", "--db", db)
+    assert skipped.returncode == 0, skipped.stderr
+    done = json.loads(podium("runs", "show", bad, "--db", db, "--json").stdout)
+    assert (done["status"], done["output"]) == ("succeeded", {"total": 12})
+    assert [(e["action"], e["by"], e["from_status"]) for e in done["history"]] == [
+        ("retry", "ana", "failed"),
+        ("skip", "ben", "failed"),
+    ]
 
 
 def test_runs_show_draws_the_step_tree_with_errors(db: str, registry_file: Path) -> None:

@@ -25,25 +25,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from tests.conftest import POSTGRES_ENV, _create_database, _drop_database, calls
+from tests.conftest import calls
 from tests.server.test_recovery import _with_payment_tool
 from tests.server.test_transports import PODIUM, REPO, _env, _free_port, _wait_for_port
 
 pytestmark = pytest.mark.anyio
 LEASE_S = 2
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    """A fresh PostgreSQL database that both replicas share, dropped afterwards."""
-    admin = os.environ.get(POSTGRES_ENV)
-    if not admin:
-        pytest.skip(f"{POSTGRES_ENV} is not set: replicas need a shared PostgreSQL database (CI sets it)")
-    name, url = await _create_database(admin)
-    try:
-        yield url
-    finally:
-        await _drop_database(admin, name)
 
 
 @dataclass
@@ -136,7 +123,7 @@ def _owner_pid(lease_owner: str | None) -> int:
 
 
 async def test_a_replica_killed_mid_run_leaves_it_to_the_other_replica(
-    tmp_path: Path, registry_file: Path, pg_url: str
+    tmp_path: Path, registry_file: Path, postgres_url: str
 ) -> None:
     """kill -9 the replica executing a chain: the other claims the expired lease and re-runs only the cut step."""
     first, slow, last = (tmp_path / f"{name}.txt" for name in ("first", "slow", "last"))
@@ -147,7 +134,7 @@ async def test_a_replica_killed_mid_run_leaves_it_to_the_other_replica(
         {"tool": "slow-once", "input": {"seconds": 60, "value": {"$": "prev.sum"}, "counter": str(slow)}},
         {"tool": "double", "input": {"value": {"$": "prev.value"}, "counter": str(last)}},
     ]
-    async with _replicas(tmp_path, pg_url, registry_file) as (a, b):
+    async with _replicas(tmp_path, postgres_url, registry_file) as (a, b):
         with anyio.fail_after(30):
             async with Client(a.url) as client:
                 started = await client.call_tool("run_chain", {"steps": steps, "options": {"wait_s": 0.2}})
@@ -155,7 +142,7 @@ async def test_a_replica_killed_mid_run_leaves_it_to_the_other_replica(
             run_id = started.structured_content["run_id"]
             while calls(str(slow)) < 1:  # the slow step is in flight on A
                 await anyio.sleep(0.05)
-        before = await _run_row(pg_url, run_id)
+        before = await _run_row(postgres_url, run_id)
         assert before["status"] == "running"
         assert _owner_pid(before["lease_owner"]) == a.process.pid, (before, a.process.pid, b.process.pid)
 
@@ -167,7 +154,7 @@ async def test_a_replica_killed_mid_run_leaves_it_to_the_other_replica(
         with anyio.fail_after(LEASE_S + 30):
             async with Client(b.url) as client:
                 done = await client.call_tool("wait_run", {"run_id": run_id, "timeout_s": LEASE_S + 20})
-        after = await _run_row(pg_url, run_id)
+        after = await _run_row(postgres_url, run_id)
         replica_b_output = b.output()
 
     assert done.structured_content is not None, done.content
@@ -189,7 +176,7 @@ async def _run_chain(client: Client, arguments: dict[str, Any], answers: dict[st
 
 
 async def test_one_idempotency_key_sent_to_both_replicas_at_once_starts_one_run(
-    tmp_path: Path, registry_file: Path, pg_url: str
+    tmp_path: Path, registry_file: Path, postgres_url: str
 ) -> None:
     """Both replicas answer with the same run, the database holds one run per key, and its tool ran once."""
     rounds = 10
@@ -198,7 +185,7 @@ async def test_one_idempotency_key_sent_to_both_replicas_at_once_starts_one_run(
     for counter in counters:
         counter.touch()
     answers: list[dict[str, dict[str, Any]]] = []
-    async with _replicas(tmp_path, pg_url, registry_file) as (a, b):
+    async with _replicas(tmp_path, postgres_url, registry_file) as (a, b):
         with anyio.fail_after(120):
             async with Client(a.url) as client_a, Client(b.url) as client_b:
                 for n, (key, counter) in enumerate(zip(keys, counters, strict=True)):
@@ -211,7 +198,7 @@ async def test_one_idempotency_key_sent_to_both_replicas_at_once_starts_one_run(
                         group.start_soon(_run_chain, client_a, arguments, answer, "a")
                         group.start_soon(_run_chain, client_b, arguments, answer, "b")
                     answers.append(answer)
-        runs = await _query(pg_url, "SELECT idempotency_key, status FROM runs")
+        runs = await _query(postgres_url, "SELECT idempotency_key, status FROM runs")
 
     for n, answer in enumerate(answers):
         assert answer["a"]["run_id"] == answer["b"]["run_id"], (n, answer)
@@ -224,7 +211,7 @@ async def test_one_idempotency_key_sent_to_both_replicas_at_once_starts_one_run(
 
 
 async def test_a_stalled_replica_that_lost_its_run_never_makes_its_payment(
-    tmp_path: Path, registry_file: Path, pg_url: str
+    tmp_path: Path, registry_file: Path, postgres_url: str
 ) -> None:
     """SIGSTOP the replica running a chain for longer than its lease: the other takes the run over and pays once; the
     stalled one, resumed, finds its lease gone before its non-idempotent call and stops without recording anything."""
@@ -237,7 +224,7 @@ async def test_a_stalled_replica_that_lost_its_run_never_makes_its_payment(
         {"tool": "sleepy", "input": {"seconds": 3, "value": {"$": "prev.sum"}, "counter": str(slow)}},
         {"tool": "pay@2.0.0", "input": {"seconds": 0, "value": {"$": "prev.value"}, "counter": str(pay)}},
     ]
-    async with _replicas(tmp_path, pg_url, registry_file) as (a, b):
+    async with _replicas(tmp_path, postgres_url, registry_file) as (a, b):
         async with Client(a.url) as client:
             started = await client.call_tool("run_chain", {"steps": steps, "options": {"wait_s": 0.2}})
         assert started.structured_content is not None, started.content
@@ -253,7 +240,7 @@ async def test_a_stalled_replica_that_lost_its_run_never_makes_its_payment(
         finally:
             os.kill(a.process.pid, signal.SIGCONT)
         await anyio.sleep(5)  # A's sleepy step ends now; it must not go on to pay
-        after = await _run_row(pg_url, run_id)
+        after = await _run_row(postgres_url, run_id)
         replica_a_output = a.output()
 
     assert done.structured_content is not None, done.content
