@@ -590,16 +590,15 @@ class Engine:
         if record.status in SETTLED:
             return record
         await self.store.gates.expire(run_id, reason)
-        self.store.submit_run(
-            RunUpdate(
-                run_id,
-                status="cancelled",
-                error=RunCancelled(f"cancelled: {reason}").to_dict(),
-                set_error=True,
-                finished_at=time.time(),
-            )
-        )
+        error = RunCancelled(f"cancelled: {reason}")
+        now = time.time()
+        cancelled = RunUpdate(run_id, status="cancelled", error=error.to_dict(), set_error=True, finished_at=now)
+        self.store.submit_run(cancelled)
         await self.store.flush(run_id)
+        if record.lease_expires_at is None or record.lease_expires_at < now:
+            # nobody executes it (its owner died or let it go): close the records it left open; a live owner closes
+            # its own when it sees the cancellation
+            await self.store.cancel_open_steps(run_id, error.to_dict())
         return await self.store.get_run(run_id)
 
     async def get(self, run_id: str) -> RunRecord:

@@ -56,7 +56,12 @@ def _stopped(record: RunRecord, action: str) -> None:
 
 
 def _unfinished(records: Sequence[StepRecord]) -> str:
-    listed = [f"{describe_path(r.path)} ({_name(r)}, {r.status})" for r in records if r.status != STEP_COMPLETED]
+    """The tool steps that did not complete, as an operator would pick among them."""
+    listed = [
+        f"{describe_path(r.path)} ({_name(r)}, {r.status})"
+        for r in records
+        if r.status != STEP_COMPLETED and r.kind == "tool"
+    ]
     return ", ".join(listed) or "none"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from server.results import GateDetail, RunResult, RunSummary, StepInfo, ToolInfo
@@ -66,15 +66,18 @@ def _parent(path: str, known: set[str]) -> str:
     return ""
 
 
-def _label(step: StepInfo) -> str:
+def _label(step: StepInfo, note: str | None) -> str:
     what = step.tool if step.version is None else f"{step.tool}@{step.version}"
     attempts = f"{step.attempts} attempt{'s' if step.attempts != 1 else ''}" if step.attempts else ""
-    parts = [step.path or "(root)", what or "", step.status, attempts, _ms(step.duration_ms)]
+    duration = "" if note is not None and note.startswith("skip") else _ms(step.duration_ms)
+    parts = [step.path or "(root)", what or "", step.status, attempts, duration, f"({note})" if note else ""]
     return "  ".join(p for p in parts if p)
 
 
-def step_tree(steps: Sequence[StepInfo]) -> str:
-    """The step records as a tree: path, tool@version, status, attempts, duration, and errors under their step."""
+def step_tree(steps: Sequence[StepInfo], notes: Mapping[str, str] | None = None) -> str:
+    """The step records as a tree: path, tool@version, status, attempts, duration, and errors under their step;
+    ``notes`` adds a word to some steps (``skipped by ana``)."""
+    notes = notes or {}
     known = {s.path for s in steps}
     children: dict[str, list[StepInfo]] = {}
     root: StepInfo | None = None
@@ -87,7 +90,7 @@ def step_tree(steps: Sequence[StepInfo]) -> str:
 
     def emit(step: StepInfo, prefix: str, last: bool, top: bool) -> None:
         branch = "" if top else ("└─ " if last else "├─ ")
-        lines.append(prefix + branch + _label(step))
+        lines.append(prefix + branch + _label(step, notes.get(step.path)))
         inner = prefix + ("" if top else ("   " if last else "│  "))
         if step.error is not None:
             lines.append(inner + f"   ! {step.error.type}: {_short(step.error.message, 110)}")
@@ -119,7 +122,13 @@ def run_report(result: RunResult) -> str:
     if result.missing:
         lines.append(f"missing (data unavailable): {', '.join(result.missing)}")
     if result.steps:
-        lines.append(step_tree(result.steps))
+        done = {"skip": "skipped", "retry": "retried"}
+        notes = {
+            path: f"{done.get(e['action'], e['action'])} by {e['by']}"
+            for e in result.history
+            for path in e.get("steps", [])
+        }
+        lines.append(step_tree(result.steps, notes))
     if result.history:
         lines.extend(["history:", *(_event(e) for e in result.history)])
     lines.append(f"next: {result.next_action}")

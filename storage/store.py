@@ -410,6 +410,16 @@ class Store:
                 if (await session.execute(statement)).rowcount == 1:  # type: ignore[attr-defined]
                     return
 
+    async def cancel_open_steps(self, run_id: str, error: dict[str, Any]) -> None:
+        """Record ``cancelled`` on the steps of a run left ``started`` by an engine that no longer executes it."""
+        statement = (
+            update(StepRow)
+            .where(StepRow.run_id == run_id, StepRow.status == "started")
+            .values(status="cancelled", error=dumps(error), finished_at=self._clock())
+        )
+        async with self._sessions.begin() as session:
+            await session.execute(statement)
+
     async def get_steps(self, run_id: str) -> list[StepRecord]:
         """Every step record of a run, in the order the steps started."""
         async with self._sessions() as session:

@@ -266,6 +266,7 @@ async def test_an_interrupted_run_can_be_cancelled_and_then_stays_cancelled(stor
     assert "abandoned" in cancelled.error["message"]
     assert resumed == cancelled
     assert calls(counter) == 1
+    assert {r.path: r.status for r in await store.get_steps(started.id)} == {"": "cancelled", "0": "cancelled"}
 
 
 async def test_a_deadline_that_passed_while_no_engine_ran_the_run_ends_it_timed_out_on_resume(

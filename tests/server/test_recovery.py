@@ -148,6 +148,7 @@ async def test_a_payment_in_flight_at_a_crash_needs_attention_and_the_cli_retrie
     assert "skipped 1 (ops-bob)" in skipped.stdout
     assert f"run {ids['b']}: succeeded" in skipped.stdout
     assert "skip by ops-bob: 1 with output" in skipped.stdout and "(ledger shows the payment)" in skipped.stdout
+    assert any(line.endswith("pay@2.0.0  completed  (skipped by ops-bob)") for line in skipped.stdout.splitlines())
     assert (calls(str(counters["b-pay"])), calls(str(counters["b-after"]))) == (1, 1)
     shown = await _podium("runs", "show", ids["b"], "--json", "--db", str(tmp_path / "podium.db"))
     assert json.loads(shown.stdout)["output"] == {"value": 6}
