@@ -237,11 +237,15 @@ class Engine:
             if active is None or active.cancel_reason is not None:
                 continue
             if record.status == "cancelled":
-                message = (record.error or {}).get("message", "cancelled by another process")
-                active.cancel_reason = str(message).removeprefix("cancelled: ")
-                active.scope.cancel()
+                self._cancelled_elsewhere(active, record)
             elif self._group is not None:  # its parent was cancelled: cancel it and, in turn, its own children
                 self._group.start_soon(self.cancel, record.id, f"its parent run {record.parent_run_id} was cancelled")
+
+    @staticmethod
+    def _cancelled_elsewhere(active: _Active, record: RunRecord) -> None:
+        message = (record.error or {}).get("message", "cancelled by another process")
+        active.cancel_reason = str(message).removeprefix("cancelled: ")
+        active.scope.cancel()
 
     def _abandon(self, run_id: str) -> None:
         """Stop executing a run whose lease another engine took over, without recording anything more for it."""
@@ -252,9 +256,16 @@ class Engine:
             active.scope.cancel()
 
     async def _confirm_lease(self, run_id: str) -> None:
-        if not await self.store.extend_lease(run_id, self.owner, self.lease_s):
+        """Return if this engine still holds the run; otherwise stop the run (cancelled, if that is why)."""
+        if await self.store.extend_lease(run_id, self.owner, self.lease_s):
+            return
+        record = await self.store.get_run(run_id)
+        active = self._active.get(run_id)
+        if active is not None and record.status == "cancelled" and record.lease_owner == self.owner:
+            self._cancelled_elsewhere(active, record)  # recorded as cancelled, step records included
+        else:
             self._abandon(run_id)
-            await anyio.sleep_forever()  # the abandoned run's cancellation ends this wait
+        await anyio.sleep_forever()  # the run's cancellation ends this wait
 
     @property
     def draining(self) -> bool:

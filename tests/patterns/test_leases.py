@@ -70,3 +70,30 @@ async def test_a_non_idempotent_call_is_not_made_by_an_engine_that_lost_the_run(
     assert calls(payment) == 0  # checked the lease just before the call, found it gone
     run = await store.get_run(started.id)
     assert (run.status, run.lease_owner) == ("running", "other-engine")
+
+
+async def test_a_run_cancelled_elsewhere_makes_no_non_idempotent_call_and_is_recorded_cancelled(
+    store: Store, registry, limits, tmp_path: Path
+):
+    await registry.register(tool_spec("double", "9.0.0", idempotent=False))
+    first, payment = counters(tmp_path, "first", "payment")
+    step = {
+        "chain": [
+            {"tool": "sleepy", "input": {"seconds": 0.3, "value": 1, "counter": first}},
+            {"tool": "double@9.0.0", "input": {"value": {"$": "prev.value"}, "counter": payment}},
+        ]
+    }
+    async with Engine(store, registry, limits) as engine:
+        started = await engine.start(step)
+        await wait_for_steps(engine, started.id, ["0"])
+        async with Engine(store, registry, limits, recover=False) as elsewhere:  # `podium runs cancel`
+            await elsewhere.cancel(started.id, "the vendor withdrew")
+        with anyio.fail_after(5):
+            while engine.is_active(started.id):
+                await anyio.sleep(0.02)
+
+    assert calls(payment) == 0
+    run = await store.get_run(started.id)
+    assert run.status == "cancelled" and run.error is not None and "the vendor withdrew" in run.error["message"]
+    statuses = {r.path: r.status for r in await store.get_steps(started.id)}
+    assert statuses == {"": "cancelled", "0": "completed", "1": "cancelled"}
