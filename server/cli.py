@@ -189,7 +189,10 @@ async def _runs_reopen(store: Store, args: argparse.Namespace) -> int:
                     await anyio.sleep(0.5)
                     record = await store.get_run(args.run_id)
     result = run_result(record, await store.get_steps(record.id))
-    _emit(args, result, run_report(result))
+    text = run_report(result)
+    if args.detach:
+        text += f"\nhanded to the servers: one resumes it within seconds; follow it with `podium runs tail {record.id}`"
+    _emit(args, result, text)
     return 0 if record.status in ("running", "waiting", "succeeded", "partial") else 1
 
 

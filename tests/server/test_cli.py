@@ -253,3 +253,21 @@ def test_runs_tail_follows_a_live_run_until_it_settles(tmp_path: Path, registry_
     completed = next(i for i, line in enumerate(lines) if "add@1.0.0  completed" in line)
     assert started < completed
     assert any(": succeeded" in line for line in lines[completed:])
+
+
+def test_a_detached_skip_hands_the_run_to_the_next_server(db: str, registry_file: Path) -> None:
+    _ok, bad = make_runs(db, registry_file)
+
+    skipped = podium("runs", "skip", bad, "--step", "0", "--output", '{"total": 5}', "--detach", "--db", db)
+
+    assert skipped.returncode == 0, skipped.stderr
+    assert f"run {bad}: running" in skipped.stdout and f"podium runs tail {bad}" in skipped.stdout
+
+    async def serve() -> str:
+        async with Store.open(db) as store, Engine(store, Registry(store)) as engine:  # a server starting up
+            with anyio.fail_after(10):
+                while (run := await engine.get(bad)).status == "running":
+                    await anyio.sleep(0.05)
+            return run.status
+
+    assert anyio.run(serve) == "succeeded"
