@@ -4,6 +4,7 @@ never makes a non-idempotent call for it, and records nothing more for it."""
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -37,9 +38,7 @@ async def test_the_heartbeat_notices_a_lost_lease_and_the_engine_stops_the_run(
         started = await engine.start(step)
         await wait_for_steps(engine, started.id, ["0"])
         take_over(tmp_path / "podium.db", started.id)
-        with anyio.fail_after(5):
-            while engine.is_active(started.id):
-                await anyio.sleep(0.02)
+        await until_stopped(engine, started.id)
         await anyio.sleep(1.2)  # past the moment step 0 would have finished and step 1 started
 
     assert calls(second) == 0
@@ -47,24 +46,34 @@ async def test_the_heartbeat_notices_a_lost_lease_and_the_engine_stops_the_run(
     assert (run.status, run.lease_owner, run.error) == ("running", "other-engine", None)  # not settled by the loser
 
 
-async def test_a_non_idempotent_call_is_not_made_by_an_engine_that_lost_the_run(
-    store: Store, registry, limits, tmp_path: Path
-):
+async def then_pay(registry, tmp_path: Path, seconds: float) -> tuple[dict[str, Any], str, str]:
+    """A chain of a ``seconds`` sleep, then a payment (a non-idempotent tool); the two steps' counter files."""
     await registry.register(tool_spec("double", "9.0.0", idempotent=False))
     first, payment = counters(tmp_path, "first", "payment")
     step = {
         "chain": [
-            {"tool": "sleepy", "input": {"seconds": 0.5, "value": 1, "counter": first}},
+            {"tool": "sleepy", "input": {"seconds": seconds, "value": 1, "counter": first}},
             {"tool": "double@9.0.0", "input": {"value": {"$": "prev.value"}, "counter": payment}},
         ]
     }
+    return step, first, payment
+
+
+async def until_stopped(engine: Engine, run_id: str) -> None:
+    with anyio.fail_after(5):
+        while engine.is_active(run_id):
+            await anyio.sleep(0.02)
+
+
+async def test_a_non_idempotent_call_is_not_made_by_an_engine_that_lost_the_run(
+    store: Store, registry, limits, tmp_path: Path
+):
+    step, first, payment = await then_pay(registry, tmp_path, 0.5)
     async with Engine(store, registry, limits, lease_s=60) as engine:  # no heartbeat during the test
         started = await engine.start(step)
         await wait_for_steps(engine, started.id, ["0"])
         take_over(tmp_path / "podium.db", started.id)
-        with anyio.fail_after(5):
-            while engine.is_active(started.id):
-                await anyio.sleep(0.02)
+        await until_stopped(engine, started.id)
 
     assert calls(first) == 1
     assert calls(payment) == 0  # checked the lease just before the call, found it gone
@@ -75,22 +84,13 @@ async def test_a_non_idempotent_call_is_not_made_by_an_engine_that_lost_the_run(
 async def test_a_run_cancelled_elsewhere_makes_no_non_idempotent_call_and_is_recorded_cancelled(
     store: Store, registry, limits, tmp_path: Path
 ):
-    await registry.register(tool_spec("double", "9.0.0", idempotent=False))
-    first, payment = counters(tmp_path, "first", "payment")
-    step = {
-        "chain": [
-            {"tool": "sleepy", "input": {"seconds": 0.3, "value": 1, "counter": first}},
-            {"tool": "double@9.0.0", "input": {"value": {"$": "prev.value"}, "counter": payment}},
-        ]
-    }
+    step, _, payment = await then_pay(registry, tmp_path, 0.3)
     async with Engine(store, registry, limits) as engine:
         started = await engine.start(step)
         await wait_for_steps(engine, started.id, ["0"])
         async with Engine(store, registry, limits, recover=False) as elsewhere:  # `podium runs cancel`
             await elsewhere.cancel(started.id, "the vendor withdrew")
-        with anyio.fail_after(5):
-            while engine.is_active(started.id):
-                await anyio.sleep(0.02)
+        await until_stopped(engine, started.id)
 
     assert calls(payment) == 0
     run = await store.get_run(started.id)
