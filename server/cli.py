@@ -42,6 +42,12 @@ def _emit(args: argparse.Namespace, result: BaseModel, text: str) -> int:
     return 0
 
 
+def _as(command: argparse.ArgumentParser, who: str) -> None:
+    """The ``--as NAME`` option: who acts, for the record (default: the user running the command)."""
+    me = getpass.getuser()
+    command.add_argument("--as", dest="as_name", metavar="NAME", default=me, help=f"{who} (default: you, {me})")
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", metavar="URL", help="database URL or SQLite file (overrides settings)")
@@ -72,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     runs_cancel = runs.add_parser("cancel", parents=[common, as_json], help="cancel a run and its child runs")
     runs_cancel.add_argument("run_id")
     runs_cancel.add_argument("--reason")
-    runs_cancel.add_argument("--as", dest="as_name", default=getpass.getuser(), help="who cancels (default: you)")
+    _as(runs_cancel, "who cancels")
     retry = runs.add_parser(
         "retry",
         parents=[common, as_json],
@@ -89,9 +95,7 @@ def _parser() -> argparse.ArgumentParser:
         "--output", metavar="JSON", default="null", help="its output, checked against the tool's output schema"
     )
     for operator_command in (retry, skip):
-        operator_command.add_argument(
-            "--as", dest="as_name", default=getpass.getuser(), help="who does it, for the run's history (default: you)"
-        )
+        _as(operator_command, "who does it, for the run's history")
         operator_command.add_argument("--reason", help="why, for the run's history")
         operator_command.add_argument(
             "--detach",
@@ -116,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         decide = gates.add_parser(verb, parents=[common, as_json], help=f"{verb} a gate")
         decide.add_argument("gate_id")
         decide.add_argument("--comment")
-        decide.add_argument("--as", dest="as_name", default=getpass.getuser(), help="who decides (default: you)")
+        _as(decide, "who decides")
         if verb == "approve":
             decide.add_argument("--payload", help="the edited payload as JSON (approves a modified version)")
 
