@@ -3,6 +3,7 @@
 Run from the repository root (it takes a few minutes at most)::
 
     .venv/bin/python -m bench.soak [--runs 100] [--kills 10] [--seed N] [--keep]
+    .venv/bin/python -m bench.soak --postgres postgresql+asyncpg://postgres@127.0.0.1:5432/postgres [--replicas 2]
 
 One ``podium serve --http`` subprocess (``PODIUM_LEASE_S=2``) on a fresh SQLite file, with the tools of
 ``bench/soak_tools.py`` in a registry file: idempotent ones that sleep 0.05-1.5 s and compute a number, and
@@ -25,6 +26,18 @@ kill and invoked again after it, (c) a ledger step invoked again without an oper
 interrupted by a kill and run again are allowed, and counted apart. As a check on the soak itself, every logged
 invocation must name a tool step that the database records at that path. The exit status is 0 only if runs lost,
 runs not finished, steps run twice and those mismatches are all 0.
+
+With ``--postgres ADMIN_URL`` the soak runs ``--replicas`` servers (default 2) on one PostgreSQL database instead:
+it creates a fresh database ``podium_soak_<random>`` through the admin URL and drops it at the end, also when the
+soak fails (``--keep`` keeps it). The first replica is up (schema migrated, tools registered) before the others
+start, on ports of their own; each writes its own log. Each run is submitted to a random live replica, and a call
+cut short is repeated, with the same idempotency key, on another live replica. At each kill moment one random
+replica is killed and restarted while the others keep running: they claim the runs whose lease it stops renewing.
+The completed step records are read right after the kill, as above, but the live replicas go on recording steps,
+so the invocation log's size is taken after that read: a call past it came after the read, whatever the replica.
+The report and the pass criteria are the same, with one more line: the replicas, and how many runs finished on a
+replica other than the one that answered their submission (their final ``lease_owner``, ``host:pid:random``,
+names a process that replica was never; a restarted replica keeps its place under a new pid).
 """
 
 from __future__ import annotations
@@ -36,20 +49,28 @@ import random
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import anyio
 import anyio.abc
 from mcp import Client
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from storage.engine import parse_database_url
+from storage.errors import UnsupportedDatabase
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PODIUM = str(Path(sys.executable).with_name("podium"))
@@ -140,9 +161,8 @@ class Files:
     def ledger(self) -> Path:
         return self.root / "ledger.jsonl"
 
-    @property
-    def server_log(self) -> Path:
-        return self.root / "server.log"
+    def server_log(self, name: str) -> Path:
+        return self.root / f"{name}.log"
 
 
 # -- the runs ------------------------------------------------------------------------------------------------
@@ -252,24 +272,29 @@ def free_port() -> int:
 class Server:
     """``podium serve --http`` as a subprocess that the soak kills and starts again with the same arguments."""
 
-    def __init__(self, files: Files, port: int, log: IO[bytes]) -> None:
-        self.command = [PODIUM, "serve", "--http", "--port", str(port), "--db", files.db_url]
+    def __init__(self, name: str, db_url: str, files: Files, port: int) -> None:
+        self.name = name
+        self.command = [PODIUM, "serve", "--http", "--port", str(port), "--db", db_url]
         self.command += ["--registry", str(files.registry)]
         self.url = f"http://127.0.0.1:{port}/mcp"
         self.port = port
-        self.log = log
+        self.log = files.server_log(name)
         self.up = anyio.Event()
         """Set once the server listens; replaced by a fresh event at each kill."""
         self.process: anyio.abc.Process | None = None
+        self.pids: list[int] = []
+        """The process ids it had, one per start."""
 
     async def start(self) -> None:
-        process = self.process = await anyio.open_process(
-            self.command, env=podium_env(), cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log
-        )
+        with self.log.open("ab") as log:  # the child keeps a descriptor of its own
+            process = self.process = await anyio.open_process(
+                self.command, env=podium_env(), cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            )
+        self.pids.append(process.pid)
         with anyio.fail_after(PORT_TIMEOUT_S):
             while True:
                 if process.returncode is not None:
-                    raise SoakError(f"the server exited with status {process.returncode}; see its log")
+                    raise SoakError(f"{self.name} exited with status {process.returncode}; see its log")
                 try:
                     stream = await anyio.connect_tcp("127.0.0.1", self.port)
                 except OSError:
@@ -288,9 +313,11 @@ class Server:
         return self.process.pid
 
     async def stop(self) -> None:
-        assert self.process is not None
-        self.process.terminate()
-        await self.process.aclose()
+        """Terminate it if it runs, even from a cancelled scope."""
+        with anyio.CancelScope(shield=True):
+            if self.process is not None and self.process.returncode is None:
+                self.process.terminate()
+                await self.process.aclose()
 
 
 async def call(url: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -311,12 +338,41 @@ async def podium_cli(*args: str) -> subprocess.CompletedProcess[bytes]:
 # -- the evidence --------------------------------------------------------------------------------------------
 
 
-def query(db: Path, sql: str) -> list[Any]:
-    connection = sqlite3.connect(db)
+@asynccontextmanager
+async def database(files: Files, admin_url: str | None, keep: bool) -> AsyncIterator[str]:
+    """The URL of the database the servers share: the soak's SQLite file or, given the URL of an existing PostgreSQL
+    database, a new database on that server, dropped afterwards (unless ``keep``) even if the soak fails."""
+    if admin_url is None:
+        yield files.db_url
+        return
+    admin = create_async_engine(parse_database_url(admin_url).url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    name = f"podium_soak_{uuid.uuid4().hex[:12]}"
+    url = admin.url.set(database=name)
     try:
-        return connection.execute(sql).fetchall()
+        async with admin.connect() as connection:  # CREATE and DROP DATABASE cannot run in a transaction
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield url.render_as_string(hide_password=False)
+        finally:
+            with anyio.CancelScope(shield=True):
+                if keep:
+                    print(f"database kept: {url.render_as_string(hide_password=True)}")
+                else:
+                    async with admin.connect() as connection:
+                        await connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     finally:
-        connection.close()
+        with anyio.CancelScope(shield=True):
+            await admin.dispose()
+
+
+async def query(db_url: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of one statement, on a connection of its own."""
+    engine = create_async_engine(parse_database_url(db_url).url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            return [tuple(row) for row in await connection.execute(text(sql))]
+    finally:
+        await engine.dispose()
 
 
 def read_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -333,8 +389,10 @@ def read_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 @dataclass(frozen=True)
 class Kill:
+    server: str
     pid: int
     after_s: float
+    """How long after the last start-up (of any server)."""
     log_offset: int
     """The size of the invocation log at the kill: lines past it were written after the kill."""
     completed: frozenset[Step]
@@ -347,38 +405,54 @@ class Kill:
 @dataclass
 class Soak:
     files: Files
-    server: Server
+    db_url: str
+    servers: list[Server]
+    rng: random.Random
+    replicas: bool
+    """Replicas on PostgreSQL (``--postgres``), not the one server on SQLite."""
     run_ids: dict[str, str] = field(default_factory=dict)
+    submitted_to: dict[str, Server] = field(default_factory=dict)
+    """Run id: the server whose answer gave it."""
     kills: list[Kill] = field(default_factory=list)
     attention: set[Step] = field(default_factory=set)
     """Steps whose interruption left their run ``needs_attention``."""
     resolved: dict[Step, str] = field(default_factory=dict)
     unresolved: dict[Step, str] = field(default_factory=dict)
 
+    async def live_server(self, avoid: Server | None) -> Server:
+        """A random server that is up, other than ``avoid`` if another one is; waits while none is up."""
+        while not (live := [server for server in self.servers if server.up.is_set()]):
+            await self.servers[0].up.wait()  # none is up: each is down for a restart, the first as well
+        return self.rng.choice([server for server in live if server is not avoid] or live)
+
     async def submit(self, submission: Submission, delay: float) -> None:
-        """Submit once the server is up, and again after a failed call: the idempotency key keeps it one run."""
+        """Submit once a server is up, and again (to another server if another is up) after a failed call: the
+        idempotency key keeps it one run."""
         await anyio.sleep(delay)
         deadline = anyio.current_time() + SUBMIT_TIMEOUT_S
+        failed: Server | None = None
         while True:
-            await self.server.up.wait()
+            server = await self.live_server(avoid=failed)
             try:
-                run = await call(self.server.url, submission.tool, submission.arguments)
+                run = await call(server.url, submission.tool, submission.arguments)
             except Exception as exc:  # a kill cuts a call short in many ways: connection, protocol, timeout
                 if anyio.current_time() > deadline:
                     raise SoakError(f"run {submission.key} could not be submitted: {exc!r}") from exc
+                failed = server
                 await anyio.sleep(RETRY_S)
                 continue
             self.run_ids[submission.key] = run["run_id"]
+            self.submitted_to[run["run_id"]] = server
             return
 
-    async def kill_and_restart(self, after_s: float) -> None:
-        pid = await self.server.kill()
-        db = self.files.db
-        completed = frozenset(query(db, "SELECT run_id, path FROM steps WHERE status = 'completed'"))
-        unsettled = query(db, "SELECT count(*) FROM runs WHERE status IN ('pending', 'running')")[0][0]
+    async def kill_and_restart(self, server: Server, after_s: float) -> None:
+        pid = await server.kill()
+        completed = frozenset(await query(self.db_url, "SELECT run_id, path FROM steps WHERE status = 'completed'"))
+        unsettled = (await query(self.db_url, "SELECT count(*) FROM runs WHERE status IN ('pending', 'running')"))[0][0]
+        # After the read: with replicas, the live ones go on calling tools, and a line past this offset comes after it.
         offset = self.files.log.stat().st_size if self.files.log.exists() else 0
-        self.kills.append(Kill(pid, after_s, offset, completed, unsettled))
-        await self.server.start()
+        self.kills.append(Kill(server.name, pid, after_s, offset, completed, unsettled))
+        await server.start()
 
     async def resolve(self, run_id: str, path: str) -> bool:
         """Skip the interrupted ledger step with the output of its entry if it was posted, else retry it. Returns
@@ -387,7 +461,7 @@ class Soak:
         if step in self.resolved or step in self.unresolved:
             return False
         posted = [entry for _, entry in read_lines(self.files.ledger) if (entry["run"], entry["step"]) == step]
-        db = ("--db", self.files.db_url)
+        db = ("--db", self.db_url)
         if posted:
             action, output = "skip", json.dumps(posted[-1]["output"])
             done = await podium_cli("runs", "skip", run_id, "--step", path, "--output", output, "--detach", *db)
@@ -404,7 +478,7 @@ class Soak:
         """Poll until every run has settled or waits for an operator who is not there. Returns whether they did."""
         pending = set(self.run_ids.values())
         with anyio.move_on_after(SETTLE_TIMEOUT_S):
-            async with Client(self.server.url) as client:
+            async with Client(self.servers[0].url) as client:
                 while pending:
                     for run_id in sorted(pending):
                         result = await client.call_tool("get_run", {"run_id": run_id, "include_steps": False})
@@ -434,7 +508,7 @@ class Findings:
     """Tool calls in flight at each kill: a ``start`` line of the killed pid with no ``end``."""
 
 
-def examine(soak: Soak) -> Findings:
+async def examine(soak: Soak) -> Findings:
     log = read_lines(soak.files.log)
     starts: dict[Step, list[int]] = defaultdict(list)
     tools: dict[Step, str] = {}
@@ -448,7 +522,7 @@ def examine(soak: Soak) -> Findings:
             ended.add((*step, line["pid"]))
     posted = Counter((entry["run"], entry["step"]) for _, entry in read_lines(soak.files.ledger))
     records = {
-        (r, p): t for r, p, t in query(soak.files.db, "SELECT run_id, path, tool FROM steps WHERE kind = 'tool'")
+        (r, p): t for r, p, t in await query(soak.db_url, "SELECT run_id, path, tool FROM steps WHERE kind = 'tool'")
     }
     reruns = {step: len(offsets) - 1 for step, offsets in starts.items() if len(offsets) > 1}
     after_kill = {
@@ -479,13 +553,24 @@ def examine(soak: Soak) -> Findings:
     )
 
 
-def report(soak: Soak, submissions: Sequence[Submission], settled: bool) -> bool:
+async def moved_runs(soak: Soak) -> int:
+    """How many submitted runs finished on a server other than the one that answered their submission: the last
+    lease owner (``host:pid:random``) names a process it never was."""
+    owners: dict[str, str | None] = dict(await query(soak.db_url, "SELECT id, lease_owner FROM runs"))
+    return sum(
+        1
+        for run, server in soak.submitted_to.items()
+        if (owner := owners.get(run)) is not None and int(owner.rsplit(":", 2)[1]) not in server.pids
+    )
+
+
+async def report(soak: Soak, submissions: Sequence[Submission], settled: bool) -> bool:
     """Print the report; returns whether the soak passed."""
-    findings = examine(soak)
-    statuses: dict[str, str] = dict(query(soak.files.db, "SELECT id, status FROM runs"))
+    findings = await examine(soak)
+    statuses: dict[str, str] = dict(await query(soak.db_url, "SELECT id, status FROM runs"))
     errors = {
         r: json.loads(e)["message"]
-        for r, e in query(soak.files.db, "SELECT id, error FROM runs WHERE error IS NOT NULL")
+        for r, e in await query(soak.db_url, "SELECT id, error FROM runs WHERE error IS NOT NULL")
     }
     ids = list(soak.run_ids.values())
     lost = [r for r in ids if r not in statuses]
@@ -497,8 +582,11 @@ def report(soak: Soak, submissions: Sequence[Submission], settled: bool) -> bool
 
     print()
     for n, (kill, cut) in enumerate(zip(soak.kills, findings.cut_short, strict=True), 1):
+        killed, since = (
+            (f"kill {n:2d} ({kill.server})", "the last start-up") if soak.replicas else (f"kill {n:2d}", "start-up")
+        )
         print(
-            f"kill {n:2d}, {kill.after_s:.1f} s after start-up: {plural(kill.unsettled_runs, 'run')} unsettled, "
+            f"{killed}, {kill.after_s:.1f} s after {since}: {plural(kill.unsettled_runs, 'run')} unsettled, "
             f"{plural(cut, 'tool call')} cut short, {len(kill.completed)} step records completed"
         )
     print()
@@ -528,6 +616,9 @@ def report(soak: Soak, submissions: Sequence[Submission], settled: bool) -> bool
         ),
         ("tool calls", f"{findings.calls}; logged calls with no matching step record: {len(findings.mismatches)}"),
     ]
+    if soak.replicas:
+        moved = f"{len(soak.servers)}; runs finished on a replica other than the one they were submitted to: "
+        rows.insert(2, ("replicas", moved + str(await moved_runs(soak))))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name + ':':<{width + 1}} {value}")
@@ -542,15 +633,19 @@ def report(soak: Soak, submissions: Sequence[Submission], settled: bool) -> bool
         *(f"unresolved: {r} {p}: {why}" for (r, p), why in soak.unresolved.items()),
         *(f"mismatch: {m}" for m in findings.mismatches),
     ]
-    server_errors = [line for line in soak.files.server_log.read_text().splitlines() if line.startswith("ERROR")]
-    if problems or server_errors:
+    server_errors = {
+        server.name: [line for line in server.log.read_text().splitlines() if line.startswith("ERROR")]
+        for server in soak.servers
+    }
+    if problems or any(server_errors.values()):
         print()
     for line in problems:
         print(f"  {line}")
-    if server_errors:
-        print(f"server log: {plural(len(server_errors), 'ERROR line')}, the first:")
-        for line in server_errors[:5]:
-            print(f"  {line}")
+    for name, lines in server_errors.items():
+        if lines:
+            print(f"{name} log: {plural(len(lines), 'ERROR line')}, the first:")
+            for line in lines[:5]:
+                print(f"  {line}")
     return not (lost or not_finished or twice or findings.mismatches)
 
 
@@ -558,42 +653,66 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-async def soak(files: Files, runs: int, kills: int, seed: int) -> bool:
-    rng = random.Random(seed)
+@dataclass(frozen=True)
+class Options:
+    runs: int
+    kills: int
+    seed: int
+    keep: bool
+    postgres: str | None
+    """The admin URL of a PostgreSQL server: run replicas on a new database there (None: one server on SQLite)."""
+    replicas: int
+
+
+async def soak(files: Files, options: Options) -> bool:
+    rng = random.Random(options.seed)
     files.registry.write_text(json.dumps(REGISTRY), encoding="utf-8")
     trees = Trees(rng, files)
-    submissions = [trees.submission(f"soak-{seed}-{i}", kills) for i in range(runs)]
-    delays = [rng.uniform(*KILL_DELAY_S) for _ in range(kills)]
-    with files.server_log.open("ab") as server_log:
-        state = Soak(files, Server(files, free_port(), server_log))
-        await state.server.start()
-        async with anyio.create_task_group() as group:
-            for window, delay in enumerate(delays):
-                for submission in submissions:
-                    if submission.window == window:
-                        group.start_soon(state.submit, submission, submission.at * delay)
-                await anyio.sleep(delay)
-                await state.kill_and_restart(delay)
+    submissions = [trees.submission(f"soak-{options.seed}-{i}", options.kills) for i in range(options.runs)]
+    delays = [rng.uniform(*KILL_DELAY_S) for _ in range(options.kills)]
+    victims = [rng.randrange(options.replicas) for _ in range(options.kills)]
+    names = ["server"] if options.postgres is None else [f"replica-{n}" for n in range(1, options.replicas + 1)]
+    async with database(files, options.postgres, options.keep) as db_url:
+        servers = [Server(name, db_url, files, free_port()) for name in names]
+        state = Soak(files, db_url, servers, rng, replicas=options.postgres is not None)
         try:
+            for server in servers:  # one at a time: the first migrates the schema and registers the tools
+                await server.start()
+            async with anyio.create_task_group() as group:
+                for window, (delay, victim) in enumerate(zip(delays, victims, strict=True)):
+                    for submission in submissions:
+                        if submission.window == window:
+                            group.start_soon(state.submit, submission, submission.at * delay)
+                    await anyio.sleep(delay)
+                    await state.kill_and_restart(servers[victim], delay)
             settled = await state.settle()
         finally:
-            await state.server.stop()
-    return report(state, submissions, settled)
+            for server in servers:
+                await server.stop()
+        return await report(state, submissions, settled)
 
 
-def main(runs: int, kills: int, seed: int, keep: bool) -> int:
+def main(options: Options) -> int:
     started = time.monotonic()
-    print(f"Podium crash soak: {runs} runs, {kills} kills, seed {seed}, lease {LEASE_S} s")
+    replicas = "" if options.postgres is None else f", {options.replicas} replicas on PostgreSQL"
+    print(
+        f"Podium crash soak: {options.runs} runs, {options.kills} kills, seed {options.seed}, lease {LEASE_S} s"
+        + replicas
+    )
     files = Files(Path(tempfile.mkdtemp(prefix="podium-soak-")))
     try:
-        ok = anyio.run(soak, files, runs, kills, seed)
+        ok = anyio.run(soak, files, options)
     finally:
-        if keep:
+        if options.keep:
             print(f"files kept in {files.root}")
         else:
             shutil.rmtree(files.root)
     print(f"elapsed: {time.monotonic() - started:.1f} s")
-    print(f"{'PASS' if ok else 'FAIL'} (repeat with --seed {seed})")
+    again = f"--seed {options.seed}"
+    if options.postgres is not None:
+        admin = make_url(options.postgres).render_as_string(hide_password=True)
+        again += f" --postgres {admin} --replicas {options.replicas}"
+    print(f"{'PASS' if ok else 'FAIL'} (repeat with {again})")
     return 0 if ok else 1
 
 
@@ -604,16 +723,36 @@ def positive(text: str) -> int:
     return value
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def postgres_url(text: str) -> str:
+    try:
+        dialect = parse_database_url(text).dialect
+    except UnsupportedDatabase as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if dialect != "postgresql":
+        raise argparse.ArgumentTypeError(f"{text} is not a PostgreSQL URL")
+    return text
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=positive, default=100, help="runs to submit")
-    parser.add_argument("--kills", type=positive, default=10, help="times to kill -9 the server and restart it")
+    parser.add_argument("--kills", type=positive, default=10, help="times to kill -9 a server and restart it")
     parser.add_argument("--seed", type=int, default=None, help="seed of the trees, timings and kills (default: random)")
     parser.add_argument("--keep", action="store_true", help="keep the database, logs and ledger, and print where")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--postgres",
+        type=postgres_url,
+        metavar="ADMIN_URL",
+        help="run replicas on a new database on this PostgreSQL server (the URL of an existing database to connect to)",
+    )
+    parser.add_argument("--replicas", type=positive, help="servers sharing the PostgreSQL database (default: 2)")
+    args = parser.parse_args(argv)
+    if args.replicas is not None and args.postgres is None:
+        parser.error("--replicas needs --postgres: replicas share a PostgreSQL database")
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
+    replicas = 1 if args.postgres is None else args.replicas or 2
+    return Options(args.runs, args.kills, seed, args.keep, args.postgres, replicas)
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
-    sys.exit(main(args.runs, args.kills, seed, args.keep))
+    sys.exit(main(parse_args()))
