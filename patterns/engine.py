@@ -79,6 +79,10 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
+def _child_reason(parent_id: str, reason: str) -> str:
+    return f"its parent run {parent_id} was cancelled: {reason}"
+
+
 def new_run_id() -> str:
     """A UUIDv7: time-ordered, so ids sort by creation."""
     millis = time.time_ns() // 1_000_000
@@ -238,8 +242,13 @@ class Engine:
                 continue
             if record.status == "cancelled":
                 self._cancelled_elsewhere(active, record)
-            elif self._group is not None:  # its parent was cancelled: cancel it and, in turn, its own children
-                self._group.start_soon(self.cancel, record.id, f"its parent run {record.parent_run_id} was cancelled")
+            elif self._group is not None and record.parent_run_id is not None:
+                # its parent was cancelled (a cascade this engine has not seen): cancel it and, in turn, its children
+                parent = await self.store.get_run(record.parent_run_id)
+                reason = str((parent.error or {}).get("message", "cancelled")).removeprefix("cancelled: ")
+                by = next((e["by"] for e in reversed(parent.history) if e.get("action") == "cancel"), None)
+                cancel = functools.partial(self.cancel, record.id, _child_reason(parent.id, reason), by=by)
+                self._group.start_soon(cancel)
 
     @staticmethod
     def _cancelled_elsewhere(active: _Active, record: RunRecord) -> None:
@@ -583,11 +592,12 @@ class Engine:
         recorded ``cancelled``. A settled run is left as it is, but its unsettled children are still cancelled.
         ``by`` (who asked) is recorded in the run's history."""
         reason = reason or "cancelled by request"
-        if by is not None:
-            await self.store.append_history(run_id, {"action": "cancel", "by": by, "reason": reason})
         record = await self._cancel_one(run_id, reason)
+        if by is not None and record.status == "cancelled":  # the first to record who cancelled it is kept
+            await self.store.append_history(run_id, {"action": "cancel", "by": by, "reason": reason}, once=True)
+            record = await self.store.get_run(run_id)
         for child in await self.store.child_runs(run_id, UNSETTLED):
-            await self.cancel(child.id, f"its parent run {run_id} was cancelled: {reason}", by=by)
+            await self.cancel(child.id, _child_reason(run_id, reason), by=by)
         return record
 
     async def _cancel_one(self, run_id: str, reason: str) -> RunRecord:

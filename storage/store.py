@@ -397,10 +397,13 @@ class Store:
                 )
         return await self.get_run(seen.id)
 
-    async def append_history(self, run_id: str, entry: dict[str, Any]) -> None:
-        """Record an operator's action on a run (who, what, why) without changing anything else."""
+    async def append_history(self, run_id: str, entry: dict[str, Any], *, once: bool = False) -> None:
+        """Record an operator's action on a run (who, what, why) without changing anything else. With ``once``,
+        not if the history already holds an entry of the same action."""
         while True:  # compare-and-set on the history read, so that concurrent appends all land
             seen = (await self.get_run(run_id)).history
+            if once and any(e.get("action") == entry.get("action") for e in seen):
+                return
             statement = (
                 update(RunRow)
                 .where(RunRow.id == run_id, RunRow.history == dumps(seen))

@@ -209,10 +209,18 @@ async def test_a_run_whose_parent_is_recorded_cancelled_is_stopped_with_it(engin
     child = await engine.start(
         {"tool": "sleepy", "input": {"seconds": 30}}, options=RunOptions(parent_run_id=parent.id)
     )
-    store.submit_run(RunUpdate(parent.id, status="cancelled"))  # as a process that cancels only the parent would
+    # as a process that cancels only the parent would
+    error = {"type": "cancelled", "message": "cancelled: budget pulled", "step": None}
+    store.submit_run(RunUpdate(parent.id, status="cancelled", error=error, set_error=True))
     await store.flush(parent.id)
+    await store.append_history(parent.id, {"action": "cancel", "by": "carol", "reason": "budget pulled"})
 
     await wait_for_status(engine, child.id, "cancelled")
 
     record = await engine.get(child.id)
-    assert record.error is not None and f"its parent run {parent.id} was cancelled" in record.error["message"]
+    assert record.error is not None
+    assert f"its parent run {parent.id} was cancelled: budget pulled" in record.error["message"]
+    with anyio.fail_after(5):  # who cancelled is carried down to the child
+        while not (await engine.get(child.id)).history:
+            await anyio.sleep(0.02)
+    assert [(e["action"], e["by"]) for e in (await engine.get(child.id)).history] == [("cancel", "carol")]
