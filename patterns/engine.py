@@ -592,10 +592,11 @@ class Engine:
         recorded ``cancelled``. A settled run is left as it is, but its unsettled children are still cancelled.
         ``by`` (who asked) is recorded in the run's history."""
         reason = reason or "cancelled by request"
-        record = await self._cancel_one(run_id, reason)
-        if by is not None and record.status == "cancelled":  # the first to record who cancelled it is kept
+        if by is not None and (await self.store.get_run(run_id)).status not in SETTLED:
+            # recorded before the run is seen cancelled, so whoever carries the cancellation on finds who asked;
+            # the first to record it is kept
             await self.store.append_history(run_id, {"action": "cancel", "by": by, "reason": reason}, once=True)
-            record = await self.store.get_run(run_id)
+        record = await self._cancel_one(run_id, reason)
         for child in await self.store.child_runs(run_id, UNSETTLED):
             await self.cancel(child.id, _child_reason(run_id, reason), by=by)
         return record
