@@ -38,7 +38,8 @@ async def serve_stdio(mcp: MCPServer, running: list[AppState]) -> None:
     """Serve stdio until the client closes the stream, or until a stop signal arrives: then drain, shut the
     server down, and end the process by that signal (the transport's stdin reader cannot be interrupted)."""
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_stop_on_signal, tg.cancel_scope, running)
+        if sys.platform != "win32":  # anyio has no signal receivers on Windows: there the client ends the server
+            tg.start_soon(_stop_on_signal, tg.cancel_scope, running)
         await mcp.run_stdio_async()
         tg.cancel_scope.cancel()
 
@@ -51,7 +52,7 @@ async def _stop_on_signal(scope: anyio.CancelScope, running: list[AppState]) -> 
         for app in list(running):
             await app.engine.finish_in_flight()
         scope.cancel()  # the lifespan stops the engine (releasing its leases) and closes the store
-        with anyio.fail_after(30):
+        with anyio.move_on_after(30):  # exit regardless if the shutdown hangs
             while running:
                 await anyio.sleep(0.05)
     log.info("stopped; exiting on %s", signal.Signals(signum).name)
