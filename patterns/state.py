@@ -25,10 +25,6 @@ from registry.providers import Invoker
 from storage import STEP_CANCELLED, STEP_COMPLETED, STEP_FAILED, STEP_STARTED, StepRecord, StepWrite, Store
 
 
-async def _lease_not_tracked() -> None:
-    """Without an engine's lease (a bare RunState), there is nothing to confirm."""
-
-
 @dataclass(frozen=True, slots=True)
 class Scope:
     """The template context a step sees, apart from the run-wide ``steps`` and ``run``."""
@@ -49,6 +45,10 @@ class RunState:
     specs: dict[str, ToolSpec]
     invokers: dict[str, Invoker]
     validators: dict[tuple[str, str], Draft202012Validator | None]
+    drain: Drain
+    """The engine's: while it drains for shutdown, no new step starts."""
+    confirm_lease: Callable[[], Awaitable[None]]
+    """Awaited before a non-idempotent call: returns while this engine holds the run's lease, never otherwise."""
     records: dict[str, StepRecord] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
@@ -60,9 +60,6 @@ class RunState:
     cost_scopes: dict[str, float] = field(default_factory=dict)
     last_output: tuple[Any, str] | None = None
     principal: str = "local"
-    drain: Drain = field(default_factory=Drain)
-    confirm_lease: Callable[[], Awaitable[None]] = field(default=_lease_not_tracked)
-    """Awaited before a non-idempotent call: returns while this engine holds the run's lease, never otherwise."""
     limiter: anyio.CapacityLimiter = field(init=False)
     run_info: dict[str, Any] = field(init=False)
 
