@@ -8,8 +8,11 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from patterns.errors import ContractViolation, LimitExceeded, describe_path
+from patterns.bounds import check_payload
+from patterns.errors import ContractViolation, InvalidStep, LimitExceeded, clip, describe_path
+from patterns.limits import Limits
 from registry.models import ToolSpec
+from storage.jsonshape import shape, text_deeper_than
 from storage.records import dumps
 
 
@@ -37,12 +40,26 @@ def schema_problem(validator: Draft202012Validator, value: Any) -> str | None:
     return f"at field {_field(error)}: {error.message} (rule: {error.validator})"
 
 
-def to_json(value: Any, path: str, what: str, max_bytes: int) -> str:
-    """Serialise a payload, enforcing JSON-ness and the payload limit (the caller names ``what`` it is)."""
+def to_json(value: Any, path: str, what: str, limits: Limits, *, from_tool: bool = False) -> str:
+    """Serialise a payload within the payload limits (``max_payload_bytes``, ``max_payload_depth``); the caller
+    names ``what`` it is.
+
+    A tool's own output (``from_tool``) is encoded, then measured: its producer is registered code. Anything else
+    (a template's result, a composite's results, what flows between steps) is measured first, without recursion
+    and counting shared references each time they would be written, so a value built to expand when encoded is
+    refused before it is.
+    """
+    max_bytes, max_depth = limits.max_payload_bytes, limits.max_payload_depth
+    if not from_tool:
+        check_built(value, path, what, limits)
     try:
         text = dumps(value)
+    except RecursionError:
+        raise _too_deep(what, path, max_depth) from None
     except (TypeError, ValueError) as exc:
-        raise ContractViolation(f"step {describe_path(path)}: {what} is not JSON data: {exc}", step=path) from None
+        raise ContractViolation(
+            f"step {describe_path(path)}: {what} is not JSON data: {clip(str(exc))}", step=path
+        ) from None
     if len(text) > max_bytes and len(text.encode()) > max_bytes:
         raise LimitExceeded(
             "max_payload_bytes",
@@ -50,7 +67,46 @@ def to_json(value: Any, path: str, what: str, max_bytes: int) -> str:
             f"{what} of step {describe_path(path)} is {len(text.encode())} bytes",
             step=path,
         )
+    if from_tool and text_deeper_than(text, max_depth) is not None:
+        raise _too_deep(what, path, max_depth)
     return text
+
+
+def _too_deep(what: str, path: str, max_depth: int) -> LimitExceeded:
+    return LimitExceeded(
+        "max_payload_depth",
+        max_depth,
+        f"{what} of step {describe_path(path)} nests containers more than {max_depth} deep",
+        step=path,
+    )
+
+
+def check_built(value: Any, path: str, what: str, limits: Limits) -> None:
+    """Refuse a value the engine built (a template's result) that breaks the payload limits, before anything
+    encodes it or recurses into it."""
+    size, depth = shape(value, limits.max_payload_bytes, limits.max_payload_depth)
+    if depth > limits.max_payload_depth:
+        raise _too_deep(what, path, limits.max_payload_depth)
+    if size > limits.max_payload_bytes:
+        raise LimitExceeded(
+            "max_payload_bytes",
+            limits.max_payload_bytes,
+            f"{what} of step {describe_path(path)} is at least {size} bytes",
+            step=path,
+        )
+
+
+def check_caller_payload(value: Any, name: str, limits: Limits) -> None:
+    """Refuse, as the caller's mistake, a value given with a request (a run's input) that breaks the payload
+    limits or is not JSON data (NaN, an infinity, an integer too long to write)."""
+    check_payload(value, name, limits)
+    size = shape(value, limits.max_payload_bytes, limits.max_payload_depth)[0]
+    if size > limits.max_payload_bytes:
+        raise LimitExceeded("max_payload_bytes", limits.max_payload_bytes, f"{name} is at least {size} bytes")
+    try:
+        dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidStep(f"{name} is not JSON data: {clip(str(exc))}") from None
 
 
 def is_number(value: Any) -> bool:

@@ -25,8 +25,10 @@ import anyio.abc
 from sqlalchemy.exc import SQLAlchemyError
 
 from patterns import contracts, gates
+from patterns.bounds import check_tree_bounds
 from patterns.drain import Drain
 from patterns.errors import (
+    ErrorType,
     InvalidStep,
     LimitExceeded,
     PatternError,
@@ -38,7 +40,7 @@ from patterns.gates import GateRejected, GateTimedOut, GateWaiting
 from patterns.limits import Limits
 from patterns.runner import Runner
 from patterns.state import RunState, Scope
-from patterns.steps import AnyStep, parse_step
+from patterns.steps import AnyStep, parse_step, step_json
 from patterns.tool_step import NeedsAttention
 from patterns.validate import TreeFacts, check_tree, schema_gaps, static_tool_steps
 from registry import Registry
@@ -65,6 +67,7 @@ CANCEL_POLL_S = 1.0
 DEFAULT_LEASE_S = 15.0
 SCHEDULER_TICK_S = 0.25
 RECOVERY_EVERY_S = 5.0
+PLAN_INLINE_NODES = 500  # step trees with more steps are parsed and checked off the event loop
 SETTLED = frozenset({"succeeded", "partial", "failed", "rejected", "cancelled", "timed_out", "needs_attention"})
 UNSETTLED = tuple(s for s in RUN_STATUSES if s not in SETTLED)
 
@@ -89,6 +92,22 @@ def new_run_id() -> str:
     value = (millis & ((1 << 48) - 1)) << 80 | 0x7 << 76 | uuid.uuid4().int & ((1 << 76) - 1)
     value = value & ~(0x3 << 62) | 0x2 << 62
     return str(uuid.UUID(int=value))
+
+
+def _parse_and_check(step: Any, limits: Limits, steps_option: str) -> tuple[AnyStep, TreeFacts]:
+    tree = parse_step(step)
+    if isinstance(step, dict):
+        step_json(step)  # the tree is stored as JSON: refuse what JSON cannot carry now, not at create_run
+    return tree, check_tree(tree, limits, steps_option)
+
+
+async def _checked(step: Any, limits: Limits, steps_option: str = "max_steps") -> tuple[AnyStep, TreeFacts]:
+    """Parse and check a raw step tree within ``limits``. A large tree (its bounds checked first, cheaply) is
+    parsed and checked in a worker thread, so that the event loop goes on serving other requests meanwhile."""
+    nodes = check_tree_bounds(step, limits)
+    if nodes <= PLAN_INLINE_NODES:
+        return _parse_and_check(step, limits, steps_option)
+    return await anyio.to_thread.run_sync(_parse_and_check, step, limits, steps_option)
 
 
 @dataclass(frozen=True)
@@ -341,6 +360,12 @@ class Engine:
         except (ValueError, TypeError) as exc:
             raise InvalidStep(f"invalid limits or budget: {_one_line(exc)}") from None
 
+    def _steps_option(self, options: RunOptions, limits: Limits) -> str:
+        """Which option sets the ``max_steps`` in force: the caller's budget, the caller's limits, or the server."""
+        if limits.max_steps < self.limits.max_steps:
+            return "budget.max_steps" if options.max_steps == limits.max_steps else "limits.max_steps"
+        return "max_steps"
+
     async def plan(self, step: Any, options: RunOptions | None = None) -> Plan:
         """Parse, check and resolve a step tree without running it.
 
@@ -348,9 +373,8 @@ class Engine:
             InvalidStep, LimitExceeded, UnknownTool: each naming the step path and what is wrong.
         """
         options = options or RunOptions()
-        tree = parse_step(step)
         limits = self.effective_limits(options)
-        facts = check_tree(tree, limits)
+        tree, facts = await _checked(step, limits, self._steps_option(options, limits))
         specs: dict[str, ToolSpec] = {}
         for ref, path in facts.refs.items():
             try:
@@ -377,7 +401,7 @@ class Engine:
                 "replica, or again once the server is back"
             )
         plan = await self.plan(step, options)
-        contracts.to_json(input, "", "run input", plan.limits.max_payload_bytes)
+        contracts.check_caller_payload(input, "input", plan.limits)
         if options.parent_run_id is not None:
             parent = await self.store.get_run(options.parent_run_id)
             if parent.status == "cancelled":
@@ -425,14 +449,49 @@ class Engine:
             if not claimed:
                 return await self.store.get_run(run_id)  # another engine holds it or resumed it first
             record = await self.store.get_run(run_id)  # as claimed: its lease, and its deadline if it was waiting
-            specs: dict[str, ToolSpec] = {}
-            for ref, version in record.lock.items():
-                specs[ref] = await self.registry.get(parse_ref(ref).name, version)
+            try:
+                limits = Limits.model_validate(record.limits)
+                tree, _ = await _checked(record.step, limits)  # a tree stored before a bound existed is refused
+                specs: dict[str, ToolSpec] = {}
+                for ref, version in record.lock.items():
+                    specs[ref] = await self.registry.get(parse_ref(ref).name, version)
+            except (PatternError, RegistryError, ValueError) as exc:
+                return await self._refuse_to_resume(record, exc)
             records = {r.path: r for r in await self.store.get_steps(run_id)}
-            self._launch(record, parse_step(record.step), specs, Limits.model_validate(record.limits), records)
+            self._launch(record, tree, specs, limits, records)
             return record
         finally:
             self._resuming.discard(run_id)
+
+    async def _refuse_to_resume(self, record: RunRecord, exc: Exception) -> RunRecord:
+        """End a claimed run that cannot be executed again (its tree breaks a bound, a tool version it locked is
+        gone): failed, with why, rather than claimed and dropped on every recovery pass."""
+        reason = exc.message if isinstance(exc, PatternError | RegistryError) else _one_line(exc)
+        log.error("run %s cannot be resumed and is marked failed: %s", record.id, reason)
+        kind: ErrorType = (
+            exc.type
+            if isinstance(exc, PatternError)
+            else "unknown_tool"
+            if isinstance(exc, RegistryError)
+            else "internal"
+        )
+        error = PatternError(f"the run cannot be resumed: {reason}", type=kind)
+        now = time.time()
+        self.store.submit_run(
+            RunUpdate(
+                record.id,
+                status="failed",
+                error=error.to_dict(),
+                set_error=True,
+                finished_at=now,
+                at=now,
+                owner=self.owner,
+            )
+        )
+        await self.store.flush(record.id)
+        await self.store.cancel_open_steps(record.id, RunCancelled(f"cancelled: {error.message}").to_dict())
+        await self.store.release_leases(self.owner, [record.id])
+        return await self.store.get_run(record.id)
 
     def _launch(
         self,
@@ -519,6 +578,7 @@ class Engine:
                     await store.flush()
                 active.done.set()
                 self._active.pop(record.id, None)
+                state.release()
 
     async def _settle(
         self, record: RunRecord, state: RunState, status: str, output_json: str | None, error: PatternError | None
@@ -626,9 +686,10 @@ class Engine:
     async def get(self, run_id: str) -> RunRecord:
         return await self.store.get_run(run_id)
 
-    async def steps(self, run_id: str) -> list[StepRecord]:
+    async def steps(self, run_id: str, *, payloads: bool = True) -> list[StepRecord]:
+        """A run's step records (without inputs and outputs when ``payloads`` is False), once written."""
         await self.store.flush()
-        return await self.store.get_steps(run_id)
+        return await self.store.get_steps(run_id, payloads=payloads)
 
     def is_active(self, run_id: str) -> bool:
         return run_id in self._active

@@ -43,6 +43,17 @@ def describe_path(path: str) -> str:
     return path if path else "(root)"
 
 
+MAX_QUOTED_CHARS = 200
+
+
+def clip(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out: caller-given values quoted in a
+    message (a tool name, a case key, an expression, a value) never make the message long."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 class PatternError(Exception):
     """Root of the engine's errors: ``message`` for a person or model, ``type`` and ``step`` for code."""
 

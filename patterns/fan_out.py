@@ -1,7 +1,9 @@
 """Parallel fan-out / fan-in with strategies ``all``, ``best_effort`` and ``quorum``.
 
-``gather`` runs nodes with at most ``max_concurrency`` in flight (a fixed pool of workers, so a 10,000-branch
-fan-out holds a few dozen tasks, not 10,000), each under its own timeout, and decides the outcome:
+``gather`` runs nodes with at most ``max_concurrency`` in flight (a pool of workers, so a 10,000-branch fan-out
+holds a few dozen tasks, not 10,000), each under its own timeout, and decides the outcome. Every parallel composite
+gets one worker; more come from a pool the whole run shares (``max_concurrency`` workers), taken as items wait and
+given back as workers finish, so fan-outs nested three deep hold about ``max_concurrency`` tasks, not its cube:
 
 - ``all``: a failed critical branch fails the fan-out and cancels the others; a non-critical one leaves a gap.
 - ``best_effort``: failed branches leave gaps (``None`` in the results, their paths in ``missing``); it fails
@@ -50,14 +52,15 @@ async def gather(
     state = runner.state
     count = len(nodes)
     needed = quorum or count
-    workers = max(1, min(count, max_concurrency or count, state.limits.max_concurrency))
+    want = max(1, min(count, max_concurrency or count, state.limits.max_concurrency))
     results: list[Any] = [None] * count
     succeeded = [False] * count
     settled = [False] * count
     failures: dict[int, PatternError] = {}
     fatal: list[PatternError] = []
     parked: list[GateWaiting] = []
-    queue = iter(range(count))
+    next_index = 0
+    running = starting = borrowed = 0
     wins = 0
     if strategy == "quorum" and count < needed:
         raise StepFailed(
@@ -71,59 +74,92 @@ async def gather(
             fatal.append(error)
         group.cancel_scope.cancel()
 
-    async def work(group: anyio.abc.TaskGroup) -> None:
-        nonlocal wins
-        for index in queue:
-            node = nodes[index]
-            try:
-                results[index] = await runner.run_node(
-                    node.step, node.path, node.flow, node.scope, deadline_s=timeout_s, absorb=strategy == "all"
-                )
-            except GateWaiting as waiting:  # this branch waits for a human; the others go on
-                settled[index] = True
-                parked.append(waiting)
-                continue
-            except PatternError as error:
-                settled[index] = True
-                failures[index] = error
-                if not error.absorbable or strategy == "all":
-                    return stop(group, error)
-                if strategy == "best_effort":
-                    state.missing.append(node.path)
-                elif count - len(failures) < needed:
-                    return stop(
-                        group,
-                        StepFailed(
-                            f"step {describe_path(path)}: quorum of {needed} can no longer be reached: "
-                            f"{len(failures)} of {count} branches failed (last: {error.message})",
-                            step=path,
-                        ),
-                    )
-                continue
-            settled[index] = succeeded[index] = True
-            if strategy == "quorum":
-                wins += 1
-                if wins >= needed:
-                    return stop(group)
+    def grow(group: anyio.abc.TaskGroup) -> None:
+        """Add workers while items wait that no worker is about to take: the first is this composite's own, the
+        others are borrowed from the run's pool."""
+        nonlocal running, starting, borrowed
+        while running < want and count - next_index > starting:
+            spare = running > 0
+            if spare:
+                if state.spare_workers <= 0:
+                    return
+                state.spare_workers -= 1
+                borrowed += 1
+            running += 1
+            starting += 1
+            group.start_soon(work, group, spare)
 
-    async with anyio.create_task_group() as group:
-        for _ in range(workers):
-            group.start_soon(work, group)
+    async def work(group: anyio.abc.TaskGroup, spare: bool) -> None:
+        nonlocal next_index, running, starting, borrowed, wins
+        starting -= 1
+        try:
+            while next_index < count:
+                index = next_index
+                next_index += 1
+                node = nodes[index]
+                try:
+                    results[index] = await runner.run_node(
+                        node.step, node.path, node.flow, node.scope, deadline_s=timeout_s, absorb=strategy == "all"
+                    )
+                except GateWaiting as waiting:  # this branch waits for a human; the others go on
+                    settled[index] = True
+                    parked.append(waiting)
+                    continue
+                except PatternError as error:
+                    settled[index] = True
+                    failures[index] = error
+                    if not error.absorbable or strategy == "all":
+                        return stop(group, error)
+                    if strategy == "best_effort":
+                        state.missing.append(node.path)
+                    elif count - len(failures) < needed:
+                        return stop(
+                            group,
+                            StepFailed(
+                                f"step {describe_path(path)}: quorum of {needed} can no longer be reached: "
+                                f"{len(failures)} of {count} branches failed (last: {error.message})",
+                                step=path,
+                            ),
+                        )
+                    grow(group)
+                    continue
+                settled[index] = succeeded[index] = True
+                if strategy == "quorum":
+                    wins += 1
+                    if wins >= needed:
+                        return stop(group)
+                grow(group)
+        finally:
+            running -= 1
+            if spare:
+                borrowed -= 1
+                state.spare_workers += 1
+
+    try:
+        async with anyio.create_task_group() as group:
+            grow(group)
+    finally:  # workers cancelled before they began never ran their own `finally`: give their slots back
+        state.spare_workers += borrowed
 
     reason = fatal[0] if fatal else None
     why = f"step {describe_path(reason.step or path)} failed" if reason else f"quorum of {needed} reached"
     for index, node in enumerate(nodes):
         if not settled[index]:
             state.cancel_live(node.path, RunCancelled(f"cancelled: {why}", step=node.path))
-    if reason is not None:
-        raise reason
-    if parked:
-        raise parked[0]  # the run parks; on resume, the settled branches replay from their records
+    # parked: the run waits at a gate; on resume, the settled branches replay from their records
+    raised: Exception | None = reason or (parked[0] if parked else None)
+    if raised is None and strategy == "best_effort" and count and len(failures) == count:
+        first = failures[min(failures)]
+        raised = StepFailed(
+            f"step {describe_path(path)}: all {count} branches failed (first: {first.message})", step=path
+        )
+    if raised is not None:
+        # The error's traceback keeps this frame, and the cancelled workers' frames, alive until the cycle
+        # collector runs: let go of the branches' outputs now rather than then.
+        results.clear()
+        raise raised
     if strategy == "quorum":
         return [results[i] for i in range(count) if succeeded[i]]
-    if strategy == "best_effort" and count and len(failures) == count:
-        first = failures[min(failures)]
-        raise StepFailed(f"step {describe_path(path)}: all {count} branches failed (first: {first.message})", step=path)
     return results
 
 

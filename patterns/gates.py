@@ -13,15 +13,17 @@ import datetime
 import hashlib
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from jsonschema import Draft202012Validator
 
 from patterns import contracts
-from patterns.errors import ContractViolation, ErrorType, PatternError, RunCancelled, describe_path
+from patterns.errors import ContractViolation, ErrorType, PatternError, RunCancelled, clip, describe_path
+from patterns.limits import Limits
 from patterns.state import Scope
-from patterns.steps import GateStep
+from patterns.steps import MAX_NAME_CHARS, GateStep
 from storage import GATE_DECIDED, GATE_EXPIRED, GATE_PENDING, GATE_TIMED_OUT, GateRecord, NewGate, Store, dumps
+from storage.jsonshape import shape
 
 if TYPE_CHECKING:
     from patterns.runner import Runner
@@ -29,7 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("podium.gates")
 DECISIONS = ("approve", "reject", "modify")
 REMINDER_AT = 0.8
-SYSTEM_SLA = "system:sla"
+RESERVED_PREFIX = "system:"
+SYSTEM_SLA = f"{RESERVED_PREFIX}sla"
 
 
 class GateWaiting(Exception):
@@ -50,10 +53,27 @@ class GateTimedOut(PatternError):
     absorbable = False
 
 
+GateErrorReason = Literal[
+    "invalid_decision",  # not approve / reject / modify, or a payload where none belongs (or none where one does)
+    "invalid_argument",  # a name, comment or payload of the wrong type or beyond its limit
+    "reserved_name",  # a name only Podium itself decides under (system:...)
+    "already_decided",
+    "expired",  # its run was cancelled
+    "timed_out",  # no decision within the SLA and on_timeout 'fail'
+    "opener",  # the principal that opened the gate
+    "not_an_approver",
+]
+MAX_COMMENT_CHARS = 4096
+
+
 class GateError(PatternError):
-    """A decision that cannot be taken: the message says why; nothing was changed."""
+    """A decision that cannot be taken: the message says why, ``reason`` says it for code; nothing was changed."""
 
     type: ErrorType = "invalid_input"
+
+    def __init__(self, message: str, reason: GateErrorReason) -> None:
+        super().__init__(message)
+        self.reason: GateErrorReason = reason
 
 
 def payload_hash(payload: Any) -> str:
@@ -95,8 +115,8 @@ async def run_gate(runner: Runner, step: GateStep, path: str, value: Any, scope:
         spec = step.gate
         payload = value
         if "payload" in spec.model_fields_set:
-            payload = runner.template(spec, spec.payload, path)(state.context(scope))
-        contracts.to_json(payload, path, "gate payload", state.limits.max_payload_bytes)
+            payload = runner.evaluate(spec, spec.payload, path, scope, "gate payload")
+        contracts.to_json(payload, path, "gate payload", state.limits)
         _check_payload(spec.payload_schema, payload, path, "the gate's payload")
         await state.store.flush(state.run_id)  # durability barrier: everything before the gate is on disk
         gate, _ = await gates.create(
@@ -150,30 +170,65 @@ async def decide(
     """Decide a gate as ``by``. Raises ``GateError`` (or ``ContractViolation`` for a bad ``modify``) with nothing
     changed: unknown decision, a gate that is no longer pending, the principal that opened it, someone who is not
     an approver, a modify without a payload or one that breaks the payload schema."""
+    _check_arguments(decision, by, comment, payload)
     gate = await store.gates.get(gate_id)
-    if decision not in DECISIONS:
-        raise GateError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
     if decision == "approve" and payload is not None:
         decision = "modify"  # approving an edited payload is a modification
     if decision == "modify" and payload is None:
-        raise GateError("a 'modify' decision needs the edited payload")
+        raise GateError("a 'modify' decision needs the edited payload", "invalid_decision")
     if decision == "reject" and payload is not None:
-        raise GateError("a 'reject' decision takes no payload")
+        raise GateError("a 'reject' decision takes no payload", "invalid_decision")
     if gate.status != GATE_PENDING:
-        raise GateError(_settled_message(gate))
+        raise _settled(gate)
     if by == gate.opened_by:
-        raise GateError(f"{by!r} opened gate {gate.id} and cannot decide it; a human approver must")
+        raise GateError(f"{by!r} opened gate {gate.id} and cannot decide it; a human approver must", "opener")
     allowed = gate.allowed_deciders
     if allowed and by not in allowed:
-        raise GateError(f"{by!r} is not an approver of gate {gate.id}; approvers: {', '.join(allowed)}")
+        raise GateError(
+            f"{by!r} is not an approver of gate {gate.id}; approvers: {', '.join(allowed)}", "not_an_approver"
+        )
     if decision == "modify":
         _check_payload(gate.payload_schema, payload, gate.path, "the modified payload")
     decided = await store.gates.decide(
         gate, decision, by, comment, payload if decision == "modify" else None, payload_hash(gate.payload)
     )
     if decided is None:  # another decision got there first
-        raise GateError(_settled_message(await store.gates.get(gate_id)))
+        raise _settled(await store.gates.get(gate_id))
     return decided
+
+
+def _check_arguments(decision: Any, by: Any, comment: Any, payload: Any) -> None:
+    """Types and limits of what a decider sends: refused before anything is read or written."""
+    if not isinstance(decision, str) or decision not in DECISIONS:
+        shown = repr(clip(decision, 40)) if isinstance(decision, str) else f"a {type(decision).__name__}"
+        raise GateError(f"decision must be one of {', '.join(DECISIONS)}, not {shown}", "invalid_decision")
+    if not isinstance(by, str) or not by.strip() or len(by) > MAX_NAME_CHARS:
+        raise GateError(
+            f"the decider's name must be a non-empty string of at most {MAX_NAME_CHARS} characters", "invalid_argument"
+        )
+    if by.startswith(RESERVED_PREFIX):
+        raise GateError(
+            f"{clip(by, 40)!r} is reserved: names starting {RESERVED_PREFIX!r} record what Podium decided itself",
+            "reserved_name",
+        )
+    if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS):
+        raise GateError(f"comment must be a string of at most {MAX_COMMENT_CHARS} characters", "invalid_argument")
+    if payload is not None:
+        limits = Limits()
+        size, depth = shape(payload, limits.max_payload_bytes, limits.max_payload_depth)
+        if depth > limits.max_payload_depth or size > limits.max_payload_bytes:
+            raise GateError(
+                f"the payload must be JSON data of at most {limits.max_payload_bytes} bytes, nested at most "
+                f"{limits.max_payload_depth} deep",
+                "invalid_argument",
+            )
+
+
+def _settled(gate: GateRecord) -> GateError:
+    reason: GateErrorReason = (
+        "already_decided" if gate.status == GATE_DECIDED else "expired" if gate.status == GATE_EXPIRED else "timed_out"
+    )
+    return GateError(_settled_message(gate), reason)
 
 
 async def tick(store: Store, now: float) -> None:

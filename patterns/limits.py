@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class Limits(BaseModel):
     """Hard limits on one run tree. ``None`` means unlimited (only where stated)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     max_steps: int = Field(10_000, ge=1, description="Tool steps one run may execute.")
     max_fan_out: int = Field(1_000, ge=1, description="Branches of one fan-out, or items of one map.")
@@ -21,6 +21,15 @@ class Limits(BaseModel):
     max_run_s: float = Field(3600.0, gt=0, description="Wall-clock seconds one run may take.")
     max_cost_per_run: float | None = Field(None, ge=0, description="Sum of tool costs one run may spend.")
     max_payload_bytes: int = Field(1_048_576, ge=1, description="JSON size of any input or output.")
+    max_payload_depth: int = Field(
+        64, ge=1, le=128, description="Nesting depth of any input, output, template or gate payload (JSON)."
+    )
+    max_run_bytes: int = Field(
+        33_554_432, ge=1, description="JSON bytes of step inputs and outputs one run may store in its records."
+    )
+    max_tree_nodes: int = Field(
+        20_000, ge=1, description="Steps in one step tree, composites and every route case included."
+    )
     allowed_tools: tuple[str, ...] = Field(("*",), description="Globs over tool names; a tool must match one.")
 
     def lowered(self, caller: Limits | dict[str, Any] | None) -> Limits:

@@ -19,7 +19,7 @@ async def run_map_reduce(runner: Runner, step: MapReduceStep, path: str, value: 
     state = runner.state
     items = value
     if "items" in spec.model_fields_set:
-        items = runner.template(spec, spec.items, path)(state.context(dataclasses.replace(scope, input=value)))
+        items = runner.evaluate(spec, spec.items, path, dataclasses.replace(scope, input=value), "map items")
     if not isinstance(items, list):
         raise InvalidStep(
             f"step {describe_path(path)}: map_reduce needs a list of items (from `items` or its input), "

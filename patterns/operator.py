@@ -175,8 +175,8 @@ async def skip(
         what = "decide its gate instead" if target.kind == "gate" else "skip the tool step inside it, or retry"
         raise OperatorError(f"step {describe_path(step)} is a {target.kind} step; skip works on a tool step: {what}")
     spec = await registry.get(target.tool, target.version)
-    limit = Limits.model_validate(record.limits).max_payload_bytes
-    output_json = contracts.to_json(output, step, f"the output given for {spec.ref}", limit)
+    limits = Limits.model_validate(record.limits)
+    output_json = contracts.to_json(output, step, f"the output given for {spec.ref}", limits)
     contracts.check(registry.validator(spec, "output"), spec, "output", output, step)
     now = store.now()
     write = _rewrite(target, status=STEP_COMPLETED, output_json=output_json, error=None, finished_at=now)

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from patterns.contracts import is_number
-from patterns.errors import ContractViolation, StepFailed, describe_path
+from patterns.errors import ContractViolation, StepFailed, clip, describe_path
+from patterns.expressions import ExpressionError, compile_expression, step_error
 from patterns.state import Scope
 from patterns.steps import RefineStep, join
-from patterns.templates import compile_expression
 
 if TYPE_CHECKING:
     from patterns.runner import Runner
@@ -71,10 +71,14 @@ async def _loop(
             reason = "time_budget"
             break
         last_cost = state.cost_scopes[scope_key] - before
-        score = score_expr.search(evaluation)
+        try:
+            score = score_expr.search(evaluation)
+        except ExpressionError as exc:
+            raise step_error(exc, join(base, "evaluate"), "refine `score`") from None
         if not is_number(score):
+            gave = clip(repr(score)) if not isinstance(score, list | dict) else f"a {type(score).__name__}"
             raise ContractViolation(
-                f"step {describe_path(path)}: score {spec.score!r} over the evaluation gave {score!r}, not a number",
+                f"step {describe_path(path)}: score {clip(spec.score)!r} over the evaluation gave {gave}, not a number",
                 step=join(base, "evaluate"),
             )
         score = float(score)

@@ -6,32 +6,51 @@ import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
-from patterns.errors import InvalidStep, describe_path
+from patterns.errors import InvalidStep, clip, describe_path
+from patterns.expressions import ExpressionError, compile_expression, step_error
 from patterns.state import Scope
-from patterns.steps import RouteStep, join, route_segment
-from patterns.templates import compile_expression
+from patterns.steps import MAX_CASE_KEY_CHARS, RouteStep, join, route_segment
+from storage.jsonshape import shape
 
 if TYPE_CHECKING:
     from patterns.runner import Runner
 
+CASES_SHOWN = 10
 
-def case_key(value: Any) -> str:
-    """How a routed value names a case: strings as they are, anything else as its JSON text (``true``, ``3``)."""
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+def case_key(value: Any) -> str | None:
+    """How a routed value names a case: strings as they are, anything else as its JSON text (``true``, ``3``).
+    None for a value too large to name any case (a case key has at most ``MAX_CASE_KEY_CHARS`` characters)."""
+    if isinstance(value, str):
+        return value
+    size, depth = shape(value, MAX_CASE_KEY_CHARS, MAX_CASE_KEY_CHARS)
+    if size > MAX_CASE_KEY_CHARS or depth > MAX_CASE_KEY_CHARS:
+        return None
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _listing(cases: dict[str, Any]) -> str:
+    shown = ", ".join(repr(clip(k, 60)) for k in list(cases)[:CASES_SHOWN])
+    return shown + (f" and {len(cases) - CASES_SHOWN} more" if len(cases) > CASES_SHOWN else "")
 
 
 async def run_route(runner: Runner, step: RouteStep, path: str, value: Any, scope: Scope) -> Any:
     spec = step.route
     inner = dataclasses.replace(scope, input=value, prev=None)
-    key = case_key(compile_expression(spec.on).search(runner.state.context(inner)))
-    if key in spec.cases:
+    try:
+        routed = compile_expression(spec.on).search(runner.state.context(inner))
+    except ExpressionError as exc:
+        raise step_error(exc, path, "route `on`") from None
+    key = case_key(routed)
+    if key is not None and key in spec.cases:
         chosen, segment = spec.cases[key], route_segment(key)
     elif spec.default is not None:
         chosen, segment = spec.default, "default"
     else:
+        gave = repr(clip(key)) if key is not None else f"a {type(routed).__name__} too large to name a case"
         raise InvalidStep(
-            f"step {describe_path(path)}: route on {spec.on!r} gave {key!r}, which matches no case "
-            f"({', '.join(repr(k) for k in spec.cases)}) and there is no default",
+            f"step {describe_path(path)}: route on {clip(spec.on)!r} gave {gave}, which matches no case "
+            f"({_listing(spec.cases)}) and there is no default",
             step=path,
         )
     return await runner.run_node(chosen, join(path, "route", segment), value, inner)

@@ -9,6 +9,7 @@ import anyio
 
 from patterns import contracts
 from patterns.errors import PatternError, RunCancelled, StepFailed, describe_path
+from patterns.expressions import ExpressionError, step_error
 from patterns.state import RunState, Scope
 from patterns.steps import AnyStep, GateStep, ToolStep
 from patterns.templates import Template, compile_template
@@ -24,6 +25,14 @@ class Runner:
         self.state = state
         self.replayed = 0
         self._templates: dict[int, Template] = {}
+
+    def evaluate(self, owner: object, template: Any, path: str, scope: Scope, what: str) -> Any:
+        """The value of ``owner``'s ``template`` in ``scope``. Raises a pattern error naming the step when an
+        expression fails. (Whoever stores or passes on the value encodes it, measuring it first.)"""
+        try:
+            return self.template(owner, template, path)(self.state.context(scope))
+        except ExpressionError as exc:
+            raise step_error(exc, path, what) from None
 
     def template(self, owner: object, value: Any, path: str) -> Template:
         key = id(owner)
@@ -56,7 +65,7 @@ class Runner:
                 if step.id is not None:
                     state.outputs[step.id] = output
                 return output
-        value = self.template(step, step.input, path)(state.context(scope)) if step.has_input else flow
+        value = self.evaluate(step, step.input, path, scope, "input") if step.has_input else flow
         budget = step.timeout_s if not isinstance(step, ToolStep) else None
         if deadline_s is not None:
             budget = deadline_s if budget is None else min(budget, deadline_s)
@@ -99,11 +108,15 @@ class Runner:
         handler = _HANDLERS[step.kind]
         state = self.state
         before = len(state.missing)
-        state.begin(path, step.kind, contracts.to_json(value, path, "input", state.limits.max_payload_bytes))
+        input_json = state.payload_json(value, path, "input")
+        state.store_bytes(input_json, path, "input")
+        state.begin(path, step.kind, input_json)
         output = await handler(self, step, path, value, scope)
         under = path + "/"
         missing = tuple(m for m in state.missing[before:] if not path or m.startswith(under))
-        state.complete(path, contracts.to_json(output, path, "output", state.limits.max_payload_bytes), missing)
+        output_json = contracts.to_json(output, path, "output", state.limits)
+        state.store_bytes(output_json, path, "output")
+        state.complete(path, output_json, missing)
         return output
 
     async def _gate(self, step: GateStep, path: str, value: Any, scope: Scope) -> Any:
@@ -111,13 +124,17 @@ class Runner:
 
         state = self.state
         await state.drain.hold()  # opening a gate is new work: not while the engine drains
-        state.begin(path, "gate", contracts.to_json(value, path, "input", state.limits.max_payload_bytes))
+        input_json = state.payload_json(value, path, "input")
+        state.store_bytes(input_json, path, "input")
+        state.begin(path, "gate", input_json)
         try:
             output = await run_gate(self, step, path, value, scope)
         except GateWaiting:
             state.finish(path, STEP_WAITING)
             raise
-        state.complete(path, contracts.to_json(output, path, "output", state.limits.max_payload_bytes))
+        output_json = contracts.to_json(output, path, "output", state.limits)
+        state.store_bytes(output_json, path, "output")
+        state.complete(path, output_json)
         return output
 
 

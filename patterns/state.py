@@ -2,7 +2,8 @@
 
 Records are written through the store's group-commit writer. A record stays *live* from ``begin`` until it is
 finished; whoever handles a cancellation finishes the live records under the cancelled path, so a cancelled or
-timed-out subtree is recorded as such rather than left ``started``.
+timed-out subtree is recorded as such rather than left ``started``. Live records are indexed by path prefix, so
+finishing a subtree costs time in proportion to what it holds, not to everything in flight.
 """
 
 from __future__ import annotations
@@ -36,6 +37,67 @@ class Scope:
     feedback: Any = None
 
 
+class LiveRecords:
+    """Step records begun and not yet finished, by path, with the paths in flight under each path prefix."""
+
+    __slots__ = ("_children", "_writes")
+
+    def __init__(self) -> None:
+        self._writes: dict[str, StepWrite] = {}
+        self._children: dict[str, set[str]] = {}  # a path prefix -> the prefixes one segment longer, in flight
+
+    def __contains__(self, path: str) -> bool:
+        return path in self._writes
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+    def get(self, path: str) -> StepWrite | None:
+        return self._writes.get(path)
+
+    def put(self, path: str, write: StepWrite) -> None:
+        known = path in self._writes
+        self._writes[path] = write
+        if known:
+            return
+        child = path
+        while child:  # link the path to its ancestors, up to the first already linked
+            parent = child.rpartition("/")[0]
+            siblings = self._children.get(parent)
+            if siblings is None:
+                siblings = self._children[parent] = set()
+            elif child in siblings:
+                break
+            siblings.add(child)
+            child = parent
+
+    def pop(self, path: str) -> StepWrite | None:
+        write = self._writes.pop(path, None)
+        if write is None:
+            return None
+        node = path
+        while node and node not in self._writes and not self._children.get(node):
+            self._children.pop(node, None)
+            parent = node.rpartition("/")[0]
+            siblings = self._children.get(parent)
+            if siblings is None:
+                break
+            siblings.discard(node)
+            node = parent
+        return write
+
+    def under(self, prefix: str) -> list[str]:
+        """The live paths equal to ``prefix`` or below it (``prefix`` ``""``: all of them)."""
+        found: list[str] = []
+        pending = [prefix]
+        while pending:
+            node = pending.pop()
+            if node in self._writes:
+                found.append(node)
+            pending.extend(self._children.get(node, ()))
+        return found
+
+
 @dataclass
 class RunState:
     run_id: str
@@ -54,25 +116,40 @@ class RunState:
     missing: list[str] = field(default_factory=list)
     steps_used: int = 0
     cost_used: float = 0.0
+    bytes_used: int = 0
     max_steps: int = 0
     max_cost: float | None = None
-    live: dict[str, StepWrite] = field(default_factory=dict)
+    live: LiveRecords = field(default_factory=LiveRecords)
     cost_scopes: dict[str, float] = field(default_factory=dict)
     last_output: tuple[Any, str] | None = None
+    last_input: tuple[Any, str] | None = None
     principal: str = "local"
+    spare_workers: int = 0
+    """Workers parallel composites may add beyond their first, run-wide: nested fan-outs share them."""
     limiter: anyio.CapacityLimiter = field(init=False)
     run_info: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
         self.limiter = anyio.CapacityLimiter(self.limits.max_concurrency)
+        self.spare_workers = self.limits.max_concurrency
         self.run_info = {"id": self.run_id, "input": self.input}
         self.max_steps = self.limits.max_steps
         self.max_cost = self.limits.max_cost_per_run
         # usage already spent by an earlier execution of this run counts against its limits
         for record in self.records.values():
+            self.bytes_used += len(record.output_json or "")
             if record.kind == "tool" and record.status != STEP_STARTED:
                 self.steps_used += 1
                 self.cost_used += record.cost
+
+    def release(self) -> None:
+        """Drop the payloads this state holds once its run has stopped: frames of cancelled tasks that refer to
+        it may wait in reference cycles for the collector, and should not keep megabytes of outputs meanwhile."""
+        self.outputs.clear()
+        self.records.clear()
+        self.last_output = self.last_input = None
+        self.run_info = {"id": self.run_id}
+        self.input = None
 
     def context(self, scope: Scope) -> dict[str, Any]:
         return {
@@ -111,13 +188,29 @@ class RunState:
             if path.startswith(prefix):
                 self.cost_scopes[prefix] += spec.cost
 
+    def store_bytes(self, text: str | None, path: str, what: str) -> None:
+        """Count a payload the run is about to store against ``max_run_bytes``."""
+        if text is None:
+            return
+        self.bytes_used += len(text)
+        if self.bytes_used > self.limits.max_run_bytes:
+            raise LimitExceeded(
+                "max_run_bytes",
+                self.limits.max_run_bytes,
+                f"storing the {what} of step {describe_path(path)} ({len(text)} bytes) would bring the run's stored "
+                f"payloads to {self.bytes_used} bytes",
+                step=path,
+            )
+
     def payload_json(self, value: Any, path: str, what: str) -> str:
-        """``value`` as JSON, within the payload limit. In a chain the next step's input is the object the
-        previous step returned, so its text is reused rather than serialised again."""
-        last = self.last_output
-        if last is not None and last[0] is value:
-            return last[1]
-        return contracts.to_json(value, path, what, self.limits.max_payload_bytes)
+        """``value`` as JSON, within the payload limits. In a chain the next step's input is the object the previous
+        step returned, and the branches of a fan-out share one input, so that text is reused, not made again."""
+        for known in (self.last_output, self.last_input):
+            if known is not None and known[0] is value:
+                return known[1]
+        text = contracts.to_json(value, path, what, self.limits)
+        self.last_input = (value, text)
+        return text
 
     # -- records ---------------------------------------------------------------------------------------------
 
@@ -134,14 +227,15 @@ class RunState:
             version=version,
             input_json=input_json,
         )
-        self.live[path] = write
+        self.live.put(path, write)
         self.store.submit_step(write)
 
     def update(self, path: str, **changes: Any) -> None:
         """Write new facts about a live record (attempts so far, cost) without finishing it."""
         write = self.live.get(path)
         if write is not None:
-            write = self.live[path] = dataclasses.replace(write, **changes)
+            write = dataclasses.replace(write, **changes)
+            self.live.put(path, write)
             self.store.submit_step(write)
 
     def finish(
@@ -154,7 +248,7 @@ class RunState:
         missing: tuple[str, ...] = (),
         **changes: Any,
     ) -> None:
-        write = self.live.pop(path, None)
+        write = self.live.pop(path)
         if write is None:
             return
         # built field by field: this runs once per step, and dataclasses.replace costs several times more
@@ -185,6 +279,5 @@ class RunState:
 
     def cancel_live(self, prefix: str, error: PatternError) -> None:
         """Finish every live record at or under ``prefix`` with ``error`` (cancelled, or the timeout that hit)."""
-        under = prefix + "/"
-        for path in [p for p in self.live if not prefix or p == prefix or p.startswith(under)]:
+        for path in self.live.under(prefix):
             self.fail(path, error)

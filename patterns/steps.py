@@ -13,16 +13,27 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
-from patterns.errors import InvalidStep
+from patterns.errors import InvalidStep, clip
 from registry.models import RetryPolicy, check_json_schema
+from storage.records import dumps
 
 KINDS = ("tool", "chain", "fan_out", "map_reduce", "route", "refine", "gate")
 Strategy = Literal["all", "best_effort", "quorum"]
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
+MAX_REF_CHARS = 256
+MAX_CASE_KEY_CHARS = 256
+MAX_BRIEF_CHARS = 16_384
+MAX_NAME_CHARS = 128
+MAX_NAMES = 32
+MAX_SLA_S = 365 * 86_400.0
+MAX_PROBLEMS_SHOWN = 10
+_MODEL = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+Ref = Annotated[str, Field(min_length=1, max_length=MAX_REF_CHARS)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
 
 
 class _Step(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _MODEL
 
     id: str | None = Field(None, pattern=ID_PATTERN, description="Name for this step's output in `steps.<id>`.")
     input: Any = Field(None, description='Template replacing the flowing input; {"$": "<JMESPath>"} leaves.')
@@ -39,9 +50,9 @@ class _Step(BaseModel):
 
 
 class ToolStep(_Step):
-    tool: str = Field(description="Tool reference: name, name@1.2.3, name@^1.2, name@~1.2.3, name@>=1,<2.")
+    tool: Ref = Field(description="Tool reference: name, name@1.2.3, name@^1.2, name@~1.2.3, name@>=1,<2.")
     retry: RetryPolicy | None = None
-    fallback: str | None = Field(None, description="Tool reference called with the same input if this one fails.")
+    fallback: Ref | None = Field(None, description="Tool reference called with the same input if this one fails.")
 
     @property
     def kind(self) -> str:
@@ -59,7 +70,7 @@ class ChainStep(_Step):
 class ParallelSpec(BaseModel):
     """What fan-out and map-reduce share: the strategy, its quorum, and the concurrency cap."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _MODEL
 
     strategy: Strategy = "all"
     quorum: int | None = Field(None, ge=1)
@@ -111,10 +122,10 @@ class MapReduceStep(_Step):
 
 
 class RouteSpec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _MODEL
 
     on: str = Field(min_length=1, description="JMESPath over the template context, e.g. `input.category`.")
-    cases: dict[str, Step] = Field(min_length=1)
+    cases: dict[Annotated[str, Field(max_length=MAX_CASE_KEY_CHARS)], Step] = Field(min_length=1)
     default: Step | None = None
 
 
@@ -127,7 +138,7 @@ class RouteStep(_Step):
 
 
 class RefineSpec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _MODEL
 
     generate: Step
     evaluate: Step
@@ -153,18 +164,21 @@ DEFAULT_SLA_S = 86_400.0
 class GateSpec(BaseModel):
     """A human decision point: a brief and a payload for the approver, an SLA, an escalation path."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _MODEL
 
     title: str = Field(min_length=1, max_length=200)
-    brief: str = Field("", description="What the approver needs to decide in minutes.")
+    brief: str = Field("", max_length=MAX_BRIEF_CHARS, description="What the approver needs to decide in minutes.")
     payload: Any = Field(None, description="What is approved (a template); default: the gate's input.")
     payload_schema: dict[str, Any] | None = Field(None, description="JSON Schema a `modify` must satisfy.")
-    approvers: list[str] = Field(
+    approvers: list[Name] = Field(
         default_factory=list,
+        max_length=MAX_NAMES,
         description="Who may decide; 'requester' asks the human behind the requesting client through elicitation.",
     )
-    sla_s: float = Field(DEFAULT_SLA_S, gt=0, description="Seconds each approver has before escalation.")
-    escalate_to: list[str] = Field(default_factory=list, description="Who is asked next, in order, as SLAs pass.")
+    sla_s: float = Field(DEFAULT_SLA_S, gt=0, le=MAX_SLA_S, description="Seconds each approver has before escalation.")
+    escalate_to: list[Name] = Field(
+        default_factory=list, max_length=MAX_NAMES, description="Who is asked next, in order, as SLAs pass."
+    )
     on_timeout: Literal["reject", "approve", "fail"] = "reject"
 
     @model_validator(mode="after")
@@ -230,7 +244,8 @@ def _location(loc: tuple[int | str, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            part = clip(part, 60)  # a route case key is the caller's text
+            out += f".{part}" if out else part
     return out or "(root)"
 
 
@@ -259,19 +274,26 @@ def describe_validation_error(exc: ValidationError, data: Any, prefix: tuple[int
         where = _location(loc)
         if err["type"] == "step_kind":
             if isinstance(value, dict):
-                keys = sorted(str(k) for k in value)
-                kinds = [k for k in keys if k in KINDS]
+                kinds = [k for k in KINDS if k in value]
                 if len(kinds) > 1:
                     lines.append(f"{where}: a step has one kind, found {', '.join(kinds)}")
                 else:
-                    lines.append(f"{where}: unknown step kind (keys: {', '.join(keys) or 'none'}); {_UNION_ERROR}")
+                    keys = sorted(clip(str(k), 40) for k in list(value)[:MAX_PROBLEMS_SHOWN])
+                    more = f" and {len(value) - len(keys)} more" if len(value) > len(keys) else ""
+                    lines.append(
+                        f"{where}: unknown step kind (keys: {', '.join(keys) or 'none'}{more}); {_UNION_ERROR}"
+                    )
             else:
                 lines.append(f"{where}: expected a step object, got {type(value).__name__}; {_UNION_ERROR}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"{where}: {msg}")
     # pydantic reports every union member tried on some failures; keep each line once, in order
-    return "; ".join(dict.fromkeys(lines))
+    unique = list(dict.fromkeys(lines))
+    shown = "; ".join(unique[:MAX_PROBLEMS_SHOWN])
+    if len(unique) > MAX_PROBLEMS_SHOWN:
+        shown += f"; and {len(unique) - MAX_PROBLEMS_SHOWN} more problems"
+    return shown
 
 
 def parse_step(data: Any) -> AnyStep:
@@ -282,6 +304,16 @@ def parse_step(data: Any) -> AnyStep:
         return _Root.model_validate({"step": data}).step
     except ValidationError as exc:
         raise InvalidStep(f"invalid step: {describe_validation_error(exc, data, ('step',))}") from None
+
+
+def step_json(data: Any) -> str:
+    """A raw step tree as the JSON text it is stored as. Raises ``InvalidStep`` if JSON cannot carry it."""
+    try:
+        return dumps(data)
+    except RecursionError:
+        raise InvalidStep("invalid step: the tree nests too deeply to be stored") from None
+    except (TypeError, ValueError) as exc:
+        raise InvalidStep(f"invalid step: the tree is not JSON data: {clip(str(exc))}") from None
 
 
 def children(step: AnyStep) -> list[tuple[str, AnyStep]]:

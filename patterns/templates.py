@@ -8,26 +8,13 @@ step, the last evaluation in refine, and ``{id, input}`` of the run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from functools import lru_cache
 from typing import Any
 
-import jmespath
-from jmespath.exceptions import JMESPathError
-from jmespath.parser import ParsedResult
-
-from patterns.errors import InvalidStep, describe_path
+from patterns.expressions import ExpressionError, compile_expression, step_error
 
 CONTEXT_NAMES = ("input", "prev", "steps", "item", "results", "feedback", "run")
 Template = Callable[[dict[str, Any]], Any]
-
-
-@lru_cache(maxsize=4096)
-def compile_expression(expression: str) -> ParsedResult:
-    """Compile a JMESPath expression once. Raises ``ValueError`` with the parser's explanation."""
-    try:
-        return jmespath.compile(expression)
-    except JMESPathError as exc:
-        raise ValueError(f"invalid JMESPath {expression!r}: {exc}") from None
+"""A compiled template: a function of the context. Raises ``ExpressionError`` when an expression fails."""
 
 
 def _is_ref(value: Any) -> bool:
@@ -47,20 +34,21 @@ def expressions(value: Any) -> Iterator[str]:
 
 
 def compile_template(value: Any, path: str) -> Template:
-    """Compile ``value`` into a function of the context. Raises ``InvalidStep`` naming the step on a bad expression."""
+    """Compile ``value`` into a function of the context. Raises ``InvalidStep`` (or ``LimitExceeded``) naming the
+    step on a bad expression."""
     if _is_ref(value):
         expression = value["$"]
         if not isinstance(expression, str):
-            raise InvalidStep(
-                f'step {describe_path(path)}: a template reference is {{"$": "<JMESPath>"}}, '
-                f"got {type(expression).__name__}",
-                step=path,
+            raise step_error(
+                ExpressionError(
+                    f'a template reference is {{"$": "<JMESPath>"}}, got {{"$": {type(expression).__name__}}}'
+                ),
+                path,
             )
         try:
-            parsed = compile_expression(expression)
-        except ValueError as exc:
-            raise InvalidStep(f"step {describe_path(path)}: {exc}", step=path) from None
-        return parsed.search
+            return compile_expression(expression).search
+        except ExpressionError as exc:
+            raise step_error(exc, path) from None
     if isinstance(value, dict):
         parts = {k: compile_template(v, path) for k, v in value.items()}
         if not any(_has_refs(v) for v in value.values()):
@@ -95,5 +83,5 @@ def referenced_step_ids(expression: str) -> set[str]:
             if isinstance(child, dict):
                 walk(child)
 
-    walk(dict(compile_expression(expression).parsed))
+    walk(compile_expression(expression).tree)
     return found

@@ -71,7 +71,7 @@ async def _call(
                         output = await invoker(value)
             finally:
                 limiter.release()
-            output_json = contracts.to_json(output, path, f"output of {spec.ref}", state.limits.max_payload_bytes)
+            output_json = contracts.to_json(output, path, f"output of {spec.ref}", state.limits, from_tool=True)
             state.last_output = (output, output_json)
             contracts.check(state.validators[(spec.ref, "output")], spec, "output", output, path)
             attempts.append(
@@ -120,6 +120,7 @@ async def run_tool(runner: Runner, step: ToolStep, path: str, value: Any) -> Any
     if drain.draining:  # a graceful shutdown: start nothing new; another engine resumes the run here
         await drain.hold()
     state.take_step(path)
+    state.store_bytes(input_json, path, "input")
     state.begin(path, "tool", input_json, spec.name, spec.version)
     attempts: list[dict[str, Any]] = []
     drain.enter()
@@ -143,6 +144,7 @@ async def run_tool(runner: Runner, step: ToolStep, path: str, value: Any) -> Any
             raise error from None
     finally:
         drain.leave()
+    state.store_bytes(output_json, path, "output")
     state.complete(
         path,
         output_json,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from patterns.errors import InvalidStep, LimitExceeded, describe_path
+from patterns.expressions import ExpressionError, compile_expression, step_error
 from patterns.limits import Limits
 from patterns.steps import (
     AnyStep,
@@ -19,7 +20,7 @@ from patterns.steps import (
     children,
     join,
 )
-from patterns.templates import compile_expression, compile_template, expressions, referenced_step_ids
+from patterns.templates import compile_template, expressions, referenced_step_ids
 from registry.errors import InvalidReference
 from registry.models import ToolSpec
 from registry.resolve import parse_ref
@@ -35,10 +36,27 @@ class TreeFacts:
     references: list[tuple[str, str]] = field(default_factory=list)
 
 
-def check_tree(root: AnyStep, limits: Limits) -> TreeFacts:
-    """Walk ``root``; raise ``InvalidStep`` or ``LimitExceeded`` naming the step path at the first problem."""
+def check_tree(root: AnyStep, limits: Limits, steps_option: str = "max_steps") -> TreeFacts:
+    """Walk ``root``; raise ``InvalidStep`` or ``LimitExceeded`` naming the step path at the first problem.
+
+    ``steps_option`` names what sets ``limits.max_steps`` (the server's limit, or the caller's budget), for the
+    error when the tree cannot fit in it.
+    """
     facts = TreeFacts()
     _walk(root, "", 1, limits, facts)
+    fewest = fewest_tool_steps(root)
+    if fewest > limits.max_steps:
+        raise LimitExceeded(
+            "max_steps",
+            limits.max_steps,
+            f"the tree runs at least {fewest} tool steps (every fan-out branch and static map item counts), more "
+            f"than {steps_option}={limits.max_steps} allows; "
+            + (
+                f"raise {steps_option} or split the work into several runs"
+                if steps_option != "max_steps"
+                else "split the work into several runs"
+            ),
+        )
     for path, ref_id in facts.references:
         if ref_id not in facts.ids:
             known = ", ".join(sorted(facts.ids)) or "no step has an id"
@@ -73,8 +91,8 @@ def _tool_ref(path: str, ref: str, limits: Limits, facts: TreeFacts) -> None:
 def _compile(path: str, what: str, expression: str) -> None:
     try:
         compile_expression(expression)
-    except ValueError as exc:
-        raise InvalidStep(f"step {describe_path(path)}: {what}: {exc}", step=path) from None
+    except ExpressionError as exc:
+        raise step_error(exc, path, what) from None
 
 
 def _walk(step: AnyStep, path: str, depth: int, limits: Limits, facts: TreeFacts) -> None:
@@ -127,6 +145,37 @@ def _walk(step: AnyStep, path: str, depth: int, limits: Limits, facts: TreeFacts
             )
     for segment, child in children(step):
         _walk(child, join(path, segment), depth + 1, limits, facts)
+
+
+def fewest_tool_steps(step: AnyStep) -> int:
+    """The fewest tool steps a successful run of ``step`` takes: every branch of a fan-out (the ``quorum``
+    cheapest under that strategy), a static map's every item, the cheapest route case, one refine iteration.
+    A map over items known only at run time counts as empty. Retries and fallbacks are not steps of their own."""
+    if isinstance(step, ToolStep):
+        return 1
+    if isinstance(step, FanOutStep):
+        spec = step.fan_out
+        counts = sorted(fewest_tool_steps(b) for b in spec.branches)
+        total = sum(counts[: spec.quorum] if spec.strategy == "quorum" and spec.quorum else counts)
+        return total + (fewest_tool_steps(spec.reduce) if spec.reduce is not None else 0)
+    if isinstance(step, MapReduceStep):
+        mr = step.map_reduce
+        total = fewest_tool_steps(mr.reduce) if mr.reduce is not None else 0
+        if "items" in mr.model_fields_set and isinstance(mr.items, list) and not _has_refs(mr.items):
+            chunks = -(-len(mr.items) // mr.chunk_size)
+            needed = min(chunks, mr.quorum) if mr.strategy == "quorum" and mr.quorum else chunks
+            total += needed * fewest_tool_steps(mr.map)
+        return total
+    if isinstance(step, RouteStep):
+        options = [*step.route.cases.values(), *([step.route.default] if step.route.default else [])]
+        return min(fewest_tool_steps(case) for case in options)
+    if isinstance(step, RefineStep):
+        return fewest_tool_steps(step.refine.generate) + fewest_tool_steps(step.refine.evaluate)
+    return sum(fewest_tool_steps(child) for _segment, child in children(step))
+
+
+def _has_refs(value: Any) -> bool:
+    return next(expressions(value), None) is not None
 
 
 def static_tool_steps(step: AnyStep) -> int | None:

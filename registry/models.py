@@ -6,6 +6,7 @@ import hashlib
 import json
 import random
 import re
+import sys
 from typing import Annotated, Any, Literal
 
 from jsonschema import Draft202012Validator
@@ -13,6 +14,7 @@ from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from registry.semver import Version
+from storage.jsonshape import shape
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -26,7 +28,7 @@ class RetryPolicy(BaseModel):
     input, errors a tool marks permanent) are never retried.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     max_attempts: int = Field(3, ge=1, le=100, description="Total attempts, the first included.")
     initial_s: float = Field(0.2, ge=0, le=3600, description="Delay before the second attempt.")
@@ -58,12 +60,20 @@ class PythonProvider(BaseModel):
 Provider = Annotated[PythonProvider, Field(discriminator="type")]
 
 
+MAX_SCHEMA_DEPTH = 64
+
+
 def check_json_schema(schema: dict[str, Any] | None, where: str) -> None:
-    """Raise ``ValueError`` naming ``where`` and the rule if ``schema`` is not a valid JSON Schema (2020-12)."""
+    """Raise ``ValueError`` naming ``where`` and the rule if ``schema`` is not a valid JSON Schema (2020-12), or if
+    it nests more than ``MAX_SCHEMA_DEPTH`` deep (checking it recurses once per level)."""
     if schema is None:
         return
+    if shape(schema, sys.maxsize, MAX_SCHEMA_DEPTH)[1] > MAX_SCHEMA_DEPTH:
+        raise ValueError(f"{where} nests more than {MAX_SCHEMA_DEPTH} levels deep; flatten it (use $defs and $ref)")
     try:
         Draft202012Validator.check_schema(schema)
+    except RecursionError:
+        raise ValueError(f"{where} refers to itself too deeply to be checked") from None
     except SchemaError as exc:
         location = "/".join(str(p) for p in exc.path) or "(root)"
         raise ValueError(f"{where} is not a valid JSON Schema: at {location}: {exc.message}") from None

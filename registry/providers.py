@@ -1,4 +1,9 @@
-"""Providers: how a tool is invoked. ``python``: a callable, sync ones off the event loop, async ones on it."""
+"""Providers: how a tool is invoked. ``python``: a callable, sync ones off the event loop, async ones on it.
+
+Sync callables share a few worker threads (``Registry(sync_threads=...)``): every thread that runs Python code
+competes with the event loop for the interpreter lock, and dozens of busy ones (a wide fan-out of a CPU-bound sync
+tool) would hold the loop back by a tenth of a second at a time.
+"""
 
 from __future__ import annotations
 
@@ -56,7 +61,7 @@ def to_data(value: Any) -> Any:
     return value
 
 
-def _python(provider: PythonProvider) -> Invoker:
+def _python(provider: PythonProvider, threads: anyio.CapacityLimiter | None) -> Invoker:
     fn = load_target(provider.target)
     if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):  # noqa: B004
 
@@ -69,11 +74,12 @@ def _python(provider: PythonProvider) -> Invoker:
     async def call_sync(payload: Any) -> Any:
         bound = functools.partial(fn, **payload) if isinstance(payload, dict) else functools.partial(fn, payload)
         # abandon_on_cancel: a cancelled or timed-out run stops waiting at once; the thread finishes on its own
-        return to_data(await anyio.to_thread.run_sync(bound, abandon_on_cancel=True))
+        return to_data(await anyio.to_thread.run_sync(bound, abandon_on_cancel=True, limiter=threads))
 
     return call_sync
 
 
-def make_invoker(spec: ToolSpec) -> Invoker:
-    """The coroutine function that calls ``spec``'s provider with one input."""
-    return _python(spec.provider)
+def make_invoker(spec: ToolSpec, threads: anyio.CapacityLimiter | None = None) -> Invoker:
+    """The coroutine function that calls ``spec``'s provider with one input. Sync callables run in worker threads,
+    at most as many at once as ``threads`` allows (anyio's default pool of 40 when None)."""
+    return _python(spec.provider, threads)

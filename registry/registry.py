@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable
 from typing import Literal
 
+import anyio
 from jsonschema import Draft202012Validator
 
 from registry.errors import InvalidToolSpec, ToolConflict, ToolNotFound
@@ -16,6 +17,8 @@ from registry.providers import Invoker, load_target, make_invoker
 from registry.resolve import ToolRef, parse_ref, resolve_version
 from storage import Store, StoredTool
 
+SYNC_TOOL_THREADS = 8
+
 
 def _spec(stored: StoredTool) -> ToolSpec:
     return ToolSpec.model_validate({**stored.definition, "deprecated": stored.deprecated})
@@ -24,8 +27,10 @@ def _spec(stored: StoredTool) -> ToolSpec:
 class Registry:
     """Tool specs over a store. Published versions are immutable, so exact lookups are cached forever."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, sync_threads: int = SYNC_TOOL_THREADS) -> None:
+        """``sync_threads``: how many calls of sync python tools run at once (each in a worker thread)."""
         self._store = store
+        self._threads = anyio.CapacityLimiter(sync_threads)
         self._specs: dict[tuple[str, str], ToolSpec] = {}
         self._invokers: dict[tuple[str, str], Invoker] = {}
         self._validators: dict[tuple[str, str, str], Draft202012Validator | None] = {}
@@ -130,7 +135,7 @@ class Registry:
         key = (spec.name, spec.version)
         invoker = self._invokers.get(key)
         if invoker is None:
-            invoker = self._invokers[key] = make_invoker(spec)
+            invoker = self._invokers[key] = make_invoker(spec, self._threads)
         return invoker
 
     def validator(self, spec: ToolSpec, which: Literal["input", "output"]) -> Draft202012Validator | None:

@@ -8,20 +8,24 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import anyio
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import AcceptedElicitation, Context, Elicit, ElicitationResult, MCPServer, Resolve
 from mcp.types import ToolAnnotations
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, WithJsonSchema
 
-from patterns import SETTLED, Engine, PatternError, RunOptions, gates
+from patterns import RUN_STATUSES, SETTLED, Engine, PatternError, RunOptions, gates
+from patterns.expressions import MAX_EXPRESSION_CHARS
+from patterns.gates import MAX_COMMENT_CHARS
+from patterns.steps import MAX_BRIEF_CHARS, MAX_NAME_CHARS, MAX_NAMES, MAX_REF_CHARS, MAX_SLA_S
 from registry import Registry, ToolSpec
 from server.approvals import add_approval_routes
 from server.auth import PrincipalTokens, current_principal, roles_of
 from server.config import Settings
-from server.errors import PodiumToolError, tool_errors
+from server.errors import PodiumServer, PodiumToolError, tool_errors
 from server.results import (
     RunList,
     RunResult,
@@ -33,6 +37,7 @@ from server.results import (
     run_summary,
     tool_info,
 )
+from server.stdio import refuse_oversized
 from server.texts import INSTRUCTIONS, SUPERVISE_PROMPT, TOOL_DOCS
 from storage import GATE_PENDING, GateRecord, Store
 
@@ -42,12 +47,40 @@ POLL_S = 0.25
 REQUESTER = "requester"
 PROGRESS_EVERY_S = 1.0
 StepJSON = dict[str, Any]
+# Lists and maps of steps are taken as they arrive, with the schema clients see: the step language checks them
+# (bounds first, without copying), where validating them here would copy every step of a large request first.
+StepList = Annotated[Any, WithJsonSchema({"type": "array", "items": {"type": "object"}, "minItems": 1})]
+StepMap = Annotated[Any, WithJsonSchema({"type": "object", "additionalProperties": {"type": "object"}})]
 Strategy = Literal["all", "best_effort", "quorum"]
 STEPS_FIELD = Field(description="Steps in order; each gets the previous step's output unless it has `input`.")
+# limits on arguments (the step language's own are in patterns.steps and patterns.expressions)
+MAX_ID_CHARS = 64
+MAX_TAGS = 32
+MAX_TAG_KEY_CHARS = 64
+MAX_TAG_VALUE_CHARS = 256
+MAX_REASON_CHARS = 1024
+MAX_QUERY_CHARS = 200
+MAX_TITLE_CHARS = 200
+RunStatus = Literal[
+    "pending", "running", "waiting", "succeeded", "partial", "failed", "rejected", "cancelled", "timed_out",
+    "needs_attention",
+]  # fmt: skip
+assert set(get_args(RunStatus)) == set(RUN_STATUSES)
+Names = Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]], Field(max_length=MAX_NAMES)]
+
+
+RunId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, description="A run's id, from a RunResult.")]
+GateId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, description="A gate's id, from RunResult.gate.")]
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Expression = Annotated[str, Field(min_length=1, max_length=MAX_EXPRESSION_CHARS)]
+Tags = dict[
+    Annotated[str, Field(min_length=1, max_length=MAX_TAG_KEY_CHARS)],
+    Annotated[str, Field(max_length=MAX_TAG_VALUE_CHARS)],
+]
 
 
 class Budget(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_steps: int | None = Field(None, ge=1, description="At most this many tool steps.")
     max_cost: float | None = Field(None, ge=0, description="At most this much summed tool cost.")
@@ -56,7 +89,7 @@ class Budget(BaseModel):
 class Options(BaseModel):
     """How a run-starting call behaves. All optional."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     wait_s: float = Field(20.0, ge=0, description="Seconds to wait for the run before returning it running (max 50).")
     idempotency_key: str | None = Field(
@@ -65,10 +98,17 @@ class Options(BaseModel):
         max_length=200,
         description="Repeat-safe key: a call with a key already used returns that run instead of starting another.",
     )
-    parent_run_id: str | None = Field(None, description="The run this one works for (delegation).")
+    parent_run_id: str | None = Field(
+        None, min_length=1, max_length=MAX_ID_CHARS, description="The run this one works for (delegation)."
+    )
     deadline_s: float | None = Field(None, gt=0, description="The run fails timed_out after this many seconds.")
     budget: Budget | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: Tags = Field(
+        default_factory=dict,
+        max_length=MAX_TAGS,
+        description=f"Labels: at most {MAX_TAGS}, keys up to {MAX_TAG_KEY_CHARS} and values up to "
+        f"{MAX_TAG_VALUE_CHARS} characters.",
+    )
 
 
 class ApprovalAnswer(BaseModel):
@@ -151,7 +191,7 @@ async def _settle(
         if record.status not in SETTLED:
             done, total = app.engine.progress(run_id)
             await ctx.report_progress(done, total, f"{done} step{'s' if done != 1 else ''} done")
-    steps = await app.engine.steps(run_id) if include_steps else []
+    steps = await app.engine.steps(run_id, payloads=False) if include_steps else []
     gate = None
     if record.status == "waiting":
         pending = await app.store.gates.find(GATE_PENDING, run_id, limit=1)
@@ -203,7 +243,7 @@ def _lifespan(settings: Settings, running: list[AppState], http_url: str | None)
         state: AppState | None = None
         try:
             async with Store.open(settings.database_url, durability=settings.durability) as store:
-                registry = Registry(store)
+                registry = Registry(store, sync_threads=settings.sync_tool_threads)
                 for path in settings.registry:
                     await registry.register_file(path)
                 async with Engine(
@@ -253,16 +293,17 @@ def build_server(
             ),
         }
     running = running if running is not None else []
-    mcp = MCPServer(
+    mcp = PodiumServer(
         "podium", version="0.1.0", instructions=INSTRUCTIONS, lifespan=_lifespan(settings, running, http_url), **auth
     )
+    mcp.middleware.append(refuse_oversized)
     if http_url is not None:
-        add_approval_routes(mcp, lambda: running[0] if running else None)
+        add_approval_routes(mcp, lambda: running[0] if running else None, urlsplit(http_url).hostname or "")
 
     @mcp.tool(description=TOOL_DOCS["run_chain"], annotations=RUN)
     async def run_chain(
         ctx: Context[Any],
-        steps: Annotated[list[StepJSON], STEPS_FIELD],
+        steps: Annotated[StepList, STEPS_FIELD],
         input: Any = None,
         options: Options | None = None,
     ) -> RunResult:
@@ -271,11 +312,11 @@ def build_server(
     @mcp.tool(description=TOOL_DOCS["fan_out"], annotations=RUN)
     async def fan_out(
         ctx: Context[Any],
-        branches: list[StepJSON],
+        branches: StepList,
         input: Any = None,
         strategy: Strategy = "all",
         quorum: int | None = None,
-        branch_timeout_s: float | None = None,
+        branch_timeout_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None,
         max_concurrency: int | None = None,
         reduce: StepJSON | None = None,
         options: Options | None = None,
@@ -300,7 +341,7 @@ def build_server(
         reduce: StepJSON | None = None,
         chunk_size: int = 1,
         max_concurrency: int | None = None,
-        item_timeout_s: float | None = None,
+        item_timeout_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None,
         strategy: Strategy = "all",
         quorum: int | None = None,
         options: Options | None = None,
@@ -321,8 +362,8 @@ def build_server(
     @mcp.tool(description=TOOL_DOCS["route"], annotations=RUN)
     async def route(
         ctx: Context[Any],
-        on: str,
-        cases: dict[str, StepJSON],
+        on: Expression,
+        cases: StepMap,
         input: Any = None,
         default: StepJSON | None = None,
         options: Options | None = None,
@@ -335,13 +376,13 @@ def build_server(
         ctx: Context[Any],
         generate: StepJSON,
         evaluate: StepJSON,
-        score: str,
-        threshold: float,
+        score: Expression,
+        threshold: Annotated[float, Field(allow_inf_nan=False)],
         input: Any = None,
         max_iterations: int = 3,
-        min_improvement: float = 0.0,
-        time_budget_s: float | None = None,
-        cost_budget: float | None = None,
+        min_improvement: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0,
+        time_budget_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None,
+        cost_budget: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None,
         options: Options | None = None,
     ) -> RunResult:
         spec = _clean(
@@ -361,15 +402,15 @@ def build_server(
     @mcp.tool(description=TOOL_DOCS["await_approval"], annotations=RUN)
     async def await_approval(
         ctx: Context[Any],
-        title: str,
-        brief: str,
+        title: Annotated[str, Field(min_length=1, max_length=MAX_TITLE_CHARS)],
+        brief: Annotated[str, Field(max_length=MAX_BRIEF_CHARS)],
         # Filled by asking the human behind the client (not an argument the model gives); a plain accepted None
         # when the gate does not name `requester` or the client cannot ask. Decline or cancel: the gate stays open.
         answer: Annotated[ElicitationResult[ApprovalAnswer], Resolve(ask_requester)],
         payload: Any = None,
-        approvers: list[str] | None = None,
-        sla_s: float | None = None,
-        escalate_to: list[str] | None = None,
+        approvers: Names | None = None,
+        sla_s: Annotated[float, Field(gt=0, le=MAX_SLA_S, allow_inf_nan=False)] | None = None,
+        escalate_to: Names | None = None,
         on_timeout: Literal["reject", "approve", "fail"] = "reject",
         payload_schema: dict[str, Any] | None = None,
         options: Options | None = None,
@@ -401,9 +442,9 @@ def build_server(
     @mcp.tool(description=TOOL_DOCS["decide_gate"], annotations=RUN)
     async def decide_gate(
         ctx: Context[Any],
-        gate_id: str,
+        gate_id: GateId,
         decision: Literal["approve", "reject", "modify"],
-        comment: str | None = None,
+        comment: Annotated[str, Field(max_length=MAX_COMMENT_CHARS)] | None = None,
         payload: Any = None,
     ) -> RunResult:
         app = _app(ctx)
@@ -433,30 +474,38 @@ def build_server(
             return await check_plan(app.engine, step)
 
     @mcp.tool(description=TOOL_DOCS["get_run"], annotations=READ)
-    async def get_run(ctx: Context[Any], run_id: str, include_steps: bool = True) -> RunResult:
+    async def get_run(ctx: Context[Any], run_id: RunId, include_steps: bool = True) -> RunResult:
         with tool_errors():
             return await _settle(_app(ctx), ctx, run_id, 0, include_steps)
 
     @mcp.tool(description=TOOL_DOCS["wait_run"], annotations=READ)
-    async def wait_run(ctx: Context[Any], run_id: str, timeout_s: float = 20.0) -> RunResult:
+    async def wait_run(ctx: Context[Any], run_id: RunId, timeout_s: Seconds = 20.0) -> RunResult:
         with tool_errors():
             return await _settle(_app(ctx), ctx, run_id, timeout_s)
 
     @mcp.tool(description=TOOL_DOCS["list_runs"], annotations=READ)
-    async def list_runs(ctx: Context[Any], status: str | None = None, limit: int = 20) -> RunList:
+    async def list_runs(
+        ctx: Context[Any], status: RunStatus | None = None, limit: Annotated[int, Field(ge=1, le=200)] = 20
+    ) -> RunList:
         with tool_errors():
-            records = await _app(ctx).store.list_runs(status, max(1, min(limit, 200)))
+            records = await _app(ctx).store.list_runs(status, limit)
             return RunList(runs=[run_summary(r) for r in records])
 
     @mcp.tool(description=TOOL_DOCS["cancel_run"], annotations=RUN)
-    async def cancel_run(ctx: Context[Any], run_id: str, reason: str | None = None) -> RunResult:
+    async def cancel_run(
+        ctx: Context[Any], run_id: RunId, reason: Annotated[str, Field(max_length=MAX_REASON_CHARS)] | None = None
+    ) -> RunResult:
         app = _app(ctx)
         with tool_errors():
             record = await app.engine.cancel(run_id, reason, by=current_principal())
-            return run_result(record, await app.engine.steps(record.id))
+            return run_result(record, await app.engine.steps(record.id, payloads=False))
 
     @mcp.tool(description=TOOL_DOCS["find_tools"], annotations=READ)
-    async def find_tools(ctx: Context[Any], query: str | None = None, tag: str | None = None) -> ToolList:
+    async def find_tools(
+        ctx: Context[Any],
+        query: Annotated[str, Field(max_length=MAX_QUERY_CHARS)] | None = None,
+        tag: Annotated[str, Field(max_length=MAX_QUERY_CHARS)] | None = None,
+    ) -> ToolList:
         app = _app(ctx)
         with tool_errors():
             needle = (query or "").lower()
@@ -469,7 +518,7 @@ def build_server(
             return ToolList(tools=found)
 
     @mcp.tool(description=TOOL_DOCS["describe_tool"], annotations=READ)
-    async def describe_tool(ctx: Context[Any], ref: str) -> ToolInfo:
+    async def describe_tool(ctx: Context[Any], ref: Annotated[str, Field(max_length=MAX_REF_CHARS)]) -> ToolInfo:
         app = _app(ctx)
         with tool_errors():
             return await _tool_info(app, await app.registry.resolve(ref))

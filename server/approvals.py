@@ -1,9 +1,16 @@
 """Approval links: ``GET /gates/{id}`` shows a gate, ``POST /gates/{id}`` decides it (``podium serve --http``).
 
-The SDK does not protect custom routes, so this checks the caller itself. With principals configured, a
-decision needs the bearer token (``Authorization`` header, or a ``token`` form field from the page) of a
-principal holding the approver role, and is recorded under that principal. With none configured the server
-listens on loopback only and, like the CLI, takes the approver's name from ``as``.
+The SDK does not protect custom routes, so these apply the rules of ``/mcp`` themselves:
+
+- the same Host and Origin checks (on loopback: a ``Host`` other than 127.0.0.1, localhost or [::1] is 421, and a
+  cross-site ``Origin`` 403, so a page on another site cannot post a decision to a local server);
+- with principals configured, a bearer token (``Authorization`` header, or the page's ``token`` field) of one of
+  them to see a gate, and of one with the approver role to decide it, recorded under that principal; with none
+  configured the server listens on loopback only and, like the CLI, takes the approver's name from ``as``;
+- a body of at most ``max_request_bytes``, JSON (an object) or a form; every field of the right type.
+
+Every refusal is a 4xx naming the problem: 400 bad input, 401/403 who may not, 404 no such gate, 409 a gate no
+longer pending, 413 too large, 415 another content type.
 """
 
 from __future__ import annotations
@@ -12,12 +19,15 @@ import html
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from mcp.server.mcpserver import MCPServer
-from starlette.requests import Request
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from patterns import PatternError, gates
+from patterns.gates import GateError
 from server.auth import token_hash
 from server.results import gate_detail
 from storage import GateNotFound
@@ -25,18 +35,51 @@ from storage import GateNotFound
 if TYPE_CHECKING:
     from server.app import AppState
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+FIELDS = {"decision": str, "comment": str, "as": str, "token": str}
+GATE_ERROR_STATUS = {
+    "already_decided": 409,
+    "expired": 409,
+    "timed_out": 409,
+    "opener": 403,
+    "not_an_approver": 403,
+}
+
+
+def host_checks(host: str) -> TransportSecuritySettings | None:
+    """The Host/Origin checks for a server bound to ``host``: on loopback, only local names and origins (what the
+    SDK applies to ``/mcp`` by default); elsewhere none (a deployment behind a proxy sets its own)."""
+    if host not in LOOPBACK:
+        return None
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+    )
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _page(gate: dict[str, Any], notice: str = "") -> HTMLResponse:
+def _page(gate: dict[str, Any], notice: str = "", *, named: bool = True) -> HTMLResponse:
     esc = html.escape
     form = ""
     if gate["status"] == "pending":
+        who = (
+            '<label>Your name <input name="as"></label>'
+            if named
+            else '<label>Your token <input name="token" type="password"></label>'
+        )
         form = (
-            '<form method="post"><p><label>Your name <input name="as"></label> '
-            '<label>or token <input name="token" type="password"></label></p>'
+            f'<form method="post"><p>{who}</p>'
             '<p><textarea name="comment" rows="3" cols="60" placeholder="Comment"></textarea></p>'
             '<button name="decision" value="approve">Approve</button> '
             '<button name="decision" value="reject">Reject</button></form>'
@@ -51,10 +94,65 @@ def _page(gate: dict[str, Any], notice: str = "") -> HTMLResponse:
     return HTMLResponse(f"<!doctype html><title>{esc(gate['title'])}</title><body>{body}</body>")
 
 
-def add_approval_routes(mcp: MCPServer, state: Callable[[], AppState | None]) -> None:
-    """Register the approval-link routes; ``state`` gives the running server's state (None before start-up)."""
+def _sign_in_page() -> HTMLResponse:
+    """What a browser gets without a token when principals are configured: a form asking for one."""
+    body = (
+        "<h1>Sign in to see this gate</h1><p>This server needs the bearer token of a principal.</p>"
+        '<form method="post"><label>Token <input name="token" type="password"></label> '
+        "<button>Show the gate</button></form>"
+    )
+    return HTMLResponse(f"<!doctype html><title>Sign in</title><body>{body}</body>", status_code=401)
 
-    async def with_state(handler: Callable[[AppState, Request], Awaitable[Response]], request: Request) -> Response:
+
+async def _body(request: Request, limit: int) -> dict[str, Any]:
+    """The request's fields, from JSON or a form, read up to ``limit`` bytes. Raises ``BadRequest``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(413, f"the body is {declared} bytes; at most {limit} are accepted")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BadRequest(413, f"the body is over {limit} bytes, the most accepted")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise BadRequest(400, "the client went away before the body arrived") from None
+    raw = b"".join(chunks)
+    kind = request.headers.get("content-type", "application/x-www-form-urlencoded").split(";")[0].strip().lower()
+    if kind == "application/json":
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise BadRequest(400, "the body is not valid JSON; send {decision, comment?, payload?, as?}") from None
+        if not isinstance(data, dict):
+            raise BadRequest(
+                400, f"the body must be a JSON object {{decision, comment?, payload?, as?}}, not {type(data).__name__}"
+            )
+    elif kind == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qs(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest(400, "the form could not be read (at most 20 fields, UTF-8)") from None
+        data = {key: values[-1] for key, values in pairs.items()}
+    else:
+        raise BadRequest(415, f"send application/json or a form (application/x-www-form-urlencoded), not {kind!r}")
+    for name, kind_of in FIELDS.items():
+        if data.get(name) is not None and not isinstance(data[name], kind_of):
+            raise BadRequest(400, f"`{name}` must be a string, not {type(data[name]).__name__}")
+    return data
+
+
+def add_approval_routes(mcp: MCPServer, state: Callable[[], AppState | None], host: str) -> None:
+    """Register the approval-link routes; ``state`` gives the running server's state (None before start-up), and
+    ``host`` is the address the server binds (its Host and Origin checks follow from it)."""
+    security = TransportSecurityMiddleware(host_checks(host))
+
+    async def guarded(handler: Callable[[AppState, Request], Awaitable[Response]], request: Request) -> Response:
+        refused = await security.validate_request(request, is_post=False)
+        if refused is not None:
+            return refused
         app = state()
         if app is None:
             return _error(503, "the server is starting")
@@ -62,54 +160,80 @@ def add_approval_routes(mcp: MCPServer, state: Callable[[], AppState | None]) ->
             return await handler(app, request)
         except GateNotFound as exc:
             return _error(404, exc.message)
+        except BadRequest as exc:
+            return _error(exc.status, exc.message)
 
     async def show(app: AppState, request: Request) -> Response:
+        html_wanted = "text/html" in request.headers.get("accept", "")
+        if app.settings.principal and _principal(app, _bearer(request)) is None:
+            return _sign_in_page() if html_wanted else _error(401, "a bearer token of a principal is required")
         gate = gate_detail(await app.store.gates.get(request.path_params["gate_id"])).model_dump(mode="json")
-        if "text/html" in request.headers.get("accept", ""):
-            return _page(gate)
-        return JSONResponse(gate)
+        return _page(gate, named=not app.settings.principal) if html_wanted else JSONResponse(gate)
 
     async def decide(app: AppState, request: Request) -> Response:
         form = "application/json" not in request.headers.get("content-type", "")
-        try:
-            body: dict[str, Any] = dict(await request.form()) if form else await request.json()
-        except ValueError:
-            return _error(400, "the body must be JSON: {decision, comment?, payload?, as?}")
-        decider = _decider(app, request, body)
-        if isinstance(decider, Response):
-            return decider
+        body = await _body(request, app.settings.max_request_bytes)
+        token = _bearer(request) or body.get("token") or ""
+        if form and app.settings.principal and body.get("decision") is None:
+            if _principal(app, token) is None:  # the sign-in form: show the gate to a holder of a token
+                return _sign_in_page()
+            gate = gate_detail(await app.store.gates.get(request.path_params["gate_id"])).model_dump(mode="json")
+            return _page(gate, named=False)
+        decider = _decider(app, token, body)
         try:
             decided = await gates.decide(
                 app.store,
                 request.path_params["gate_id"],
-                str(body.get("decision", "")),
+                body.get("decision") or "",
                 decider,
                 body.get("comment") or None,
                 body.get("payload"),
             )
-        except PatternError as exc:
-            return _error(409 if "already decided" in exc.message or "expired" in exc.message else 400, exc.message)
+        except GateError as exc:
+            return _error(GATE_ERROR_STATUS.get(exc.reason, 400), exc.message)
+        except PatternError as exc:  # a modified payload that breaks the gate's payload schema
+            return _error(400, exc.message)
         await app.engine.resume(decided.run_id)
         detail = gate_detail(decided).model_dump(mode="json")
-        return _page(detail, "Recorded. The run goes on.") if form else JSONResponse(detail)
+        return (
+            _page(detail, "Recorded. The run goes on.", named=not app.settings.principal)
+            if form
+            else (JSONResponse(detail))
+        )
 
     async def gate_route(request: Request) -> Response:
-        return await with_state(show if request.method == "GET" else decide, request)
+        return await guarded(show if request.method == "GET" else decide, request)
 
     mcp.custom_route("/gates/{gate_id}", methods=["GET", "POST"], name="gate")(gate_route)
 
 
-def _decider(app: AppState, request: Request, body: dict[str, Any]) -> str | Response:
-    """Who decides: the approver principal of the bearer token, or (no principals configured) the given name."""
-    principals = app.settings.principal
-    if not principals:
-        name = str(body.get("as") or "").strip()
-        return name or _error(400, "say who decides: `as` (the approver's name)")
+def _bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
-    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else str(body.get("token") or "")
-    for principal in principals:
-        if token and principal.token_sha256 == token_hash(token):
-            if "approver" not in principal.roles:
-                return _error(403, f"{principal.name!r} does not have the approver role")
-            return principal.name
-    return _error(401, "a bearer token of an approver principal is required")
+    return header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+
+
+def _principal(app: AppState, token: str) -> tuple[str, tuple[str, ...]] | None:
+    """The configured principal holding ``token``, with its roles."""
+    if not token:
+        return None
+    digest = token_hash(token)
+    for principal in app.settings.principal:
+        if principal.token_sha256 == digest:
+            return principal.name, principal.roles
+    return None
+
+
+def _decider(app: AppState, token: str, body: dict[str, Any]) -> str:
+    """Who decides: the approver principal of the token, or (no principals configured) the given name."""
+    if not app.settings.principal:
+        name = str(body.get("as") or "").strip()
+        if not name:
+            raise BadRequest(400, "say who decides: `as` (the approver's name)")
+        return name
+    found = _principal(app, token)
+    if found is None:
+        raise BadRequest(401, "a bearer token of an approver principal is required")
+    name, roles = found
+    if "approver" not in roles:
+        raise BadRequest(403, f"{name!r} does not have the approver role")
+    return name

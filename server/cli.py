@@ -140,7 +140,7 @@ async def _runs_list(store: Store, args: argparse.Namespace) -> int:
 
 
 async def _runs_show(store: Store, args: argparse.Namespace) -> int:
-    result = run_result(await store.get_run(args.run_id), await store.get_steps(args.run_id))
+    result = run_result(await store.get_run(args.run_id), await store.get_steps(args.run_id, payloads=False))
     return _emit(args, result, run_report(result))
 
 
@@ -148,7 +148,7 @@ async def _runs_tail(store: Store, args: argparse.Namespace) -> int:
     seen: dict[str, str] = {}
     while True:
         record = await store.get_run(args.run_id)
-        for step in run_result(record, await store.get_steps(args.run_id)).steps:
+        for step in run_result(record, await store.get_steps(args.run_id, payloads=False)).steps:
             if seen.get(step.path) != step.status:
                 seen[step.path] = step.status
                 print(step_tree([step]), flush=True)
@@ -161,7 +161,7 @@ async def _runs_tail(store: Store, args: argparse.Namespace) -> int:
 async def _runs_cancel(store: Store, args: argparse.Namespace) -> int:
     async with Engine(store, Registry(store), recover=False) as engine:
         record = await engine.cancel(args.run_id, args.reason or "cancelled from the podium CLI", by=args.as_name)
-    result = run_result(record, await store.get_steps(record.id))
+    result = run_result(record, await store.get_steps(record.id, payloads=False))
     return _emit(args, result, run_report(result))
 
 
@@ -192,7 +192,7 @@ async def _runs_reopen(store: Store, args: argparse.Namespace) -> int:
                 else:
                     await anyio.sleep(0.5)
                     record = await store.get_run(args.run_id)
-    result = run_result(record, await store.get_steps(record.id))
+    result = run_result(record, await store.get_steps(record.id, payloads=False))
     text = run_report(result)
     if args.detach:
         text += f"\nhanded to the servers: one resumes it within seconds; follow it with `podium runs tail {record.id}`"
@@ -301,7 +301,7 @@ HANDLERS: dict[tuple[str, str | None], Callable[[Store, argparse.Namespace], Awa
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from server.app import AppState, build_server
-    from server.serving import serve_http, serve_stdio
+    from server.serving import return_freed_memory, serve_http, serve_stdio
 
     if args.http and args.host not in LOOPBACK and not args.host.startswith("127.") and not settings.principal:
         raise CommandError(
@@ -311,12 +311,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         )
     if args.registry:
         settings = settings.model_copy(update={"registry": (*settings.registry, *args.registry)})
+    return_freed_memory()
     running: list[AppState] = []
     server = build_server(settings, http_url=f"http://{args.host}:{args.port}" if args.http else None, running=running)
     if args.http:
-        anyio.run(serve_http, server, running, args.host, args.port, settings.shutdown_grace_s)
+        anyio.run(serve_http, server, running, args.host, args.port, settings)
     else:
-        anyio.run(serve_stdio, server, running)
+        anyio.run(serve_stdio, server, running, settings.max_request_bytes)
     return 0
 
 

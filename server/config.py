@@ -40,7 +40,7 @@ class Principal(BaseModel):
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     database_url: str = Field(default_factory=default_database_url)
     durability: Literal["normal", "full"] = "normal"
@@ -50,6 +50,12 @@ class Settings(BaseModel):
     lease_s: float = Field(15.0, gt=0, description="A run's lease; a replica that dies holds its runs this long.")
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="On SIGTERM/SIGINT, how long tool calls in flight may take to finish."
+    )
+    sync_tool_threads: int = Field(
+        8, ge=1, le=256, description="Calls of sync python tools that run at once, each in a worker thread."
+    )
+    max_request_bytes: int = Field(
+        2_097_152, ge=65_536, description="Size of one MCP request (stdio line or HTTP body); larger ones are refused."
     )
 
     @classmethod

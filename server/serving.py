@@ -8,22 +8,80 @@ replica resumes the runs at once rather than when their leases expire.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import os
 import signal
 import socket
 import sys
+from typing import Any
 
 import anyio
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 
 from server.app import AppState
+from server.approvals import host_checks
+from server.config import Settings
+from server.stdio import limited_stdin
 
 log = logging.getLogger("podium.server")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+LARGE_ALLOCATION = 128 * 1024
+
+
+TRIM_EVERY_S = 1.0
+TRIM_AFTER_GROWTH = 16 * 1024 * 1024
+
+
+def _libc() -> Any:
+    """glibc's functions, or None where the C library is another (then memory is left as it is)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def return_freed_memory() -> None:
+    """Have glibc serve every allocation of 128 KiB or more from its own mapping, returned to the system when
+    freed. Its default raises that threshold as large blocks are freed, after which large payloads (a tool's
+    1 MB output, a refused request) are carved from the heap and the process keeps their memory once they are gone.
+    """
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, LARGE_ALLOCATION)
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+async def trim_memory() -> None:
+    """Hand memory freed in the allocator's arenas back to the system once the process has grown by 16 MiB since
+    the last look: a run that moved a lot of data (many small blocks, such as SQLite's pages) leaves the arenas
+    fragmented, and glibc does not return that memory by itself. Checked every second; the trim runs in a thread."""
+    libc = _libc()
+    if libc is None:
+        return
+    baseline = _rss_bytes()
+    while True:
+        await anyio.sleep(TRIM_EVERY_S)
+        now = _rss_bytes()
+        if now > baseline + TRIM_AFTER_GROWTH:
+            await anyio.to_thread.run_sync(libc.malloc_trim, 0)
+            baseline = _rss_bytes()  # what is left is in use: trim again only once it grows by as much again
+        else:
+            baseline = min(baseline, now)
 
 
 def _drain(running: list[AppState], why: str) -> None:
@@ -34,14 +92,17 @@ def _drain(running: list[AppState], why: str) -> None:
             app.engine.drain()
 
 
-async def serve_stdio(mcp: MCPServer, running: list[AppState]) -> None:
+async def serve_stdio(mcp: MCPServer, running: list[AppState], max_request_bytes: int) -> None:
     """Serve stdio until the client closes the stream, or until a stop signal arrives: then drain, shut the
-    server down, and end the process by that signal (the transport's stdin reader cannot be interrupted)."""
-    async with anyio.create_task_group() as tg:
-        if sys.platform != "win32":  # anyio has no signal receivers on Windows: there the client ends the server
-            tg.start_soon(_stop_on_signal, tg.cancel_scope, running)
-        await mcp.run_stdio_async()
-        tg.cancel_scope.cancel()
+    server down, and end the process by that signal (the transport's stdin reader cannot be interrupted).
+    Requests over ``max_request_bytes`` are refused before the transport reads them."""
+    with limited_stdin(max_request_bytes):
+        async with anyio.create_task_group() as tg:
+            if sys.platform != "win32":  # anyio has no signal receivers on Windows: there the client ends the server
+                tg.start_soon(_stop_on_signal, tg.cancel_scope, running)
+            tg.start_soon(trim_memory)
+            await mcp.run_stdio_async()
+            tg.cancel_scope.cancel()
 
 
 async def _stop_on_signal(scope: anyio.CancelScope, running: list[AppState]) -> None:
@@ -73,14 +134,23 @@ class _DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-async def serve_http(mcp: MCPServer, running: list[AppState], host: str, port: int, grace_s: float) -> None:
+async def serve_http(mcp: MCPServer, running: list[AppState], host: str, port: int, settings: Settings) -> None:
     """Serve streamable HTTP at ``/mcp`` (and the approval links) until a stop signal."""
-    app = mcp.streamable_http_app(streamable_http_path="/mcp", host=host)
+    app = mcp.streamable_http_app(
+        streamable_http_path="/mcp",
+        host=host,
+        transport_security=host_checks(host),  # the approval links apply the same Host and Origin checks
+        max_request_body_size=settings.max_request_bytes,
+    )
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=mcp.settings.log_level.lower(),
-        timeout_graceful_shutdown=max(1, math.ceil(grace_s)),  # then open streams are closed; runs are unaffected
+        # then open streams are closed; runs are unaffected
+        timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace_s)),
     )
-    await _DrainingServer(config, running).serve()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(trim_memory)
+        await _DrainingServer(config, running).serve()
+        tg.cancel_scope.cancel()

@@ -20,9 +20,14 @@ class StorageError(Exception):
         self.message = message
 
 
+def quoted_id(value: str) -> str:
+    """An id as a message quotes it: a caller's text, so cut short when it is longer than any id we make."""
+    return repr(value) if len(value) <= 80 else f"{value[:80]!r}... ({len(value)} characters)"
+
+
 class RunNotFound(StorageError):
     def __init__(self, run_id: str) -> None:
-        super().__init__(f"no run with id {run_id!r}")
+        super().__init__(f"no run with id {quoted_id(run_id)}")
         self.run_id = run_id
 
 

@@ -81,6 +81,42 @@ def _step(row: StepRow) -> StepRecord:
     )
 
 
+_SUMMARY_COLUMNS = (
+    StepRow.run_id,
+    StepRow.path,
+    StepRow.kind,
+    StepRow.tool,
+    StepRow.version,
+    StepRow.status,
+    StepRow.error,
+    StepRow.missing,
+    StepRow.attempts,
+    StepRow.cost,
+    StepRow.started_at,
+    StepRow.finished_at,
+)
+
+
+def _step_summary(row: Any) -> StepRecord:
+    return StepRecord(
+        run_id=row.run_id,
+        path=row.path,
+        kind=row.kind,
+        tool=row.tool,
+        version=row.version,
+        status=row.status,
+        input=None,
+        output=None,
+        output_json=None,
+        error=loads(row.error),
+        missing=loads(row.missing),
+        attempts=loads(row.attempts),
+        cost=row.cost,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
 class Store:
     """Tools, runs and step records. Open it with ``async with Store.open(url) as store``.
 
@@ -423,11 +459,18 @@ class Store:
         async with self._sessions.begin() as session:
             await session.execute(statement)
 
-    async def get_steps(self, run_id: str) -> list[StepRecord]:
-        """Every step record of a run, in the order the steps started."""
+    async def get_steps(self, run_id: str, *, payloads: bool = True) -> list[StepRecord]:
+        """Every step record of a run, in the order the steps started.
+
+        With ``payloads=False`` the records carry no input or output (``None``): what a listing of the steps
+        needs, without reading and decoding every payload the run stored.
+        """
         async with self._sessions() as session:
-            rows = await session.scalars(select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.started_at))
-            return [_step(r) for r in rows]
+            if payloads:
+                query = select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.started_at)
+                return [_step(r) for r in await session.scalars(query)]
+            light = select(*_SUMMARY_COLUMNS).where(StepRow.run_id == run_id).order_by(StepRow.started_at)
+            return [_step_summary(r) for r in await session.execute(light)]
 
     # -- the hot path ----------------------------------------------------------------------------------------
 

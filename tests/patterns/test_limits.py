@@ -39,17 +39,35 @@ async def tool_records(engine: Engine, run_id: str) -> list[StepRecord]:
     return [r for r in await engine.steps(run_id) if r.kind == "tool"]
 
 
-async def test_max_steps_stops_a_chain_at_the_first_step_over_the_limit(store, registry, counter):
+async def test_a_chain_longer_than_max_steps_is_refused_before_it_runs(store, registry, counter):
     async with engine_with(store, registry, max_steps=3) as engine:
-        run = await engine.run(doubles(5, counter))
+        with pytest.raises(LimitExceeded) as raised:
+            await engine.start(doubles(5, counter))
+        assert await engine.store.list_runs(None, 10) == []
+
+    assert (raised.value.limit, raised.value.value) == ("max_steps", 3)
+    assert "at least 5 tool steps" in raised.value.message
+    assert calls(counter) == 0
+
+
+async def test_max_steps_stops_a_run_whose_size_shows_only_while_it_runs(store, registry, counter):
+    # the items come from the input, so the number of steps is known only once the map starts
+    step = {
+        "chain": [
+            {"map_reduce": {"map": {"tool": "double", "input": {"value": {"$": "item"}, "counter": counter}}}},
+            {"tool": "double", "input": {"value": 1, "counter": counter}},
+        ]
+    }
+    async with engine_with(store, registry, max_steps=3, max_concurrency=1) as engine:
+        run = await engine.run(step, [1, 2, 3, 4, 5])
 
         assert run.status == "failed"
         assert run.error is not None
         assert_limit(run.error, "max_steps", 3)
-        assert run.error["step"] == "3"
+        assert run.error["step"] == "0/map/3"
         assert calls(counter) == 3
         steps = await tool_records(engine, run.id)
-        assert [s.path for s in steps] == ["0", "1", "2"]
+        assert [s.path for s in steps] == ["0/map/0", "0/map/1", "0/map/2"]
         assert all(s.status == "completed" for s in steps)
         assert run.usage_steps == 3
 
@@ -218,13 +236,17 @@ async def test_a_callers_deadline_ends_the_run_timed_out(engine, counter):
 
 
 async def test_a_caller_can_lower_max_steps(engine, counter):
-    run = await engine.run(doubles(3, counter), options=RunOptions(max_steps=2))
+    with pytest.raises(LimitExceeded) as raised:
+        await engine.start(doubles(3, counter), options=RunOptions(max_steps=2))
 
+    assert (raised.value.limit, raised.value.value) == ("max_steps", 2)
+    assert "at least 3 tool steps" in raised.value.message
+    assert "raise budget.max_steps" in raised.value.message  # names the option that is too low
+    assert calls(counter) == 0
+
+    run = await engine.run(doubles(2, counter), options=RunOptions(max_steps=2))
     assert run.limits["max_steps"] == 2
-    assert run.status == "failed"
-    assert_limit(run.error, "max_steps", 2)
-    assert run.error["step"] == "2"
-    assert calls(counter) == 2
+    assert run.status == "succeeded"
 
 
 async def test_a_caller_can_lower_limits_through_the_limits_mapping(engine):
@@ -238,13 +260,13 @@ async def test_a_caller_can_lower_limits_through_the_limits_mapping(engine):
 async def test_a_caller_asking_for_more_steps_than_the_server_allows_keeps_the_servers_limit(store, registry, counter):
     async with engine_with(store, registry, max_steps=3) as engine:
         for options in (RunOptions(max_steps=100), RunOptions(limits={"max_steps": 100})):
-            run = await engine.run(doubles(5, counter), options=options)
+            with pytest.raises(LimitExceeded) as raised:
+                await engine.start(doubles(5, counter), options=options)
+            assert (raised.value.limit, raised.value.value) == ("max_steps", 3)
+            assert "budget" not in raised.value.message  # the server's limit, which no option can raise
 
-            assert run.limits["max_steps"] == 3
-            assert run.status == "failed"
-            assert run.error is not None
-            assert_limit(run.error, "max_steps", 3)
-            assert run.error["step"] == "3"
+            plan = await engine.plan(doubles(3, counter), options)
+            assert plan.limits.max_steps == 3
 
 
 async def test_a_caller_cannot_raise_the_cost_limit(store, registry, counter):
@@ -293,21 +315,17 @@ async def test_a_caller_cannot_widen_allowed_tools(store, registry):
 
 
 async def test_a_non_critical_step_cannot_absorb_a_step_limit(store, registry, counter):
-    step = {
-        "chain": [
-            {"tool": "double", "input": {"value": 1, "counter": counter}},
-            {"tool": "double", "input": {"value": 2, "counter": counter}, "critical": False},
-            {"tool": "received"},
-        ]
-    }
+    # the items come from the input, so the limit is met while the run goes on, at a non-critical step
+    double = {"tool": "double", "input": {"value": {"$": "item"}, "counter": counter}, "critical": False}
+    step = {"chain": [{"map_reduce": {"map": double, "max_concurrency": 1}}, {"tool": "received"}]}
     async with engine_with(store, registry, max_steps=1) as engine:
-        run = await engine.run(step)
+        run = await engine.run(step, [1, 2])
 
     assert run.status == "failed"
     assert run.missing == []
     assert run.error is not None
     assert_limit(run.error, "max_steps", 1)
-    assert run.error["step"] == "1"
+    assert run.error["step"] == "0/map/1"
     assert calls(counter) == 1
 
 
@@ -330,16 +348,29 @@ async def test_a_non_critical_step_cannot_absorb_a_cost_limit(store, registry, c
     assert calls(counter) == 1
 
 
-async def test_a_best_effort_fan_out_cannot_absorb_a_step_limit(store, registry, counter):
-    branches = [{"tool": "double", "input": {"value": i, "counter": counter}} for i in range(3)]
-    step = {"fan_out": {"branches": branches, "strategy": "best_effort", "max_concurrency": 1}}
+async def test_a_best_effort_map_cannot_absorb_a_step_limit(store, registry, counter):
+    double = {"tool": "double", "input": {"value": {"$": "item"}, "counter": counter}}
+    step = {"map_reduce": {"map": double, "strategy": "best_effort", "max_concurrency": 1}}
     async with engine_with(store, registry, max_steps=2) as engine:
-        run = await engine.run(step)
+        run = await engine.run(step, [0, 1, 2])
 
     assert run.status == "failed"
     assert run.error is not None
     assert_limit(run.error, "max_steps", 2)
-    assert run.error["step"] == "fan_out/2"
+    assert run.error["step"] == "map/2"
+
+
+async def test_a_fan_out_wider_than_max_steps_is_refused_before_it_runs(store, registry, counter):
+    branches = [{"tool": "double", "input": {"value": i, "counter": counter}} for i in range(3)]
+    step = {"fan_out": {"branches": branches, "strategy": "best_effort"}}
+    async with engine_with(store, registry, max_steps=2) as engine:
+        with pytest.raises(LimitExceeded) as raised:
+            await engine.start(step)
+        quorum = {"fan_out": {"branches": branches, "strategy": "quorum", "quorum": 2}}
+        await engine.plan(quorum)  # two branches can decide it: it may fit, so it is not refused
+
+    assert (raised.value.limit, raised.value.value) == ("max_steps", 2)
+    assert "at least 3 tool steps" in raised.value.message
 
 
 async def test_a_fallback_that_would_overspend_fails_with_limit_exceeded(store, registry, counter):

@@ -64,7 +64,7 @@ async def test_an_approval_link_shows_the_gate_and_takes_a_decision(tmp_path: Pa
     assert shown["title"] == REQUEST["title"] and shown["payload"] == {"amount": 1265} and shown["status"] == "pending"
     assert "Invoice INV-42, PO matched." in page.text and 'value="approve"' in page.text
     assert nameless.status_code == 400 and "`as`" in nameless.json()["error"]
-    assert stranger.status_code == 400 and "'zed' is not an approver" in stranger.json()["error"]
+    assert stranger.status_code == 403 and "'zed' is not an approver" in stranger.json()["error"]
     assert approved.status_code == 200 and approved.json()["decided_by"] == "ana"
     assert again.status_code == 409 and "already decided (approve) by ana" in again.json()["error"]
     assert missing.status_code == 404
