@@ -16,13 +16,15 @@ tool steps against ``max_steps``) come after.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from patterns.errors import InvalidStep, LimitExceeded, clip, describe_path
 from patterns.limits import Limits
 from patterns.steps import KINDS, join, route_segment
+from storage.jsonshape import text_deeper_than
+from storage.records import dumps
 
+NOT_FINITE = "it holds NaN or an infinity, which JSON cannot carry; use a finite number or null"
 _TEMPLATE_FIELDS = {"map_reduce": ("items",), "gate": ("payload", "payload_schema")}
 # the child steps of each composite, with the path segments the engine gives them (see ``steps.children``)
 _CHILD_STEPS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -40,25 +42,26 @@ def _where(loc: tuple[str | int, ...]) -> str:
     return out or "(root)"
 
 
-def check_payload(value: Any, what: str, limits: Limits, path: str | None = None) -> None:
-    """Raise if ``value`` (JSON data the caller gave: ``what`` names it, ``path`` is its step) nests deeper than
-    ``max_payload_depth`` or holds a number JSON cannot carry (NaN, an infinity)."""
+def check_payload(value: Any, what: str, limits: Limits, path: str | None = None) -> str:
+    """Raise if ``value`` (JSON data the caller gave: ``what`` names it, ``path`` is its step) holds what JSON
+    cannot carry (NaN, an infinity, an integer of thousands of digits) or nests deeper than ``max_payload_depth``.
+    Encoded once to find out (that is the cheap way to look at all of it); returns the encoding."""
     where = f"step {describe_path(path)}: {what}" if path is not None else what
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth + 1 > limits.max_payload_depth:
-                raise LimitExceeded(
-                    "max_payload_depth",
-                    limits.max_payload_depth,
-                    f"{where} nests containers more than {limits.max_payload_depth} deep",
-                    step=path,
-                )
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise InvalidStep(f"{where} holds {item!r}, which is not a JSON number; use a finite number", step=path)
+    try:
+        text = dumps(value)
+    except RecursionError:
+        text = None
+    except (TypeError, ValueError) as exc:
+        why = NOT_FINITE if "Out of range float" in str(exc) else clip(str(exc))
+        raise InvalidStep(f"{where} is not JSON data: {why}", step=path) from None
+    if text is None or text_deeper_than(text, limits.max_payload_depth) is not None:
+        raise LimitExceeded(
+            "max_payload_depth",
+            limits.max_payload_depth,
+            f"{where} nests containers more than {limits.max_payload_depth} deep",
+            step=path,
+        )
+    return text
 
 
 def _kind(node: dict[str, Any]) -> str | None:

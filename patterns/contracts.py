@@ -9,7 +9,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from patterns.bounds import check_payload
-from patterns.errors import ContractViolation, InvalidStep, LimitExceeded, clip, describe_path
+from patterns.errors import ContractViolation, LimitExceeded, clip, describe_path
 from patterns.limits import Limits
 from registry.models import ToolSpec
 from storage.jsonshape import shape, text_deeper_than
@@ -40,18 +40,15 @@ def schema_problem(validator: Draft202012Validator, value: Any) -> str | None:
     return f"at field {_field(error)}: {error.message} (rule: {error.validator})"
 
 
-def to_json(value: Any, path: str, what: str, limits: Limits, *, from_tool: bool = False) -> str:
+def to_json(value: Any, path: str, what: str, limits: Limits) -> str:
     """Serialise a payload within the payload limits (``max_payload_bytes``, ``max_payload_depth``); the caller
     names ``what`` it is.
 
-    A tool's own output (``from_tool``) is encoded, then measured: its producer is registered code. Anything else
-    (a template's result, a composite's results, what flows between steps) is measured first, without recursion
-    and counting shared references each time they would be written, so a value built to expand when encoded is
-    refused before it is.
+    The value is encoded, then measured. What can make an encoding explode (a template building ``[x, x]``
+    twenty levels deep) is measured before, where it is built (``check_built``); every other payload is data that
+    came through JSON or from a tool, bounded by the run's stored bytes.
     """
     max_bytes, max_depth = limits.max_payload_bytes, limits.max_payload_depth
-    if not from_tool:
-        check_built(value, path, what, limits)
     try:
         text = dumps(value)
     except RecursionError:
@@ -67,7 +64,7 @@ def to_json(value: Any, path: str, what: str, limits: Limits, *, from_tool: bool
             f"{what} of step {describe_path(path)} is {len(text.encode())} bytes",
             step=path,
         )
-    if from_tool and text_deeper_than(text, max_depth) is not None:
+    if text_deeper_than(text, max_depth) is not None:
         raise _too_deep(what, path, max_depth)
     return text
 
@@ -97,16 +94,11 @@ def check_built(value: Any, path: str, what: str, limits: Limits) -> None:
 
 
 def check_caller_payload(value: Any, name: str, limits: Limits) -> None:
-    """Refuse, as the caller's mistake, a value given with a request (a run's input) that breaks the payload
-    limits or is not JSON data (NaN, an infinity, an integer too long to write)."""
-    check_payload(value, name, limits)
-    size = shape(value, limits.max_payload_bytes, limits.max_payload_depth)[0]
+    """Refuse, as the caller's mistake, a value given with a request (a run's input) that is not JSON data (NaN, an
+    infinity, an integer too long to write) or breaks the payload limits."""
+    size = len(check_payload(value, name, limits).encode())
     if size > limits.max_payload_bytes:
-        raise LimitExceeded("max_payload_bytes", limits.max_payload_bytes, f"{name} is at least {size} bytes")
-    try:
-        dumps(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidStep(f"{name} is not JSON data: {clip(str(exc))}") from None
+        raise LimitExceeded("max_payload_bytes", limits.max_payload_bytes, f"{name} is {size} bytes")
 
 
 def is_number(value: Any) -> bool:

@@ -66,11 +66,24 @@ def _arity(name: str) -> tuple[int, bool]:
     return len(signature), bool(signature and signature[-1].get("variadic"))
 
 
-def _inspect(tree: dict[str, Any], text: str) -> None:
-    """Check the depth of the syntax tree and the functions it calls, without recursing."""
+# node types whose value is a value already in the data (or a boolean): an expression of only these cannot build
+# anything larger than what it reads
+_SELECTING = frozenset(
+    {"field", "subexpression", "index_expression", "index", "current", "identity", "pipe", "or_expression",
+     "and_expression", "not_expression", "comparator"}
+)  # fmt: skip
+
+
+def _inspect(tree: dict[str, Any], text: str) -> bool:
+    """Check the depth of the syntax tree and the functions it calls, without recursing. Returns whether the
+    expression only selects (builds no new list or object)."""
+    selects = True
     stack: list[tuple[dict[str, Any], int]] = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
+        kind = node.get("type")
+        if kind not in _SELECTING and not (kind == "literal" and not isinstance(node.get("value"), list | dict)):
+            selects = False
         if depth > MAX_EXPRESSION_DEPTH:
             raise ExpressionError(
                 f"JMESPath {clip(text)!r} nests more than {MAX_EXPRESSION_DEPTH} levels deep; simplify it",
@@ -92,6 +105,7 @@ def _inspect(tree: dict[str, Any], text: str) -> None:
                     f"{'s' if wanted != 1 else ''}, not {given}"
                 )
         stack.extend((child, depth + 1) for child in node.get("children", []) if isinstance(child, dict))
+    return selects
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,8 @@ class Expression:
 
     text: str
     tree: dict[str, Any]
+    selects: bool
+    """Only selects from the data (``steps.a.b``, ``input[0]``): its value is never larger than what it reads."""
 
     def search(self, data: Any) -> Any:
         """Evaluate over ``data``. Raises ``ExpressionError`` (``limit`` set when the budget ran out)."""
@@ -147,8 +163,7 @@ def compile_expression(text: str) -> Expression:
     except JMESPathError as exc:
         detail = " ".join(str(exc).split("\n", 1)[0].split())
         raise ExpressionError(f"invalid JMESPath {clip(text)!r}: {clip(detail)}") from None
-    _inspect(tree, text)
-    return Expression(text, tree)
+    return Expression(text, tree, _inspect(tree, text))
 
 
 class _OverBudget(Exception):

@@ -23,7 +23,6 @@ from patterns.limits import Limits
 from patterns.state import Scope
 from patterns.steps import MAX_NAME_CHARS, GateStep
 from storage import GATE_DECIDED, GATE_EXPIRED, GATE_PENDING, GATE_TIMED_OUT, GateRecord, NewGate, Store, dumps
-from storage.jsonshape import shape
 
 if TYPE_CHECKING:
     from patterns.runner import Runner
@@ -214,14 +213,10 @@ def _check_arguments(decision: Any, by: Any, comment: Any, payload: Any) -> None
     if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS):
         raise GateError(f"comment must be a string of at most {MAX_COMMENT_CHARS} characters", "invalid_argument")
     if payload is not None:
-        limits = Limits()
-        size, depth = shape(payload, limits.max_payload_bytes, limits.max_payload_depth)
-        if depth > limits.max_payload_depth or size > limits.max_payload_bytes:
-            raise GateError(
-                f"the payload must be JSON data of at most {limits.max_payload_bytes} bytes, nested at most "
-                f"{limits.max_payload_depth} deep",
-                "invalid_argument",
-            )
+        try:
+            contracts.check_caller_payload(payload, "the payload", Limits())
+        except PatternError as exc:
+            raise GateError(exc.message, "invalid_argument") from None
 
 
 def _settled(gate: GateRecord) -> GateError:

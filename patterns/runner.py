@@ -6,15 +6,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from patterns import contracts
 from patterns.errors import PatternError, RunCancelled, StepFailed, describe_path
 from patterns.expressions import ExpressionError, step_error
 from patterns.state import RunState, Scope
 from patterns.steps import AnyStep, GateStep, ToolStep
-from patterns.templates import Template, compile_template
-from storage import STEP_COMPLETED, STEP_WAITING, loads
+from patterns.templates import Template, amplifies, compile_template
+from storage import STEP_COMPLETED, STEP_WAITING
 
+REPLAY_BATCH = 256
 Handler = Callable[["Runner", Any, str, Any, Scope], Awaitable[Any]]
 
 
@@ -25,20 +27,25 @@ class Runner:
         self.state = state
         self.replayed = 0
         self._templates: dict[int, Template] = {}
+        self._amplifying: dict[int, bool] = {}
 
     def evaluate(self, owner: object, template: Any, path: str, scope: Scope, what: str) -> Any:
         """The value of ``owner``'s ``template`` in ``scope``. Raises a pattern error naming the step when an
         expression fails. (Whoever stores or passes on the value encodes it, measuring it first.)"""
         try:
-            return self.template(owner, template, path)(self.state.context(scope))
+            value = self.template(owner, template, path)(self.state.context(scope))
         except ExpressionError as exc:
             raise step_error(exc, path, what) from None
+        if self._amplifying[id(owner)]:
+            contracts.check_built(value, path, what, self.state.limits)
+        return value
 
     def template(self, owner: object, value: Any, path: str) -> Template:
         key = id(owner)
         compiled = self._templates.get(key)
         if compiled is None:
             compiled = self._templates[key] = compile_template(value, path)
+            self._amplifying[key] = amplifies(value)
         return compiled
 
     async def run_node(
@@ -61,7 +68,9 @@ class Runner:
             record = state.records.get(path)
             if record is not None and record.status == STEP_COMPLETED:
                 self.replayed += 1
-                output = loads(record.output_json)
+                if self.replayed % REPLAY_BATCH == 0:
+                    await anyio.lowlevel.checkpoint()  # replaying thousands of records: let others in between
+                output = record.output
                 if step.id is not None:
                     state.outputs[step.id] = output
                 return output

@@ -8,6 +8,7 @@ step, the last evaluation in refine, and ``{id, input}`` of the run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import islice
 from typing import Any
 
 from patterns.expressions import ExpressionError, compile_expression, step_error
@@ -60,6 +61,15 @@ def compile_template(value: Any, path: str) -> Template:
             return lambda _context: value
         return lambda context: [item(context) for item in items]
     return lambda _context: value
+
+
+def amplifies(value: Any) -> bool:
+    """Whether a template's value can be larger than the values it reads: it holds several references, or one whose
+    expression builds new lists or objects (``[input, input]``). Such a value is measured before it is encoded."""
+    refs = list(islice(expressions(value), 2))
+    if len(refs) != 1:
+        return len(refs) > 1
+    return not compile_expression(refs[0]).selects
 
 
 def _has_refs(value: Any) -> bool:

@@ -71,7 +71,7 @@ async def _call(
                         output = await invoker(value)
             finally:
                 limiter.release()
-            output_json = contracts.to_json(output, path, f"output of {spec.ref}", state.limits, from_tool=True)
+            output_json = contracts.to_json(output, path, f"output of {spec.ref}", state.limits)
             state.last_output = (output, output_json)
             contracts.check(state.validators[(spec.ref, "output")], spec, "output", output, path)
             attempts.append(

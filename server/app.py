@@ -18,6 +18,7 @@ from mcp.types import ToolAnnotations
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from patterns import RUN_STATUSES, SETTLED, Engine, PatternError, RunOptions, gates
+from patterns.contracts import check_caller_payload
 from patterns.expressions import MAX_EXPRESSION_CHARS
 from patterns.gates import MAX_COMMENT_CHARS
 from patterns.steps import MAX_BRIEF_CHARS, MAX_NAME_CHARS, MAX_NAMES, MAX_REF_CHARS, MAX_SLA_S
@@ -429,6 +430,7 @@ def build_server(
         )
         wait_s = (options or Options()).wait_s
         with tool_errors():
+            check_caller_payload(payload, "payload", app.engine.limits)  # the gate's payload is the run's input
             record = await app.engine.start({"gate": spec}, payload, _run_options(options, current_principal()))
             if isinstance(answer, AcceptedElicitation) and isinstance(answer.data, ApprovalAnswer):
                 # the human behind the client answered; the gate records them as `requester`

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from patterns import PatternError
 from patterns.errors import clip
 from registry import RegistryError
-from storage import RunNotFound, StorageError
+from storage import NotFound, StorageError
 
 log = logging.getLogger("podium.server")
 ARGUMENT_PROBLEMS_SHOWN = 5
@@ -40,7 +40,7 @@ def tool_errors() -> Iterator[None]:
         raise
     except PatternError as exc:
         raise PodiumToolError(exc.type, exc.message) from None
-    except RunNotFound as exc:
+    except NotFound as exc:  # the id the caller gave names nothing
         raise PodiumToolError("invalid_input", exc.message) from None
     except RegistryError as exc:
         raise PodiumToolError("unknown_tool", exc.message) from None

@@ -1,7 +1,7 @@
 """Durable state: tools, runs and step records in SQLite (default) or PostgreSQL."""
 
 from storage.engine import Database, Durability, parse_database_url
-from storage.errors import RunChanged, RunNotFound, StorageError, UnsupportedDatabase, WriteFailed
+from storage.errors import NotFound, RunChanged, RunNotFound, StorageError, UnsupportedDatabase, WriteFailed
 from storage.gates import GateNotFound, GateStore
 from storage.records import (
     GATE_DECIDED,
@@ -38,6 +38,7 @@ __all__ = [
     "GateStore",
     "NewGate",
     "NewRun",
+    "NotFound",
     "RunChanged",
     "RunNotFound",
     "RunRecord",

@@ -3,7 +3,9 @@
 Tree::
 
     StorageError
-    ├── RunNotFound            no run with that id
+    ├── NotFound               no such record (the id a caller gave names nothing)
+    │   ├── RunNotFound        no run with that id
+    │   └── GateNotFound       no gate with that id (storage.gates)
     ├── RunChanged             a compare-and-set on a run lost: it changed since it was read
     ├── UnsupportedDatabase    a database URL the store cannot use
     └── WriteFailed            the step writer could not persist records of a run
@@ -25,7 +27,11 @@ def quoted_id(value: str) -> str:
     return repr(value) if len(value) <= 80 else f"{value[:80]!r}... ({len(value)} characters)"
 
 
-class RunNotFound(StorageError):
+class NotFound(StorageError):
+    """The record a caller named does not exist: the caller's mistake, never the store's."""
+
+
+class RunNotFound(NotFound):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"no run with id {quoted_id(run_id)}")
         self.run_id = run_id

@@ -10,12 +10,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.errors import StorageError, quoted_id
+from storage.errors import NotFound, quoted_id
 from storage.models import GateRow, RunRow
 from storage.records import GATE_DECIDED, GATE_EXPIRED, GATE_PENDING, GATE_TIMED_OUT, GateRecord, NewGate, dumps, loads
 
 
-class GateNotFound(StorageError):
+class GateNotFound(NotFound):
     def __init__(self, gate_id: str) -> None:
         super().__init__(f"no gate with id {quoted_id(gate_id)}")
         self.gate_id = gate_id

@@ -61,7 +61,7 @@ def _run(row: RunRow) -> RunRecord:
     )
 
 
-def _step(row: StepRow) -> StepRecord:
+def _step(row: Any) -> StepRecord:
     return StepRecord(
         run_id=row.run_id,
         path=row.path,
@@ -81,6 +81,7 @@ def _step(row: StepRow) -> StepRecord:
     )
 
 
+STEP_PARTITION = 500
 _SUMMARY_COLUMNS = (
     StepRow.run_id,
     StepRow.path,
@@ -465,12 +466,17 @@ class Store:
         With ``payloads=False`` the records carry no input or output (``None``): what a listing of the steps
         needs, without reading and decoding every payload the run stored.
         """
+        columns = (*_SUMMARY_COLUMNS, StepRow.input, StepRow.output) if payloads else _SUMMARY_COLUMNS
+        convert = _step if payloads else _step_summary
+        query = select(*columns).where(StepRow.run_id == run_id).order_by(StepRow.started_at)
+        found: list[StepRecord] = []
         async with self._sessions() as session:
-            if payloads:
-                query = select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.started_at)
-                return [_step(r) for r in await session.scalars(query)]
-            light = select(*_SUMMARY_COLUMNS).where(StepRow.run_id == run_id).order_by(StepRow.started_at)
-            return [_step_summary(r) for r in await session.execute(light)]
+            # a run may have thousands of records: read and decode them a partition at a time, giving the event
+            # loop back in between, so that recovering a large run does not hold the server
+            result = await session.stream(query.execution_options(yield_per=STEP_PARTITION))
+            async for partition in result.partitions():
+                found.extend(convert(row) for row in partition)
+        return found
 
     # -- the hot path ----------------------------------------------------------------------------------------
 

@@ -125,6 +125,7 @@ TEST_TOOLS: dict[str, dict[str, Any]] = {
     "await-signal": {"target": "tests.tools:await_signal"},
     "pick-score": {"target": "tests.tools:pick_score"},
     "noisy": {"target": "tests.tools:noisy"},
+    "nest": {"target": "tests.tools:nest"},
 }
 
 

@@ -204,3 +204,11 @@ def noisy(**kwargs: Any) -> dict[str, Any]:
     """A tool that writes to stdout, as careless tools do; it must never reach the stdio wire."""
     print("chatter from a tool that prints")
     return dict(kwargs)
+
+
+def nest(depth: int) -> dict[str, Any]:
+    """An output whose lists nest ``depth`` deep."""
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return {"nested": value}

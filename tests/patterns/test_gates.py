@@ -26,6 +26,13 @@ def chain_with_gate(gate: dict[str, Any] | None = None) -> dict[str, Any]:
     }
 
 
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 async def until(engine: Engine, run_id: str, *statuses: str) -> RunRecord:
     with anyio.fail_after(10):
         while (record := await engine.get(run_id)).status not in statuses:
@@ -238,3 +245,39 @@ async def test_time_spent_waiting_for_a_person_does_not_count_against_max_run_s(
         done = await until(engine, run.id, "succeeded", "failed", "timed_out")
     assert done.status == "succeeded", done.error
     assert done.deadline_at is not None and done.deadline_at > gate.created_at + 1.3
+
+
+@pytest.mark.parametrize(
+    ("decision", "by", "comment", "payload", "reason"),
+    [
+        pytest.param("approve", "system:sla", None, None, "reserved_name", id="reserved"),
+        pytest.param("approve", "x" * 500, None, None, "invalid_argument", id="long-name"),
+        pytest.param("approve", {"x": 1}, None, None, "invalid_argument", id="name-object"),
+        pytest.param("approve", "ana", {"x": 1}, None, "invalid_argument", id="comment-object"),
+        pytest.param("approve", "ana", "c" * 5_000, None, "invalid_argument", id="long-comment"),
+        pytest.param("modify", "ana", None, {"amount": float("nan")}, "invalid_argument", id="payload-nan"),
+        pytest.param("modify", "ana", None, _nested(100), "invalid_argument", id="payload-deep"),
+        pytest.param("maybe", "ana", None, None, "invalid_decision", id="decision"),
+        pytest.param(["approve"], "ana", None, None, "invalid_decision", id="decision-list"),
+        pytest.param("modify", "ana", None, None, "invalid_decision", id="modify-without-payload"),
+        pytest.param("approve", "zed", None, None, "not_an_approver", id="stranger"),
+        pytest.param("approve", "model", None, None, "opener", id="opener"),
+    ],
+)
+async def test_a_decision_that_cannot_be_taken_says_why_and_changes_nothing(
+    engine: Engine, store: Store, decision: Any, by: Any, comment: Any, payload: Any, reason: str
+) -> None:
+    _, gate = await open_gate(engine, store, chain_with_gate())
+    with pytest.raises(GateError) as raised:
+        await decide(store, gate.id, decision, by, comment, payload)
+    assert raised.value.reason == reason
+    assert len(raised.value.message) < 500
+    assert (await store.gates.get(gate.id)).status == "pending"
+
+
+async def test_a_settled_gate_says_how_it_settled(engine: Engine, store: Store) -> None:
+    _, gate = await open_gate(engine, store, chain_with_gate())
+    await decide(store, gate.id, "approve", "ana")
+    with pytest.raises(GateError) as again:
+        await decide(store, gate.id, "reject", "ana")
+    assert again.value.reason == "already_decided"

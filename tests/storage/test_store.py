@@ -183,3 +183,23 @@ def test_a_bare_path_means_a_sqlite_file(tmp_path: Path) -> None:
 
 def test_postgres_urls_use_asyncpg() -> None:
     assert parse_database_url("postgresql://postgres@127.0.0.1/test").url.drivername == "postgresql+asyncpg"
+
+
+async def test_a_step_listing_without_payloads_reads_no_input_or_output(db_url: str) -> None:
+    async with Store.open(db_url) as store:
+        await store.create_run(new_run("run-1"))
+        store.submit_step(
+            StepWrite(
+                "run-1", "0", "tool", "completed", time.time(), tool="noop", version="1.0.0", input_json='{"a": 1}',
+                output_json='{"big": "' + "x" * 10_000 + '"}', error={"type": "timeout", "message": "m", "step": "0"},
+                attempts=({"n": 1, "ok": True},), cost=0.5, finished_at=time.time(),
+            )
+        )  # fmt: skip
+        await store.flush("run-1")
+        [full] = await store.get_steps("run-1")
+        [light] = await store.get_steps("run-1", payloads=False)
+    assert full.input == {"a": 1} and full.output is not None
+    assert light.input is None and light.output is None and light.output_json is None
+    assert (light.path, light.tool, light.version, light.status, light.attempts, light.cost, light.error) == (
+        full.path, full.tool, full.version, full.status, full.attempts, full.cost, full.error
+    )  # fmt: skip
