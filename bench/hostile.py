@@ -19,7 +19,9 @@ bombs the benchmark waits until the server's memory has stopped falling. For eac
 - the server's RSS before the bomb, the peak while it was handled, and 2 s after the answer.
 
 Targets: every bomb answered within 2 s with a specific error or a bounded result; longest stall <= 100 ms; RSS
-after within 50 MB of before. The last lines say which bombs missed a target. The exit status is 0 either way: this
+after within 50 MB of before. Two things in the figures are not the server's: the time to answer a request of
+many megabytes includes this process encoding and sending it, and over stdio a probe written after such a request
+waits for the request to cross the pipe first (one stream carries both). The last lines say which bombs missed a target. The exit status is 0 either way: this
 is a report; the test suite checks the behaviour.
 
 With ``--transport http`` the approval routes get their bombs too (a 50 MB body, bodies that are not objects, a
@@ -98,7 +100,7 @@ MCP_BOMBS: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
     "fan_out of 10^6 branches": ("fan_out", lambda: {"branches": [ECHO] * 1_000_000}),
     "fan_out of 5,000 branches": ("fan_out", lambda: {"branches": [ECHO] * 5_000}),
     "fan_out of 200,000 branches (3.4 MB)": ("fan_out", lambda: {"branches": [ECHO] * 200_000}),
-    "fan_out of 120,000 branches (2.0 MB)": ("fan_out", lambda: {"branches": [ECHO] * 120_000}),
+    "fan_out of 115,000 branches (2.0 MB)": ("fan_out", lambda: {"branches": [ECHO] * 115_000}),
     "run_chain with a 1 MB input": ("run_chain", lambda: {"steps": [ECHO], "input": {"v": ["abcdefgh"] * 90_000}}),
     "route on 'x' * 10 MB": ("route", lambda: _route("x" * 10_485_760)),
     "route on 'x' * 1 MB": ("route", lambda: _route("x" * 1_048_576)),

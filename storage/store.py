@@ -471,8 +471,10 @@ class Store:
         query = select(*columns).where(StepRow.run_id == run_id).order_by(StepRow.started_at)
         found: list[StepRecord] = []
         async with self._sessions() as session:
-            # a run may have thousands of records: read and decode them a partition at a time, giving the event
-            # loop back in between, so that recovering a large run does not hold the server
+            if not payloads:  # small rows, read at once (a stream costs round trips to the driver's thread)
+                return [convert(row) for row in await session.execute(query)]
+            # a run may have thousands of records with their payloads: read and decode them a partition at a time,
+            # giving the event loop back in between, so that recovering a large run does not hold the server
             result = await session.stream(query.execution_options(yield_per=STEP_PARTITION))
             async for partition in result.partitions():
                 found.extend(convert(row) for row in partition)
