@@ -61,26 +61,6 @@ def _run(row: RunRow) -> RunRecord:
     )
 
 
-def _step(row: Any) -> StepRecord:
-    return StepRecord(
-        run_id=row.run_id,
-        path=row.path,
-        kind=row.kind,
-        tool=row.tool,
-        version=row.version,
-        status=row.status,
-        input=loads(row.input),
-        output=loads(row.output),
-        output_json=row.output,
-        error=loads(row.error),
-        missing=loads(row.missing),
-        attempts=loads(row.attempts),
-        cost=row.cost,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-    )
-
-
 STEP_PARTITION = 500
 _SUMMARY_COLUMNS = (
     StepRow.run_id,
@@ -98,7 +78,8 @@ _SUMMARY_COLUMNS = (
 )
 
 
-def _step_summary(row: Any) -> StepRecord:
+def _step(row: Any, payloads: bool = True) -> StepRecord:
+    """A step record from a row; without ``payloads`` (a row of ``_SUMMARY_COLUMNS``) no input or output."""
     return StepRecord(
         run_id=row.run_id,
         path=row.path,
@@ -106,9 +87,9 @@ def _step_summary(row: Any) -> StepRecord:
         tool=row.tool,
         version=row.version,
         status=row.status,
-        input=None,
-        output=None,
-        output_json=None,
+        input=loads(row.input) if payloads else None,
+        output=loads(row.output) if payloads else None,
+        output_json=row.output if payloads else None,
         error=loads(row.error),
         missing=loads(row.missing),
         attempts=loads(row.attempts),
@@ -467,17 +448,16 @@ class Store:
         needs, without reading and decoding every payload the run stored.
         """
         columns = (*_SUMMARY_COLUMNS, StepRow.input, StepRow.output) if payloads else _SUMMARY_COLUMNS
-        convert = _step if payloads else _step_summary
         query = select(*columns).where(StepRow.run_id == run_id).order_by(StepRow.started_at)
         found: list[StepRecord] = []
         async with self._sessions() as session:
             if not payloads:  # small rows, read at once (a stream costs round trips to the driver's thread)
-                return [convert(row) for row in await session.execute(query)]
+                return [_step(row, payloads=False) for row in await session.execute(query)]
             # a run may have thousands of records with their payloads: read and decode them a partition at a time,
             # giving the event loop back in between, so that recovering a large run does not hold the server
             result = await session.stream(query.execution_options(yield_per=STEP_PARTITION))
             async for partition in result.partitions():
-                found.extend(convert(row) for row in partition)
+                found.extend(_step(row) for row in partition)
         return found
 
     # -- the hot path ----------------------------------------------------------------------------------------
