@@ -21,8 +21,8 @@ bombs the benchmark waits until the server's memory has stopped falling. For eac
 Targets: every bomb answered within 2 s with a specific error or a bounded result; longest stall <= 100 ms; RSS
 after within 50 MB of before. Two things in the figures are not the server's: the time to answer a request of
 many megabytes includes this process encoding and sending it, and over stdio a probe written after such a request
-waits for the request to cross the pipe first (one stream carries both). The last lines say which bombs missed a target. The exit status is 0 either way: this
-is a report; the test suite checks the behaviour.
+waits for the request to cross the pipe first (one stream carries both). The last lines say which bombs missed a
+target. The exit status is 0 either way: this is a report; the test suite checks the behaviour.
 
 With ``--transport http`` the approval routes get their bombs too (a 50 MB body, bodies that are not objects, a
 5,000-deep array).

@@ -69,7 +69,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from storage.engine import parse_database_url
+from storage.database import parse_database_url
 from storage.errors import UnsupportedDatabase
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -22,7 +22,6 @@ from typing import Any
 
 import anyio
 import anyio.abc
-from sqlalchemy.exc import SQLAlchemyError
 
 from patterns import contracts, gates
 from patterns.bounds import check_tree_bounds
@@ -227,14 +226,14 @@ class Engine:
                 if time.monotonic() - last_heartbeat >= self.lease_s / 3:
                     last_heartbeat = time.monotonic()
                     mine = list(self._active)
-                    held = await self.store.renew_leases(self.owner, mine, self.lease_s)
+                    held = await self.store.leases.renew(self.owner, mine, self.lease_s)
                     for run_id in mine:
                         if run_id not in held:
                             self._abandon(run_id)
                 adopt = self.recover and not self._closing  # a draining engine takes no new work
                 if adopt and time.monotonic() - last_recovery >= min(self.lease_s / 2, RECOVERY_EVERY_S):
                     last_recovery = time.monotonic()
-                    for run_id in await self.store.claim_expired(self.owner, self.lease_s):
+                    for run_id in await self.store.leases.claim_expired(self.owner, self.lease_s):
                         log.warning("resuming run %s: its owner stopped renewing its lease", run_id)
                         await self.resume(run_id)
                 if not self._closing:
@@ -245,9 +244,7 @@ class Engine:
                 if self._active and time.monotonic() - last_cancel_check >= CANCEL_POLL_S:
                     last_cancel_check = time.monotonic()
                     await self._stop_cancelled()
-            except (StorageError, PatternError, RegistryError) as exc:
-                log.warning("scheduler pass failed: %s", exc)
-            except SQLAlchemyError as exc:  # a busy or unreachable database: try again next tick
+            except (StorageError, PatternError, RegistryError) as exc:  # e.g. a busy database: try again next tick
                 log.warning("scheduler pass failed: %s", exc)
             with anyio.move_on_after(SCHEDULER_TICK_S):
                 await self._stopping.wait()
@@ -285,7 +282,7 @@ class Engine:
 
     async def _confirm_lease(self, run_id: str) -> None:
         """Return if this engine still holds the run; otherwise stop the run (cancelled, if that is why)."""
-        if await self.store.extend_lease(run_id, self.owner, self.lease_s):
+        if await self.store.leases.extend(run_id, self.owner, self.lease_s):
             return
         record = await self.store.get_run(run_id)
         active = self._active.get(run_id)
@@ -339,7 +336,7 @@ class Engine:
             interrupted, self._interrupted = sorted(self._interrupted | set(self._active)), set()
             with anyio.CancelScope(shield=True):
                 try:  # hand the interrupted runs to another replica now rather than when their leases run out
-                    await self.store.release_leases(self.owner, interrupted)
+                    await self.store.leases.release(self.owner, interrupted)
                 except StorageError as exc:
                     log.warning("could not release leases: %s", exc.message)
 
@@ -443,9 +440,9 @@ class Engine:
             if record.status in SETTLED:
                 return record
             if record.status == "waiting":
-                claimed = await self.store.gates.claim_waiting_run(run_id, self.owner, self.lease_s)
+                claimed = await self.store.leases.claim_waiting(run_id, self.owner, self.lease_s)
             else:
-                claimed = await self.store.claim_run(run_id, self.owner, self.lease_s)
+                claimed = await self.store.leases.claim(run_id, self.owner, self.lease_s)
             if not claimed:
                 return await self.store.get_run(run_id)  # another engine holds it or resumed it first
             record = await self.store.get_run(run_id)  # as claimed: its lease, and its deadline if it was waiting
@@ -490,7 +487,7 @@ class Engine:
         )
         await self.store.flush(record.id)
         await self.store.cancel_open_steps(record.id, RunCancelled(f"cancelled: {error.message}").to_dict())
-        await self.store.release_leases(self.owner, [record.id])
+        await self.store.leases.release(self.owner, [record.id])
         return await self.store.get_run(record.id)
 
     def _launch(

@@ -10,11 +10,12 @@ from typing import Literal
 import anyio
 from jsonschema import Draft202012Validator
 
-from registry.errors import InvalidToolSpec, ToolConflict, ToolNotFound
+from registry.errors import InvalidToolSpec, NoMatchingVersion, ToolConflict, ToolNotFound
 from registry.files import load_registry_file
 from registry.models import ToolSpec
 from registry.providers import Invoker, load_target, make_invoker
 from registry.resolve import ToolRef, parse_ref, resolve_version
+from registry.semver import Version
 from storage import Store, StoredTool
 
 SYNC_TOOL_THREADS = 8
@@ -45,7 +46,7 @@ class Registry:
         if check_provider:
             load_target(spec.provider.target)
         await self._check_conflict(spec)
-        stored, created = await self._store.put_tool(
+        stored, created = await self._store.tools.put(
             spec.name, spec.version, spec.definition(), spec.definition_hash(), spec.deprecated
         )
         if not created and stored.definition_hash != spec.definition_hash():
@@ -53,7 +54,7 @@ class Registry:
         return created
 
     async def _check_conflict(self, spec: ToolSpec) -> None:
-        stored = await self._store.get_tool(spec.name, spec.version)
+        stored = await self._store.tools.get(spec.name, spec.version)
         if stored is not None and stored.definition_hash != spec.definition_hash():
             raise ToolConflict(spec.name, spec.version, spec.differences(_spec(stored)))
 
@@ -77,16 +78,18 @@ class Registry:
         key = (name, version)
         spec = self._specs.get(key)
         if spec is None:
-            stored = await self._store.get_tool(name, version)
+            stored = await self._store.tools.get(name, version)
             if stored is None:
                 await self._not_found(name)
-                raise InvalidToolSpec(f"{name}@{version} is not registered")
+                stored_versions = [s.version for s in await self._store.tools.versions(name)]
+                known = sorted(stored_versions, key=lambda v: Version.parse(v).sort_key(), reverse=True)
+                raise NoMatchingVersion(name, version, known)
             spec = _spec(stored)
             self._specs[key] = spec
         return spec
 
     async def _not_found(self, name: str) -> None:
-        known = await self._store.tool_names()
+        known = await self._store.tools.names()
         if name not in known:
             raise ToolNotFound(name, known, difflib.get_close_matches(name, known, n=3))
 
@@ -98,7 +101,7 @@ class Registry:
             InvalidReference, ToolNotFound, NoMatchingVersion
         """
         parsed = parse_ref(ref) if isinstance(ref, str) else ref
-        versions = await self._store.tool_versions(parsed.name)
+        versions = await self._store.tools.versions(parsed.name)
         if not versions:
             await self._not_found(parsed.name)
         version = resolve_version(parsed, [(v.version, v.deprecated) for v in versions])
@@ -109,24 +112,24 @@ class Registry:
 
     async def versions(self, name: str) -> list[ToolSpec]:
         """Every registered version of ``name``, highest first."""
-        stored = await self._store.tool_versions(name)
+        stored = await self._store.tools.versions(name)
         if not stored:
             await self._not_found(name)
         return sorted((_spec(s) for s in stored), key=lambda s: s.parsed_version.sort_key(), reverse=True)
 
     async def list_tools(self) -> list[ToolSpec]:
-        return [_spec(s) for s in await self._store.list_tools()]
+        return [_spec(s) for s in await self._store.tools.all()]
 
     async def deprecate(self, ref: str, deprecated: bool = True) -> ToolSpec:
         """Mark an exact ``name@version`` deprecated (or not): ranges stop choosing it; exact pins still work."""
         parsed = parse_ref(ref)
         if not parsed.spec.is_exact:
             raise InvalidToolSpec(f"deprecate an exact version (name@1.2.3), not {ref!r}")
-        versions = await self._store.tool_versions(parsed.name)
+        versions = await self._store.tools.versions(parsed.name)
         if not versions:
             await self._not_found(parsed.name)
         version = resolve_version(parsed, [(v.version, v.deprecated) for v in versions])
-        stored = await self._store.set_tool_deprecated(parsed.name, version, deprecated)
+        stored = await self._store.tools.set_deprecated(parsed.name, version, deprecated)
         assert stored is not None, "the version was just resolved from the store"
         return _spec(stored)
 

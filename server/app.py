@@ -26,7 +26,7 @@ from registry import Registry, ToolSpec
 from server.approvals import add_approval_routes
 from server.auth import PrincipalTokens, current_principal, roles_of
 from server.config import Settings
-from server.errors import PodiumServer, PodiumToolError, tool_errors
+from server.errors import PodiumServer, PodiumToolError, resource_errors, tool_errors
 from server.results import (
     RunList,
     RunResult,
@@ -528,13 +528,13 @@ def build_server(
     @mcp.resource("podium://runs/{run_id}", mime_type="application/json", description="A run with its steps.")
     async def run_resource(run_id: str, ctx: Context[Any]) -> str:
         app = _app(ctx)
-        with tool_errors():
+        with resource_errors():
             return (await _settle(app, ctx, run_id, 0)).model_dump_json(indent=2)
 
     @mcp.resource("podium://tools/{name}/{version}", mime_type="application/json", description="One version of a tool.")
     async def tool_resource(name: str, version: str, ctx: Context[Any]) -> str:
         app = _app(ctx)
-        with tool_errors():
+        with resource_errors():
             return (await _tool_info(app, await app.registry.get(name, version))).model_dump_json(indent=2)
 
     @mcp.prompt(description="How to supervise work with Podium's tools: plan, start, wait, read gaps, recover.")

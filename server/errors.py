@@ -9,13 +9,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError, UnexpectedToolError
 from mcp.types import CallToolResult, InputRequiredResult
 from pydantic import ValidationError
 
 from patterns import PatternError
 from patterns.errors import clip
-from registry import RegistryError
+from registry import NoMatchingVersion, RegistryError, ToolNotFound
 from storage import NotFound, StorageError
 
 log = logging.getLogger("podium.server")
@@ -50,6 +50,24 @@ def tool_errors() -> Iterator[None]:
     except Exception:
         log.exception("unexpected error in a tool call")
         raise PodiumToolError("internal", "unexpected server error; see the server log") from None
+
+
+@contextmanager
+def resource_errors() -> Iterator[None]:
+    """Resources: a run, gate or tool version that does not exist is ``ResourceNotFoundError`` (the client gets
+    invalid params with the message, ``no run with id 'nope'``); another of Podium's errors is a ``ResourceError``
+    whose message starts with its type; anything unexpected is left to the SDK, which logs it."""
+    try:
+        yield
+    except (NotFound, ToolNotFound, NoMatchingVersion) as exc:
+        raise ResourceNotFoundError(exc.message) from None
+    except PatternError as exc:
+        raise ResourceError(f"{exc.type}: {exc.message}") from None
+    except RegistryError as exc:
+        raise ResourceError(f"unknown_tool: {exc.message}") from None
+    except StorageError as exc:
+        log.error("storage error: %s", exc.message)
+        raise ResourceError("internal: the run store failed; see the server log") from None
 
 
 def argument_problems(exc: ValidationError) -> str:

@@ -1,6 +1,6 @@
 """Durable state: tools, runs and step records in SQLite (default) or PostgreSQL."""
 
-from storage.engine import Database, Durability, parse_database_url
+from storage.database import Database, Durability, parse_database_url
 from storage.errors import NotFound, RunChanged, RunNotFound, StorageError, UnsupportedDatabase, WriteFailed
 from storage.gates import GateNotFound, GateStore
 from storage.records import (

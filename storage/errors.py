@@ -7,6 +7,8 @@ Tree::
     │   ├── RunNotFound        no run with that id
     │   └── GateNotFound       no gate with that id (storage.gates)
     ├── RunChanged             a compare-and-set on a run lost: it changed since it was read
+    ├── Duplicate              an insert found its key taken (the store turns it into an answer)
+    ├── DatabaseError          the database failed: unreachable, locked, out of space (a one-line cause)
     ├── UnsupportedDatabase    a database URL the store cannot use
     └── WriteFailed            the step writer could not persist records of a run
 """
@@ -47,6 +49,20 @@ class RunChanged(StorageError):
         )
         self.run_id = run_id
         self.status = status
+
+
+class Duplicate(StorageError):
+    """An insert whose key exists already (a tool version, an idempotency key): the store's callers decide."""
+
+
+class DatabaseError(StorageError):
+    """The database failed (unreachable, locked, full, ...): nothing above the store sees the driver's errors."""
+
+    def __init__(self, cause: BaseException) -> None:
+        detail = " ".join(str(getattr(cause, "orig", None) or cause).split()) or type(cause).__name__
+        if len(detail) > 300:
+            detail = detail[:300] + "..."
+        super().__init__(f"the database failed: {detail}")
 
 
 class UnsupportedDatabase(StorageError):

@@ -3,16 +3,15 @@ escalation, reminder or time-out wins however many processes try at once."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select, update
 
-from storage.errors import NotFound, quoted_id
+from storage.errors import Duplicate, NotFound, quoted_id
 from storage.models import GateRow, RunRow
 from storage.records import GATE_DECIDED, GATE_EXPIRED, GATE_PENDING, GATE_TIMED_OUT, GateRecord, NewGate, dumps, loads
+from storage.sessions import Sessions
 
 
 class GateNotFound(NotFound):
@@ -53,13 +52,14 @@ def _gate(row: GateRow) -> GateRecord:
 
 
 class GateStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Callable[[], float]) -> None:
+    """``store.gates``: gates and their transitions."""
+
+    def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
-        self._clock = clock
 
     async def create(self, new: NewGate) -> tuple[GateRecord, bool]:
         """Open a gate; a gate already open at the same run and path is returned instead (``created`` False)."""
-        now = self._clock()
+        now = self._sessions.clock()
         row = GateRow(
             id=new.id,
             run_id=new.run_id,
@@ -82,24 +82,24 @@ class GateStore:
             updated_at=now,
         )
         try:
-            async with self._sessions.begin() as session:
+            async with self._sessions.write() as session:
                 session.add(row)
             return _gate(row), True
-        except IntegrityError:
+        except Duplicate:
             existing = await self.at(new.run_id, new.path)
             if existing is None:
                 raise
             return existing, False
 
     async def get(self, gate_id: str) -> GateRecord:
-        async with self._sessions() as session:
+        async with self._sessions.read() as session:
             row = await session.get(GateRow, gate_id)
             if row is None:
                 raise GateNotFound(gate_id)
             return _gate(row)
 
     async def at(self, run_id: str, path: str) -> GateRecord | None:
-        async with self._sessions() as session:
+        async with self._sessions.read() as session:
             row = await session.scalar(select(GateRow).where(GateRow.run_id == run_id, GateRow.path == path))
             return None if row is None else _gate(row)
 
@@ -110,19 +110,19 @@ class GateStore:
             query = query.where(GateRow.status == status)
         if run_id is not None:
             query = query.where(GateRow.run_id == run_id)
-        async with self._sessions() as session:
+        async with self._sessions.read() as session:
             return [_gate(r) for r in await session.scalars(query)]
 
     async def _transition(
         self, gate: GateRecord, conditions: Sequence[Any], values: dict[str, Any], event: dict[str, Any]
     ) -> GateRecord | None:
         """Apply ``values`` if the row still matches ``conditions``; None when another writer got there first."""
-        now = self._clock()
+        now = self._sessions.clock()
         history = dumps([*gate.history, {"at": now, **event}])
         statement = (
             update(GateRow).where(GateRow.id == gate.id, *conditions).values(**values, history=history, updated_at=now)
         )
-        async with self._sessions.begin() as session:
+        async with self._sessions.write() as session:
             result = await session.execute(statement)
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return None
@@ -145,7 +145,7 @@ class GateStore:
                 "status": GATE_DECIDED,
                 "decision": decision,
                 "decided_by": by,
-                "decided_at": self._clock(),
+                "decided_at": self._sessions.clock(),
                 "comment": comment,
                 "decided_payload": None if payload is None else dumps(payload),
                 "payload_hash": payload_hash,
@@ -159,7 +159,7 @@ class GateStore:
         return await self._transition(
             gate,
             [GateRow.status == GATE_PENDING, GateRow.level == gate.level],
-            {"level": gate.level + 1, "sla_at": self._clock() + gate.sla_s},
+            {"level": gate.level + 1, "sla_at": self._sessions.clock() + gate.sla_s},
             {"event": "escalated", "to": target, "level": gate.level + 1},
         )
 
@@ -177,7 +177,7 @@ class GateStore:
         return await self._transition(
             gate,
             [GateRow.status == GATE_PENDING, GateRow.level == gate.level],
-            {"status": GATE_TIMED_OUT, "decided_by": "system:sla", "decided_at": self._clock()},
+            {"status": GATE_TIMED_OUT, "decided_by": "system:sla", "decided_at": self._sessions.clock()},
             {"event": "timed_out"},
         )
 
@@ -194,7 +194,7 @@ class GateStore:
     async def due(self, now: float, reminder_fraction: float) -> list[GateRecord]:
         """Pending gates whose SLA has passed or whose reminder is due."""
         query = select(GateRow).where(GateRow.status == GATE_PENDING).order_by(GateRow.sla_at)
-        async with self._sessions() as session:
+        async with self._sessions.read() as session:
             rows = [_gate(r) for r in await session.scalars(query)]
         return [
             g
@@ -207,9 +207,9 @@ class GateStore:
         statement = (
             update(GateRow)
             .where(GateRow.id == gate_id, GateRow.consumed_at.is_(None))
-            .values(consumed_at=self._clock())
+            .values(consumed_at=self._sessions.clock())
         )
-        async with self._sessions.begin() as session:
+        async with self._sessions.write() as session:
             await session.execute(statement)
 
     async def waiting_runs_with_answers(self) -> list[str]:
@@ -224,25 +224,5 @@ class GateStore:
             )
             .distinct()
         )
-        async with self._sessions() as session:
+        async with self._sessions.read() as session:
             return list(await session.scalars(query))
-
-    async def claim_waiting_run(self, run_id: str, owner: str = "", lease_s: float = 15.0) -> bool:
-        """Move a run from ``waiting`` to ``running`` under ``owner``'s lease if nobody else has: the winner
-        resumes it. Its deadline becomes now plus the execution time it had left when it parked."""
-        now = self._clock()
-        statement = (
-            update(RunRow)
-            .where(RunRow.id == run_id, RunRow.status == "waiting")
-            .values(
-                status="running",
-                lease_owner=owner or None,
-                lease_expires_at=now + lease_s,
-                deadline_at=func.coalesce(now + RunRow.time_left_s, RunRow.deadline_at),
-                time_left_s=None,
-                updated_at=now,
-            )
-        )
-        async with self._sessions.begin() as session:
-            result = await session.execute(statement)
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
-from storage.engine import Database, create_store_engine
+from storage.database import Database, create_store_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 logging.getLogger("alembic").setLevel(logging.WARNING)  # upgrades are routine; their chatter is not news

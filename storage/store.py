@@ -9,27 +9,18 @@ from typing import Any
 
 import anyio
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import migrate
-from storage.engine import Database, Durability, create_sqlite_writer_engine, create_store_engine, parse_database_url
-from storage.errors import RunChanged, RunNotFound
+from storage.database import Database, Durability, create_sqlite_writer_engine, create_store_engine, parse_database_url
+from storage.errors import Duplicate, RunChanged, RunNotFound
 from storage.gates import GateStore
-from storage.models import RunRow, StepRow, ToolRow
-from storage.records import NewRun, RunRecord, RunUpdate, StepRecord, StepWrite, StoredTool, dumps, loads
+from storage.leases import LeaseStore
+from storage.models import RunRow, StepRow
+from storage.records import NewRun, RunRecord, RunUpdate, StepRecord, StepWrite, dumps, loads
+from storage.sessions import Sessions, translated
+from storage.tools import ToolStore
 from storage.writer import AsyncWriter, StepWriter, ThreadedWriter
-
-
-def _tool(row: ToolRow) -> StoredTool:
-    return StoredTool(
-        name=row.name,
-        version=row.version,
-        definition=loads(row.definition),
-        definition_hash=row.definition_hash,
-        deprecated=row.deprecated,
-        created_at=row.created_at,
-    )
 
 
 def _run(row: RunRow) -> RunRecord:
@@ -100,10 +91,12 @@ def _step(row: Any, payloads: bool = True) -> StepRecord:
 
 
 class Store:
-    """Tools, runs and step records. Open it with ``async with Store.open(url) as store``.
+    """Runs and their step records, with ``tools``, ``leases`` and ``gates`` beside them. Open it with
+    ``async with Store.open(url) as store``.
 
     Reads and rare writes go through an async session. Step records and run state changes on the engine's
-    hot path go through ``submit_*`` into the group-commit writer and become durable at ``flush``.
+    hot path go through ``submit_*`` into the group-commit writer and become durable at ``flush``. Whatever the
+    database or its driver raises arrives as a ``StorageError`` (see ``storage.sessions``).
     """
 
     def __init__(
@@ -117,10 +110,11 @@ class Store:
         self.db = db
         self.durability = durability
         self._engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._sessions = Sessions(engine, clock)
         self._writer = writer
-        self._clock = clock
-        self.gates = GateStore(self._sessions, clock)
+        self.tools = ToolStore(self._sessions)
+        self.leases = LeaseStore(self._sessions, db.dialect)
+        self.gates = GateStore(self._sessions)
 
     @classmethod
     @asynccontextmanager
@@ -139,7 +133,8 @@ class Store:
             clock: the time source for timestamps.
         """
         db = parse_database_url(url)
-        await migrate.upgrade(db)
+        async with translated():  # an unreachable or unwritable database: one line, not a driver's traceback
+            await migrate.upgrade(db)
         engine = create_store_engine(db, durability)
         try:
             if db.dialect == "sqlite":
@@ -163,63 +158,13 @@ class Store:
                 await engine.dispose()
 
     def now(self) -> float:
-        return self._clock()
-
-    # -- tools -----------------------------------------------------------------------------------------------
-
-    async def put_tool(
-        self, name: str, version: str, definition: dict[str, Any], definition_hash: str, deprecated: bool = False
-    ) -> tuple[StoredTool, bool]:
-        """Insert ``name@version`` unless it exists. Returns the stored tool and whether it was created."""
-        row = ToolRow(
-            name=name,
-            version=version,
-            definition=dumps(definition),
-            definition_hash=definition_hash,
-            deprecated=deprecated,
-            created_at=self._clock(),
-        )
-        try:
-            async with self._sessions.begin() as session:
-                session.add(row)
-            return _tool(row), True
-        except IntegrityError:
-            existing = await self.get_tool(name, version)
-            assert existing is not None, "an integrity error on insert means the row exists"
-            return existing, False
-
-    async def get_tool(self, name: str, version: str) -> StoredTool | None:
-        async with self._sessions() as session:
-            row = await session.get(ToolRow, (name, version))
-            return None if row is None else _tool(row)
-
-    async def tool_versions(self, name: str) -> list[StoredTool]:
-        async with self._sessions() as session:
-            rows = await session.scalars(select(ToolRow).where(ToolRow.name == name))
-            return [_tool(r) for r in rows]
-
-    async def list_tools(self) -> list[StoredTool]:
-        async with self._sessions() as session:
-            rows = await session.scalars(select(ToolRow).order_by(ToolRow.name, ToolRow.created_at))
-            return [_tool(r) for r in rows]
-
-    async def tool_names(self) -> list[str]:
-        async with self._sessions() as session:
-            return list(await session.scalars(select(ToolRow.name).distinct().order_by(ToolRow.name)))
-
-    async def set_tool_deprecated(self, name: str, version: str, deprecated: bool) -> StoredTool | None:
-        async with self._sessions.begin() as session:
-            row = await session.get(ToolRow, (name, version))
-            if row is None:
-                return None
-            row.deprecated = deprecated
-            return _tool(row)
+        return self._sessions.clock()
 
     # -- runs ------------------------------------------------------------------------------------------------
 
     async def create_run(self, new: NewRun) -> tuple[RunRecord, bool]:
         """Insert a run. With an idempotency key already used, return that run instead (``created`` False)."""
-        now = self._clock()
+        now = self._sessions.clock()
         row = RunRow(
             id=new.id,
             status=new.status,
@@ -247,10 +192,10 @@ class Store:
             updated_at=now,
         )
         try:
-            async with self._sessions.begin() as session:
+            async with self._sessions.write() as session:
                 session.add(row)
             return _run(row), True
-        except IntegrityError:
+        except Duplicate:
             if new.idempotency_key is None:
                 raise
             existing = await self.find_run_by_key(new.idempotency_key)
@@ -259,12 +204,12 @@ class Store:
             return existing, False
 
     async def find_run_by_key(self, idempotency_key: str) -> RunRecord | None:
-        async with self._sessions() as session:
+        async with self._sessions.read() as session:
             row = await session.scalar(select(RunRow).where(RunRow.idempotency_key == idempotency_key))
             return None if row is None else _run(row)
 
     async def get_run(self, run_id: str) -> RunRecord:
-        async with self._sessions() as session:
+        async with self._sessions.read() as session:
             row = await session.get(RunRow, run_id)
             if row is None:
                 raise RunNotFound(run_id)
@@ -277,83 +222,8 @@ class Store:
             query = query.where(RunRow.status == status)
         elif status is not None:
             query = query.where(RunRow.status.in_(list(status)))
-        async with self._sessions() as session:
+        async with self._sessions.read() as session:
             return [_run(r) for r in await session.scalars(query)]
-
-    # -- leases ----------------------------------------------------------------------------------------------
-
-    def _lease_free(self, now: float) -> Any:
-        return or_(RunRow.lease_expires_at.is_(None), RunRow.lease_expires_at < now)
-
-    async def claim_run(self, run_id: str, owner: str, lease_s: float) -> bool:
-        """Take the lease of a running run whose lease expired (or is already ``owner``'s). One claimer wins."""
-        now = self._clock()
-        statement = (
-            update(RunRow)
-            .where(
-                RunRow.id == run_id,
-                RunRow.status == "running",
-                or_(self._lease_free(now), RunRow.lease_owner == owner),
-            )
-            .values(lease_owner=owner, lease_expires_at=now + lease_s, updated_at=now)
-        )
-        async with self._sessions.begin() as session:
-            result = await session.execute(statement)
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-    async def claim_expired(self, owner: str, lease_s: float, limit: int = 50) -> list[str]:
-        """Claim running runs whose owner stopped renewing their lease (it crashed or was killed)."""
-        now = self._clock()
-        expired = select(RunRow.id).where(RunRow.status == "running", self._lease_free(now)).limit(limit)
-        if self.db.dialect == "postgresql":
-            expired = expired.with_for_update(skip_locked=True)  # replicas claiming at once take different runs
-        # One statement: on SQLite a read followed by a write in one transaction fails at once (not after the busy
-        # timeout) if another connection committed in between; a single UPDATE takes the write lock first.
-        statement = (
-            update(RunRow)
-            .where(RunRow.id.in_(expired.scalar_subquery()), RunRow.status == "running", self._lease_free(now))
-            .values(lease_owner=owner, lease_expires_at=now + lease_s, updated_at=now)
-            .returning(RunRow.id)
-        )
-        async with self._sessions.begin() as session:
-            return sorted(await session.scalars(statement))
-
-    async def renew_leases(self, owner: str, run_ids: Sequence[str], lease_s: float) -> set[str]:
-        """Heartbeat: extend the leases ``owner`` holds on ``run_ids``. Returns the ids whose lease ``owner`` still
-        held; any other was taken over by another engine (this one stalled longer than its lease)."""
-        if not run_ids:
-            return set()
-        statement = (
-            update(RunRow)
-            .where(RunRow.id.in_(list(run_ids)), RunRow.lease_owner == owner)
-            .values(lease_expires_at=self._clock() + lease_s)
-            .returning(RunRow.id)
-        )
-        async with self._sessions.begin() as session:
-            return set(await session.scalars(statement))
-
-    async def extend_lease(self, run_id: str, owner: str, lease_s: float) -> bool:
-        """Extend ``owner``'s lease on a running run; False if it no longer holds it (nothing is changed then)."""
-        statement = (
-            update(RunRow)
-            .where(RunRow.id == run_id, RunRow.lease_owner == owner, RunRow.status == "running")
-            .values(lease_expires_at=self._clock() + lease_s)
-        )
-        async with self._sessions.begin() as session:
-            result = await session.execute(statement)
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-    async def release_leases(self, owner: str, run_ids: Sequence[str]) -> None:
-        """Give up leases at shutdown so that another replica resumes those runs at once."""
-        if not run_ids:
-            return
-        statement = (
-            update(RunRow)
-            .where(RunRow.id.in_(list(run_ids)), RunRow.lease_owner == owner, RunRow.status == "running")
-            .values(lease_expires_at=0.0)
-        )
-        async with self._sessions.begin() as session:
-            await session.execute(statement)
 
     async def cancelled_among(self, run_ids: Sequence[str]) -> list[RunRecord]:
         """Those of ``run_ids`` that are recorded ``cancelled`` (by this process or another), or whose parent run
@@ -365,7 +235,7 @@ class Store:
             RunRow.id.in_(list(run_ids)),
             or_(RunRow.status == "cancelled", RunRow.parent_run_id.in_(cancelled_parents)),
         )
-        async with self._sessions() as session:
+        async with self._sessions.read() as session:
             return [_run(r) for r in await session.scalars(query)]
 
     async def child_runs(self, run_id: str, statuses: Sequence[str] | None = None) -> list[RunRecord]:
@@ -373,7 +243,7 @@ class Store:
         query = select(RunRow).where(RunRow.parent_run_id == run_id).order_by(RunRow.created_at, RunRow.id)
         if statuses is not None:
             query = query.where(RunRow.status.in_(list(statuses)))
-        async with self._sessions() as session:
+        async with self._sessions.read() as session:
             return [_run(r) for r in await session.scalars(query)]
 
     async def reopen_run(
@@ -385,7 +255,7 @@ class Store:
         and append ``entry`` (who did what, and why) to its history. A compare-and-set on the run as ``seen``:
         if anyone changed it since, nothing is written and ``RunChanged`` is raised.
         """
-        now = self._clock()
+        now = self._sessions.clock()
         history = [*seen.history, {"at": now, **entry}]
         statement = (
             update(RunRow)
@@ -403,7 +273,7 @@ class Store:
                 updated_at=now,
             )
         )
-        async with self._sessions.begin() as session:
+        async with self._sessions.write() as session:
             result = await session.execute(statement)
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 current = await session.get(RunRow, seen.id)
@@ -425,9 +295,9 @@ class Store:
             statement = (
                 update(RunRow)
                 .where(RunRow.id == run_id, RunRow.history == dumps(seen))
-                .values(history=dumps([*seen, {"at": self._clock(), **entry}]))
+                .values(history=dumps([*seen, {"at": self._sessions.clock(), **entry}]))
             )
-            async with self._sessions.begin() as session:
+            async with self._sessions.write() as session:
                 if (await session.execute(statement)).rowcount == 1:  # type: ignore[attr-defined]
                     return
 
@@ -436,9 +306,9 @@ class Store:
         statement = (
             update(StepRow)
             .where(StepRow.run_id == run_id, StepRow.status == "started")
-            .values(status="cancelled", error=dumps(error), finished_at=self._clock())
+            .values(status="cancelled", error=dumps(error), finished_at=self._sessions.clock())
         )
-        async with self._sessions.begin() as session:
+        async with self._sessions.write() as session:
             await session.execute(statement)
 
     async def get_steps(self, run_id: str, *, payloads: bool = True) -> list[StepRecord]:
@@ -450,7 +320,7 @@ class Store:
         columns = (*_SUMMARY_COLUMNS, StepRow.input, StepRow.output) if payloads else _SUMMARY_COLUMNS
         query = select(*columns).where(StepRow.run_id == run_id).order_by(StepRow.started_at)
         found: list[StepRecord] = []
-        async with self._sessions() as session:
+        async with self._sessions.read() as session:
             if not payloads:  # small rows, read at once (a stream costs round trips to the driver's thread)
                 return [_step(row, payloads=False) for row in await session.execute(query)]
             # a run may have thousands of records with their payloads: read and decode them a partition at a time,

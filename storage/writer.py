@@ -148,13 +148,20 @@ class _Barriers:
 
 
 class StepWriter:
-    """Common interface: ``submit`` never blocks; ``flush`` returns once everything submitted before it is durable."""
+    """What both writers share: ``submit`` never blocks; ``flush`` returns once everything submitted before it is
+    durable; a batch is written in one transaction, or run by run if that fails."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
         self._b = _Barriers()
+        self._clock = clock
+        self._closing = False
 
     def submit(self, op: Op) -> None:
-        raise NotImplementedError
+        b = self._b
+        with b.lock:
+            b.pending.append(op)
+            b.submitted += 1
+        self._kick()
 
     async def flush(self, run_id: str | None = None) -> None:
         """Durability barrier: wait until every record submitted so far is committed (or has failed).
@@ -177,12 +184,31 @@ class StepWriter:
 
     def _kick(self) -> None:
         """Make sure the writer is awake."""
+        raise NotImplementedError
+
+    def _take(self) -> tuple[list[Op], int]:
+        """What is pending, and how many records will be durable once it is written."""
+        b = self._b
+        with b.lock:
+            ops, b.pending = b.pending, []
+            return ops, b.submitted
+
+    def _done(self, upto: int) -> bool:
+        """Everything up to ``upto`` is written; returns whether someone waits on it."""
+        with self._b.lock:
+            self._b.durable = upto
+            return bool(self._b.waiters)
 
     async def aclose(self) -> None:
         raise NotImplementedError
 
-    def _write(self, ops: list[Op], attempt: Callable[[list[Op]], None]) -> None:
+    def _write(self, connection: Connection, ops: list[Op]) -> None:
         """Write ``ops`` in one transaction; if that fails, once per run so that other runs' records survive."""
+
+        def attempt(group: list[Op]) -> None:
+            with connection.begin():
+                apply_batch(connection, group, self._clock())
+
         try:
             attempt(ops)
             return
@@ -204,48 +230,29 @@ class ThreadedWriter(StepWriter):
     """SQLite: a thread with one synchronous connection; one handoff and one commit per batch."""
 
     def __init__(self, engine: Engine, clock: Callable[[], float]) -> None:
-        super().__init__()
+        super().__init__(clock)
         self._engine = engine
-        self._clock = clock
         self._wake = threading.Event()
-        self._closing = False
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._main, name="podium-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, op: Op) -> None:
-        b = self._b
-        with b.lock:
-            b.pending.append(op)
-            b.submitted += 1
+    def _kick(self) -> None:
         if not self._wake.is_set():
             self._wake.set()
 
-    def _kick(self) -> None:
-        self._wake.set()
-
     def _main(self) -> None:
-        b = self._b
         with self._engine.connect() as connection:
-
-            def attempt(ops: list[Op]) -> None:
-                with connection.begin():
-                    apply_batch(connection, ops, self._clock())
-
             while True:
                 self._wake.wait()
-                with b.lock:
-                    ops, b.pending = b.pending, []
-                    upto = b.submitted
+                with self._b.lock:
                     self._wake.clear()
                     closing = self._closing
+                ops, upto = self._take()
                 if ops:
-                    self._write(ops, attempt)
-                with b.lock:
-                    b.durable = upto
-                    notify = bool(b.waiters)
-                if notify and not self._loop.is_closed():
-                    self._loop.call_soon_threadsafe(b.release)
+                    self._write(connection, ops)
+                if self._done(upto) and not self._loop.is_closed():
+                    self._loop.call_soon_threadsafe(self._b.release)
                 if closing and not ops:
                     return
 
@@ -264,56 +271,30 @@ class AsyncWriter(StepWriter):
     """PostgreSQL: a task on the event loop batching into one transaction per round trip."""
 
     def __init__(self, engine: AsyncEngine, clock: Callable[[], float]) -> None:
-        super().__init__()
+        super().__init__(clock)
         self._engine = engine
-        self._clock = clock
         self._wake = anyio.Event()
-        self._closing = False
-
-    def submit(self, op: Op) -> None:
-        b = self._b
-        with b.lock:
-            b.pending.append(op)
-            b.submitted += 1
-        self._wake.set()
 
     def _kick(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
-        b = self._b
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()
-            with b.lock:
-                ops, b.pending = b.pending, []
-                upto = b.submitted
             closing = self._closing
+            ops, upto = self._take()
             if ops:
-                await self._write_async(ops)
-            with b.lock:
-                b.durable = upto
-            b.release()
+                try:
+                    async with self._engine.connect() as connection:
+                        await connection.run_sync(self._write, ops)
+                except Exception as exc:  # no connection: each run of the batch learns it at its next flush
+                    for run_id in _by_run(ops):
+                        self._failed(run_id, exc)
+            self._done(upto)
+            self._b.release()
             if closing and not ops:
                 return
-
-    async def _write_async(self, ops: list[Op]) -> None:
-        now = self._clock()
-
-        async def attempt(group: list[Op]) -> None:
-            async with self._engine.begin() as connection:
-                await connection.run_sync(apply_batch, group, now)
-
-        try:
-            await attempt(ops)
-            return
-        except Exception:
-            log.warning("batch of %d records failed; retrying run by run", len(ops), exc_info=True)
-        for run_id, group in _by_run(ops).items():
-            try:
-                await attempt(group)
-            except Exception as exc:  # recorded against the run and reported by flush
-                self._failed(run_id, exc)
 
     async def aclose(self) -> None:
         try:

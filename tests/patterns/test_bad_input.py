@@ -17,7 +17,7 @@ KINDS = "tool, chain, fan_out, map_reduce, route, refine"
 
 
 async def snapshot(store: Store) -> tuple[list[RunRecord], list[StoredTool]]:
-    return await store.list_runs(limit=1000), await store.list_tools()
+    return await store.list_runs(limit=1000), await store.tools.all()
 
 
 async def refused(
@@ -204,40 +204,40 @@ async def test_caller_limits_that_are_not_limits_are_invalid_input(engine, store
 
 
 async def test_a_tool_whose_input_schema_is_not_json_schema_cannot_be_defined(registry, store):
-    before = await store.list_tools()
+    before = await store.tools.all()
 
     with pytest.raises((ValidationError, InvalidToolSpec)) as raised:
         await registry.register(tool_spec("add", "7.0.0", input_schema={"type": "nope"}))
 
     assert "input_schema" in str(raised.value)
     assert "not a valid JSON Schema" in str(raised.value)
-    assert await store.list_tools() == before
+    assert await store.tools.all() == before
 
 
 async def test_a_tool_whose_output_schema_is_not_json_schema_cannot_be_defined(registry, store):
-    before = await store.list_tools()
+    before = await store.tools.all()
 
     with pytest.raises((ValidationError, InvalidToolSpec)) as raised:
         await registry.register(tool_spec("add", "7.0.0", output_schema={"type": "object", "required": "sum"}))
 
     assert "output_schema" in str(raised.value)
-    assert await store.list_tools() == before
+    assert await store.tools.all() == before
 
 
 async def test_a_tool_whose_provider_cannot_be_loaded_is_not_registered(registry, store):
-    before = await store.list_tools()
+    before = await store.tools.all()
     spec = ToolSpec(name="ghost", version="1.0.0", provider={"type": "python", "target": "tests.tools:no_such_tool"})
 
     with pytest.raises(InvalidToolSpec) as raised:
         await registry.register(spec)
 
     assert "no_such_tool" in raised.value.message
-    assert await store.list_tools() == before
+    assert await store.tools.all() == before
 
 
 async def test_re_registering_a_version_with_another_definition_is_a_conflict_naming_the_fields(registry, store):
-    stored = await store.get_tool("add", "1.0.0")
-    before = await store.list_tools()
+    stored = await store.tools.get("add", "1.0.0")
+    before = await store.tools.all()
 
     with pytest.raises(ToolConflict) as raised:
         await registry.register(tool_spec("add", "1.0.0", description="adds two numbers", cost=0.5))
@@ -246,28 +246,28 @@ async def test_re_registering_a_version_with_another_definition_is_a_conflict_na
     assert "add@1.0.0" in raised.value.message
     assert "cost" in raised.value.message
     assert "description" in raised.value.message
-    assert await store.get_tool("add", "1.0.0") == stored
-    assert await store.list_tools() == before
+    assert await store.tools.get("add", "1.0.0") == stored
+    assert await store.tools.all() == before
     assert (await registry.get("add", "1.0.0")).description == ""
 
 
 async def test_re_registering_the_identical_definition_is_a_no_op(registry, store):
-    before = await store.list_tools()
+    before = await store.tools.all()
 
     created = await registry.register(tool_spec("add", "1.0.0"))
 
     assert created is False
-    assert await store.list_tools() == before
+    assert await store.tools.all() == before
 
 
 async def test_a_conflict_in_a_batch_registers_none_of_the_batch(registry, store):
-    before = await store.list_tools()
+    before = await store.tools.all()
 
     with pytest.raises(ToolConflict):
         await registry.register_all([tool_spec("add", "5.0.0"), tool_spec("double", "1.0.0", cost=2.0)])
 
-    assert await store.list_tools() == before
-    assert await store.get_tool("add", "5.0.0") is None
+    assert await store.tools.all() == before
+    assert await store.tools.get("add", "5.0.0") is None
 
 
 async def test_after_refused_input_the_engine_still_runs_good_steps(engine, store):

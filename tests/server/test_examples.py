@@ -15,8 +15,7 @@ from patterns.engine import Engine
 from registry import Registry
 from registry.files import load_registry_file
 from registry.providers import load_target
-from server.demo import INVOICE_TEXT, SCENARIOS
-from server.examples import contracts, invoice, support, vendor_risk
+from server.demo import INVOICE_TEXT, SCENARIOS, contracts, invoice, support, vendor_risk
 
 TOOLS_FILE = Path(invoice.__file__).with_name("tools.toml")
 
@@ -456,25 +455,25 @@ def test_handlers_reject_an_unknown_priority() -> None:
 # --- the registry file ------------------------------------------------------------------------------------------
 
 EXPECTED_TOOLS = {
-    "extract-invoice": "server.examples.invoice:extract",
-    "match-po": "server.examples.invoice:match_po",
-    "check-budget": "server.examples.invoice:check_budget",
-    "score-risk": "server.examples.invoice:score_risk",
-    "post-to-erp": "server.examples.invoice:post_to_erp",
-    "vendor-financials": "server.examples.vendor_risk:financials",
-    "vendor-sanctions": "server.examples.vendor_risk:sanctions",
-    "vendor-news": "server.examples.vendor_risk:news",
-    "vendor-performance": "server.examples.vendor_risk:performance",
-    "vendor-contract": "server.examples.vendor_risk:contract_terms",
-    "synthesize-risk": "server.examples.vendor_risk:synthesize",
-    "classify-ticket": "server.examples.support:classify",
-    "handle-billing": "server.examples.support:billing",
-    "handle-outage": "server.examples.support:outage",
-    "handle-security": "server.examples.support:security",
-    "handle-general": "server.examples.support:general",
-    "draft-renewal": "server.examples.contracts:draft_renewal",
-    "generate-amendment": "server.examples.contracts:generate_amendment",
-    "send-for-signature": "server.examples.contracts:send_for_signature",
+    "extract-invoice": "server.demo.invoice:extract",
+    "match-po": "server.demo.invoice:match_po",
+    "check-budget": "server.demo.invoice:check_budget",
+    "score-risk": "server.demo.invoice:score_risk",
+    "post-to-erp": "server.demo.invoice:post_to_erp",
+    "vendor-financials": "server.demo.vendor_risk:financials",
+    "vendor-sanctions": "server.demo.vendor_risk:sanctions",
+    "vendor-news": "server.demo.vendor_risk:news",
+    "vendor-performance": "server.demo.vendor_risk:performance",
+    "vendor-contract": "server.demo.vendor_risk:contract_terms",
+    "synthesize-risk": "server.demo.vendor_risk:synthesize",
+    "classify-ticket": "server.demo.support:classify",
+    "handle-billing": "server.demo.support:billing",
+    "handle-outage": "server.demo.support:outage",
+    "handle-security": "server.demo.support:security",
+    "handle-general": "server.demo.support:general",
+    "draft-renewal": "server.demo.contracts:draft_renewal",
+    "generate-amendment": "server.demo.contracts:generate_amendment",
+    "send-for-signature": "server.demo.contracts:send_for_signature",
 }
 NOT_IDEMPOTENT = {"post-to-erp", "send-for-signature"}
 

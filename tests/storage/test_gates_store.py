@@ -69,5 +69,5 @@ async def test_expiring_a_runs_gates_and_finding_answered_waiting_runs(db_url: s
         assert await store.gates.waiting_runs_with_answers() == []
         assert await store.gates.expire("run-1", "cancelled") == 1
         assert (await store.gates.get("g1")).status == GATE_EXPIRED
-        assert await store.gates.claim_waiting_run("run-2") is True
-        assert await store.gates.claim_waiting_run("run-2") is False
+        assert await store.leases.claim_waiting("run-2") is True
+        assert await store.leases.claim_waiting("run-2") is False

@@ -137,10 +137,10 @@ async def test_runs_are_listed_newest_first_and_filtered_by_status(db_url: str) 
 
 async def test_tools_are_immutable_rows_with_a_mutable_deprecated_flag(db_url: str) -> None:
     async with Store.open(db_url) as store:
-        stored, created = await store.put_tool("t", "1.0.0", {"name": "t"}, "hash-1")
-        again, created_again = await store.put_tool("t", "1.0.0", {"name": "changed"}, "hash-2")
-        deprecated = await store.set_tool_deprecated("t", "1.0.0", True)
-        names = await store.tool_names()
+        stored, created = await store.tools.put("t", "1.0.0", {"name": "t"}, "hash-1")
+        again, created_again = await store.tools.put("t", "1.0.0", {"name": "changed"}, "hash-2")
+        deprecated = await store.tools.set_deprecated("t", "1.0.0", True)
+        names = await store.tools.names()
     assert created and not created_again
     assert again.definition == {"name": "t"} and again.definition_hash == "hash-1"
     assert deprecated is not None and deprecated.deprecated

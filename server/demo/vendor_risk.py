@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import anyio
 
-from server.examples.invoice import vendor_key
+from server.demo.invoice import vendor_key
 
 __all__ = ["SOURCES", "contract_terms", "financials", "news", "performance", "sanctions", "synthesize"]
 

@@ -1,6 +1,6 @@
 """``podium demo``: the bundled example workflows, run through the MCP tools exactly as an LLM client would.
 
-It registers ``server/examples/tools.toml``, starts the server in-process, connects a real ``mcp.Client`` and
+It registers ``server/demo/tools.toml``, starts the server in-process, connects a real ``mcp.Client`` and
 runs four scenarios from the seed articles: an invoice chain, a vendor-risk fan-out whose slow news source
 times out into "data unavailable", a support-ticket router, and a contract amendment with two human gates
 (which the demo decides itself, saying what a human would run). The runs stay in the database for
@@ -25,7 +25,7 @@ from server.render import run_report
 from server.results import RunResult
 from storage import Store
 
-TOOLS_FILE = Path(__file__).parent / "examples" / "tools.toml"
+TOOLS_FILE = Path(__file__).parent / "tools.toml"
 
 INVOICE_TEXT = """INVOICE
 From: ACME Corp

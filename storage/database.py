@@ -1,4 +1,5 @@
-"""Database URLs and engines: SQLite through aiosqlite (default) or PostgreSQL through asyncpg.
+"""The database: its URL (`Database`), and the engines that reach it, SQLite through aiosqlite (default) or
+PostgreSQL through asyncpg.
 
 SQLite connections get WAL, foreign keys, a busy timeout and the configured ``synchronous`` level on connect,
 and the driver's own transaction handling is replaced by explicit ``BEGIN`` statements so that SQLite's

@@ -1,0 +1,15 @@
+"""``podium demo``: four scenarios from the seed articles, run through the MCP tools as an LLM client would.
+
+- an invoice chain (``invoice``): extract, match the purchase order, check the budget, score the risk, post;
+- a vendor-risk fan-out (``vendor_risk``): five sources in parallel, the slow news source timing out into
+  "data unavailable", then a synthesis of what arrived;
+- a support-ticket router (``support``): classify, then the matching handler;
+- a contract amendment (``contracts``): draft a renewal, two human approval gates, then send for signature.
+
+The tools are small deterministic Python functions declared in ``tools.toml`` as ``name@1.0.0``; ``runner`` holds
+the scenarios' step trees and inputs and runs them (``run_demo``).
+"""
+
+from server.demo.runner import INVOICE_TEXT, SCENARIOS, TOOLS_FILE, run_demo
+
+__all__ = ["INVOICE_TEXT", "SCENARIOS", "TOOLS_FILE", "run_demo"]

@@ -1,0 +1,52 @@
+"""Sessions on the store's database, through which driver errors arrive as ``StorageError``s.
+
+Every read and write of the store goes through ``Sessions.read()`` or ``Sessions.write()``: an insert whose key is
+taken raises ``Duplicate``, and anything else the database or its driver raises (unreachable, locked, out of space)
+raises ``DatabaseError`` with a one-line cause, so nothing above ``storage`` handles SQLAlchemy's errors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from storage.errors import DatabaseError, Duplicate, StorageError
+
+DRIVER_ERRORS = (SQLAlchemyError, OSError)
+
+
+@asynccontextmanager
+async def translated() -> AsyncIterator[None]:
+    """Raise the database's and the driver's errors as ``Duplicate`` or ``DatabaseError``."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except IntegrityError as exc:
+        raise Duplicate(" ".join(str(exc.orig).split())) from exc
+    except DRIVER_ERRORS as exc:
+        raise DatabaseError(exc) from exc
+
+
+class Sessions:
+    """The store's way to its database. ``clock`` gives the time the records are stamped with."""
+
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time) -> None:
+        self._maker = async_sessionmaker(engine, expire_on_commit=False)
+        self.clock = clock
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session for reading (and for writes the caller commits itself)."""
+        async with translated(), self._maker() as session:
+            yield session
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction, committed when the block ends without an error."""
+        async with translated(), self._maker.begin() as session:
+            yield session

@@ -1,0 +1,78 @@
+"""Published tool versions: immutable ``name@version`` definitions, with a deprecated flag that may change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from storage.errors import Duplicate
+from storage.models import ToolRow
+from storage.records import StoredTool, dumps, loads
+from storage.sessions import Sessions
+
+
+def _tool(row: ToolRow) -> StoredTool:
+    return StoredTool(
+        name=row.name,
+        version=row.version,
+        definition=loads(row.definition),
+        definition_hash=row.definition_hash,
+        deprecated=row.deprecated,
+        created_at=row.created_at,
+    )
+
+
+class ToolStore:
+    """``store.tools``: the registry's table of tool versions."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    async def put(
+        self, name: str, version: str, definition: dict[str, Any], definition_hash: str, deprecated: bool = False
+    ) -> tuple[StoredTool, bool]:
+        """Insert ``name@version`` unless it exists. Returns the stored tool and whether it was created."""
+        row = ToolRow(
+            name=name,
+            version=version,
+            definition=dumps(definition),
+            definition_hash=definition_hash,
+            deprecated=deprecated,
+            created_at=self._sessions.clock(),
+        )
+        try:
+            async with self._sessions.write() as session:
+                session.add(row)
+            return _tool(row), True
+        except Duplicate:
+            existing = await self.get(name, version)
+            assert existing is not None, "a duplicate key on insert means the row exists"
+            return existing, False
+
+    async def get(self, name: str, version: str) -> StoredTool | None:
+        async with self._sessions.read() as session:
+            row = await session.get(ToolRow, (name, version))
+            return None if row is None else _tool(row)
+
+    async def versions(self, name: str) -> list[StoredTool]:
+        async with self._sessions.read() as session:
+            rows = await session.scalars(select(ToolRow).where(ToolRow.name == name))
+            return [_tool(r) for r in rows]
+
+    async def all(self) -> list[StoredTool]:
+        async with self._sessions.read() as session:
+            rows = await session.scalars(select(ToolRow).order_by(ToolRow.name, ToolRow.created_at))
+            return [_tool(r) for r in rows]
+
+    async def names(self) -> list[str]:
+        async with self._sessions.read() as session:
+            return list(await session.scalars(select(ToolRow.name).distinct().order_by(ToolRow.name)))
+
+    async def set_deprecated(self, name: str, version: str, deprecated: bool) -> StoredTool | None:
+        async with self._sessions.write() as session:
+            row = await session.get(ToolRow, (name, version))
+            if row is None:
+                return None
+            row.deprecated = deprecated
+            return _tool(row)
