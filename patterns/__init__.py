@@ -7,6 +7,7 @@ from patterns.errors import (
     ErrorType,
     InvalidStep,
     LimitExceeded,
+    NeedsAttention,
     PatternError,
     RunCancelled,
     StepFailed,
@@ -25,7 +26,6 @@ from patterns.steps import (
     ToolStep,
     parse_step,
 )
-from patterns.tool_step import NeedsAttention
 
 __all__ = [
     "ERROR_TYPES",

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from patterns.base import NodeRunner
 from patterns.state import Scope
 from patterns.steps import ChainStep, join
 
-if TYPE_CHECKING:
-    from patterns.runner import Runner
 
-
-async def run_chain(runner: Runner, step: ChainStep, path: str, value: Any, scope: Scope) -> Any:
+async def run_chain(runner: NodeRunner, step: ChainStep, path: str, value: Any, scope: Scope) -> Any:
     output = value
     prev: Any = None
     for index, child in enumerate(step.chain):

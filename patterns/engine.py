@@ -17,6 +17,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,29 +25,33 @@ import anyio
 import anyio.abc
 
 from patterns import contracts, gates
-from patterns.bounds import check_tree_bounds
 from patterns.drain import Drain
 from patterns.errors import (
     ErrorType,
+    GateRejected,
+    GateTimedOut,
+    GateWaiting,
     InvalidStep,
     LimitExceeded,
+    NeedsAttention,
     PatternError,
     RunCancelled,
-    UnknownTool,
-    describe_path,
+    ShuttingDown,
 )
-from patterns.gates import GateRejected, GateTimedOut, GateWaiting
 from patterns.limits import Limits
+from patterns.planning import Plan, RunOptions, checked_tree, effective_limits, plan
 from patterns.runner import Runner
+from patterns.scheduler import schedule
 from patterns.state import RunState, Scope
-from patterns.steps import AnyStep, parse_step, step_json
-from patterns.tool_step import NeedsAttention
-from patterns.validate import TreeFacts, check_tree, schema_gaps, static_tool_steps
+from patterns.steps import AnyStep
+from patterns.validate import static_tool_steps
 from registry import Registry
 from registry.errors import RegistryError
 from registry.models import ToolSpec
 from registry.resolve import parse_ref
-from storage import NewRun, RunRecord, RunUpdate, StepRecord, StorageError, Store, dumps, loads
+from storage import GateRecord, NewRun, RunRecord, RunUpdate, StepRecord, StorageError, Store, dumps, loads
+
+__all__ = ["RUN_STATUSES", "SETTLED", "UNSETTLED", "Engine", "Plan", "RunOptions", "new_run_id"]
 
 log = logging.getLogger("podium.engine")
 
@@ -62,23 +67,9 @@ RUN_STATUSES = (
     "timed_out",
     "needs_attention",
 )
-CANCEL_POLL_S = 1.0
 DEFAULT_LEASE_S = 15.0
-SCHEDULER_TICK_S = 0.25
-RECOVERY_EVERY_S = 5.0
-PLAN_INLINE_NODES = 500  # step trees with more steps are parsed and checked off the event loop
 SETTLED = frozenset({"succeeded", "partial", "failed", "rejected", "cancelled", "timed_out", "needs_attention"})
 UNSETTLED = tuple(s for s in RUN_STATUSES if s not in SETTLED)
-
-
-class ShuttingDown(PatternError):
-    """The engine is draining for shutdown and starts no new runs."""
-
-    type = "internal"
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())
 
 
 def _child_reason(parent_id: str, reason: str) -> str:
@@ -91,54 +82,6 @@ def new_run_id() -> str:
     value = (millis & ((1 << 48) - 1)) << 80 | 0x7 << 76 | uuid.uuid4().int & ((1 << 76) - 1)
     value = value & ~(0x3 << 62) | 0x2 << 62
     return str(uuid.UUID(int=value))
-
-
-def _parse_and_check(step: Any, limits: Limits, steps_option: str) -> tuple[AnyStep, TreeFacts]:
-    tree = parse_step(step)
-    if isinstance(step, dict):
-        step_json(step)  # the tree is stored as JSON: refuse what JSON cannot carry now, not at create_run
-    return tree, check_tree(tree, limits, steps_option)
-
-
-async def _checked(step: Any, limits: Limits, steps_option: str = "max_steps") -> tuple[AnyStep, TreeFacts]:
-    """Parse and check a raw step tree within ``limits``. A large tree (its bounds checked first, cheaply) is
-    parsed and checked in a worker thread, so that the event loop goes on serving other requests meanwhile."""
-    nodes = check_tree_bounds(step, limits)
-    if nodes <= PLAN_INLINE_NODES:
-        return _parse_and_check(step, limits, steps_option)
-    return await anyio.to_thread.run_sync(_parse_and_check, step, limits, steps_option)
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Per-run options a caller may set. Limits and budgets can only lower the server's limits."""
-
-    idempotency_key: str | None = None
-    parent_run_id: str | None = None
-    deadline_s: float | None = None
-    max_steps: int | None = None
-    max_cost: float | None = None
-    limits: dict[str, Any] | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    principal: str = "local"
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A validated, resolved step tree, ready to start."""
-
-    step: AnyStep
-    facts: TreeFacts
-    limits: Limits
-    specs: dict[str, ToolSpec]
-
-    @property
-    def lock(self) -> dict[str, str]:
-        return {ref: spec.version for ref, spec in self.specs.items()}
-
-    def schema_gaps(self) -> list[str]:
-        """Chain links whose producer's output cannot satisfy the consumer's required input."""
-        return schema_gaps(self.step, self.specs)
 
 
 @dataclass
@@ -166,6 +109,7 @@ class Engine:
         owner: str | None = None,
         grace_s: float = 0.0,
         recover: bool = True,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         """
         Args:
@@ -179,6 +123,8 @@ class Engine:
             recover: claim and resume runs other engines left behind (expired leases, gates decided elsewhere).
                 A short-lived engine, such as the CLI's, sets it False so that it never adopts work it would
                 abandon when it exits.
+            clock: the time deadlines, leases and gate timers are measured by (default: the store's clock), so
+                that a test can move time on instead of sleeping.
         """
         self.store = store
         self.registry = registry
@@ -187,6 +133,7 @@ class Engine:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.grace_s = grace_s
         self.recover = recover
+        self.clock = clock or store.now
         self._drain = Drain()
         self._drain_started: float | None = None
         self._active: dict[str, _Active] = {}
@@ -210,61 +157,33 @@ class Engine:
         return self
 
     async def _background(self) -> None:
-        """The engine's scheduler: gate reminders, escalations and time-outs, runs whose gate was decided
-        elsewhere, and runs another process cancelled. Every transition is a compare-and-set in the store, so
-        several engines on one database do each thing once."""
         try:
-            await self._schedule()
+            await schedule(self, self._stopping)
         finally:
             self._stopped.set()
 
-    async def _schedule(self) -> None:
-        last_cancel_check = 0.0
-        last_heartbeat = last_recovery = float("-inf")
-        while not self._stopping.is_set():
-            try:
-                if time.monotonic() - last_heartbeat >= self.lease_s / 3:
-                    last_heartbeat = time.monotonic()
-                    mine = list(self._active)
-                    held = await self.store.leases.renew(self.owner, mine, self.lease_s)
-                    for run_id in mine:
-                        if run_id not in held:
-                            self._abandon(run_id)
-                adopt = self.recover and not self._closing  # a draining engine takes no new work
-                if adopt and time.monotonic() - last_recovery >= min(self.lease_s / 2, RECOVERY_EVERY_S):
-                    last_recovery = time.monotonic()
-                    for run_id in await self.store.leases.claim_expired(self.owner, self.lease_s):
-                        log.warning("resuming run %s: its owner stopped renewing its lease", run_id)
-                        await self.resume(run_id)
-                if not self._closing:
-                    await gates.tick(self.store, time.time())
-                if adopt:
-                    for run_id in await self.store.gates.waiting_runs_with_answers():
-                        await self.resume(run_id)
-                if self._active and time.monotonic() - last_cancel_check >= CANCEL_POLL_S:
-                    last_cancel_check = time.monotonic()
-                    await self._stop_cancelled()
-            except (StorageError, PatternError, RegistryError) as exc:  # e.g. a busy database: try again next tick
-                log.warning("scheduler pass failed: %s", exc)
-            with anyio.move_on_after(SCHEDULER_TICK_S):
-                await self._stopping.wait()
+    def active_run_ids(self) -> list[str]:
+        """The runs this engine executes now."""
+        return list(self._active)
 
-    async def _stop_cancelled(self) -> None:
-        """Stop runs executing here that another process (``podium runs cancel``) recorded as cancelled, and runs
-        whose parent run was cancelled."""
-        for record in await self.store.cancelled_among(list(self._active)):
-            active = self._active.get(record.id)
-            if active is None or active.cancel_reason is not None:
-                continue
-            if record.status == "cancelled":
-                self._cancelled_elsewhere(active, record)
-            elif self._group is not None and record.parent_run_id is not None:
-                # its parent was cancelled (a cascade this engine has not seen): cancel it and, in turn, its children
-                parent = await self.store.get_run(record.parent_run_id)
-                reason = str((parent.error or {}).get("message", "cancelled")).removeprefix("cancelled: ")
-                by = next((e["by"] for e in reversed(parent.history) if e.get("action") == "cancel"), None)
-                cancel = functools.partial(self.cancel, record.id, _child_reason(parent.id, reason), by=by)
-                self._group.start_soon(cancel)
+    def stop_cancelled(self, record: RunRecord) -> None:
+        """Stop a run executing here that another process recorded cancelled (``podium runs cancel``), or whose
+        parent run was cancelled (a cascade this engine has not seen: it cancels the run and, in turn, its
+        children)."""
+        active = self._active.get(record.id)
+        if active is None or active.cancel_reason is not None:
+            return
+        if record.status == "cancelled":
+            self._cancelled_elsewhere(active, record)
+        elif self._group is not None and record.parent_run_id is not None:
+            self._group.start_soon(self._cancel_as_child, record)
+
+    async def _cancel_as_child(self, record: RunRecord) -> None:
+        assert record.parent_run_id is not None
+        parent = await self.store.get_run(record.parent_run_id)
+        reason = str((parent.error or {}).get("message", "cancelled")).removeprefix("cancelled: ")
+        by = next((e["by"] for e in reversed(parent.history) if e.get("action") == "cancel"), None)
+        await self.cancel(record.id, _child_reason(parent.id, reason), by=by)
 
     @staticmethod
     def _cancelled_elsewhere(active: _Active, record: RunRecord) -> None:
@@ -272,7 +191,7 @@ class Engine:
         active.cancel_reason = str(message).removeprefix("cancelled: ")
         active.scope.cancel()
 
-    def _abandon(self, run_id: str) -> None:
+    def abandon(self, run_id: str) -> None:
         """Stop executing a run whose lease another engine took over, without recording anything more for it."""
         active = self._active.get(run_id)
         if active is not None and not active.abandoned:
@@ -289,7 +208,7 @@ class Engine:
         if active is not None and record.status == "cancelled" and record.lease_owner == self.owner:
             self._cancelled_elsewhere(active, record)  # recorded as cancelled, step records included
         else:
-            self._abandon(run_id)
+            self.abandon(run_id)
         await anyio.sleep_forever()  # the run's cancellation ends this wait
 
     @property
@@ -344,41 +263,15 @@ class Engine:
 
     def effective_limits(self, options: RunOptions) -> Limits:
         """The server's limits lowered by the caller's ``limits``, budget and deadline (never raised)."""
-        asked: dict[str, Any] = dict(options.limits or {})
-        for name, value in (
-            ("max_steps", options.max_steps),
-            ("max_cost_per_run", options.max_cost),
-            ("max_run_s", options.deadline_s),
-        ):
-            if value is not None:
-                asked[name] = value if name not in asked else min(asked[name], value)
-        try:
-            return self.limits.lowered(asked) if asked else self.limits
-        except (ValueError, TypeError) as exc:
-            raise InvalidStep(f"invalid limits or budget: {_one_line(exc)}") from None
-
-    def _steps_option(self, options: RunOptions, limits: Limits) -> str:
-        """Which option sets the ``max_steps`` in force: the caller's budget, the caller's limits, or the server."""
-        if limits.max_steps < self.limits.max_steps:
-            return "budget.max_steps" if options.max_steps == limits.max_steps else "limits.max_steps"
-        return "max_steps"
+        return effective_limits(self.limits, options)
 
     async def plan(self, step: Any, options: RunOptions | None = None) -> Plan:
-        """Parse, check and resolve a step tree without running it.
+        """Parse, check and resolve a step tree without running it (see ``patterns.planning``).
 
         Raises:
             InvalidStep, LimitExceeded, UnknownTool: each naming the step path and what is wrong.
         """
-        options = options or RunOptions()
-        limits = self.effective_limits(options)
-        tree, facts = await _checked(step, limits, self._steps_option(options, limits))
-        specs: dict[str, ToolSpec] = {}
-        for ref, path in facts.refs.items():
-            try:
-                specs[ref] = await self.registry.resolve(ref)
-            except RegistryError as exc:
-                raise UnknownTool(f"step {describe_path(path)}: {exc.message}", step=path) from None
-        return Plan(tree, facts, limits, specs)
+        return await plan(step, options or RunOptions(), self.limits, self.registry)
 
     # -- runs ------------------------------------------------------------------------------------------------
 
@@ -417,9 +310,9 @@ class Engine:
                 idempotency_key=options.idempotency_key,
                 parent_run_id=options.parent_run_id,
                 principal=options.principal,
-                deadline_at=time.time() + plan.limits.max_run_s,
+                deadline_at=self.clock() + plan.limits.max_run_s,
                 lease_owner=self.owner,
-                lease_expires_at=time.time() + self.lease_s,
+                lease_expires_at=self.clock() + self.lease_s,
             )
         )
         if not created:
@@ -448,7 +341,7 @@ class Engine:
             record = await self.store.get_run(run_id)  # as claimed: its lease, and its deadline if it was waiting
             try:
                 limits = Limits.model_validate(record.limits)
-                tree, _ = await _checked(record.step, limits)  # a tree stored before a bound existed is refused
+                tree, _ = await checked_tree(record.step, limits)  # a tree stored before a bound existed is refused
                 specs: dict[str, ToolSpec] = {}
                 for ref, version in record.lock.items():
                     specs[ref] = await self.registry.get(parse_ref(ref).name, version)
@@ -463,7 +356,7 @@ class Engine:
     async def _refuse_to_resume(self, record: RunRecord, exc: Exception) -> RunRecord:
         """End a claimed run that cannot be executed again (its tree breaks a bound, a tool version it locked is
         gone): failed, with why, rather than claimed and dropped on every recovery pass."""
-        reason = exc.message if isinstance(exc, PatternError | RegistryError) else _one_line(exc)
+        reason = exc.message if isinstance(exc, PatternError | RegistryError) else " ".join(str(exc).split())
         log.error("run %s cannot be resumed and is marked failed: %s", record.id, reason)
         kind: ErrorType = (
             exc.type
@@ -473,7 +366,7 @@ class Engine:
             else "internal"
         )
         error = PatternError(f"the run cannot be resumed: {reason}", type=kind)
-        now = time.time()
+        now = self.clock()
         self.store.submit_run(
             RunUpdate(
                 record.id,
@@ -524,12 +417,12 @@ class Engine:
         store = self.store
         runner = active.runner
         assert runner is not None
-        deadline = record.deadline_at - time.time() if record.deadline_at is not None else float("inf")
+        deadline = record.deadline_at - self.clock() if record.deadline_at is not None else float("inf")
         status: str = "failed"
         output_json: str | None = None
         error: PatternError | None = None
         finished = False  # False when the engine's shutdown interrupted the run: it stays resumable
-        self._started[record.id] = record.started_at or time.time()
+        self._started[record.id] = record.started_at or self.clock()
         store.submit_run(RunUpdate(record.id, status="running", started_at=self._started[record.id]))
         try:
             with active.scope:
@@ -586,7 +479,7 @@ class Engine:
             state.cancel_live("", error if error.type == "cancelled" else RunCancelled(f"cancelled: {error.message}"))
         if status == "cancelled":
             await self.store.gates.expire(record.id, error.message if error else "run cancelled")
-        now = time.time()
+        now = self.clock()
         finished_at = None if status == "waiting" else now
         time_left_s = None
         if status == "waiting" and record.deadline_at is not None:  # waiting for a person is not execution time
@@ -670,7 +563,7 @@ class Engine:
             return record
         await self.store.gates.expire(run_id, reason)
         error = RunCancelled(f"cancelled: {reason}")
-        now = time.time()
+        now = self.clock()
         cancelled = RunUpdate(run_id, status="cancelled", error=error.to_dict(), set_error=True, finished_at=now)
         self.store.submit_run(cancelled)
         await self.store.flush(run_id)
@@ -679,6 +572,15 @@ class Engine:
             # its own when it sees the cancellation
             await self.store.cancel_open_steps(run_id, error.to_dict())
         return await self.store.get_run(run_id)
+
+    async def decide_gate(
+        self, gate_id: str, decision: str, by: str, comment: str | None = None, payload: Any = None
+    ) -> GateRecord:
+        """Decide a gate as ``by`` (see ``gates.decide``: who may, and every refusal) and resume its run, here or,
+        if another engine holds it, there. Returns the decided gate."""
+        decided = await gates.decide(self.store, gate_id, decision, by, comment, payload)
+        await self.resume(decided.run_id)
+        return decided
 
     async def get(self, run_id: str) -> RunRecord:
         return await self.store.get_run(run_id)

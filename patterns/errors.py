@@ -4,16 +4,27 @@ Tree::
 
     PatternError                 type is one of ERROR_TYPES
     ├── InvalidStep              invalid_input: a malformed step tree, template or argument
+    │   └── OperatorError        a retry or skip of a stopped run that cannot be carried out
     ├── UnknownTool              unknown_tool: a reference that does not resolve
     ├── LimitExceeded            limit_exceeded: names the limit and its value
     ├── ContractViolation        contract_violation: names the step, the field and the schema rule
     ├── StepFailed               tool_failed / timeout / internal at run time
-    └── RunCancelled             cancelled
+    ├── NeedsAttention           tool_failed: a non-idempotent step was interrupted; an operator decides
+    ├── RunCancelled             cancelled
+    ├── GateRejected             gate_rejected: a person said no
+    ├── GateTimedOut             timeout: no decision within the SLA, and on_timeout is 'fail'
+    ├── GateError                invalid_input: a decision that cannot be taken, with a machine-readable reason
+    └── ShuttingDown             internal: the engine is draining and starts no new runs
+
+    GateWaiting                  not an error: the run parks at a gate until it is decided
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+if TYPE_CHECKING:
+    from storage import GateRecord
 
 ErrorType = Literal[
     "invalid_input",
@@ -26,17 +37,7 @@ ErrorType = Literal[
     "cancelled",
     "internal",
 ]
-ERROR_TYPES: tuple[ErrorType, ...] = (
-    "invalid_input",
-    "unknown_tool",
-    "contract_violation",
-    "limit_exceeded",
-    "tool_failed",
-    "timeout",
-    "gate_rejected",
-    "cancelled",
-    "internal",
-)
+ERROR_TYPES: tuple[ErrorType, ...] = get_args(ErrorType)
 
 
 def describe_path(path: str) -> str:
@@ -114,3 +115,60 @@ class StepFailed(PatternError):
 class RunCancelled(PatternError):
     type: ErrorType = "cancelled"
     absorbable = False
+
+
+class OperatorError(InvalidStep):
+    """A retry or skip that cannot be carried out; the message says why and what would work. Nothing changed."""
+
+
+class NeedsAttention(PatternError):
+    """A non-idempotent step was interrupted mid-call; only an operator may decide to call it again."""
+
+    type: ErrorType = "tool_failed"
+    absorbable = False
+
+
+class GateRejected(PatternError):
+    type: ErrorType = "gate_rejected"
+    absorbable = False
+
+
+class GateTimedOut(PatternError):
+    type: ErrorType = "timeout"
+    absorbable = False
+
+
+GateErrorReason = Literal[
+    "invalid_decision",  # not approve / reject / modify, or a payload where none belongs (or none where one does)
+    "invalid_argument",  # a name, comment or payload of the wrong type or beyond its limit
+    "reserved_name",  # a name only Podium itself decides under (system:...)
+    "already_decided",
+    "expired",  # its run was cancelled
+    "timed_out",  # no decision within the SLA and on_timeout 'fail'
+    "opener",  # the principal that opened the gate
+    "not_an_approver",
+]
+
+
+class GateError(PatternError):
+    """A decision that cannot be taken: the message says why, ``reason`` says it for code; nothing was changed."""
+
+    type: ErrorType = "invalid_input"
+
+    def __init__(self, message: str, reason: GateErrorReason) -> None:
+        super().__init__(message)
+        self.reason: GateErrorReason = reason
+
+
+class ShuttingDown(PatternError):
+    """The engine is draining for shutdown and starts no new runs."""
+
+    type: ErrorType = "internal"
+
+
+class GateWaiting(Exception):
+    """Control flow, not a failure: the run parks until the gate is decided."""
+
+    def __init__(self, gate: GateRecord) -> None:
+        super().__init__(f"waiting on gate {gate.id}")
+        self.gate = gate

@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.abc
 
-from patterns.errors import PatternError, RunCancelled, StepFailed, describe_path
-from patterns.gates import GateWaiting
+from patterns.base import NodeRunner
+from patterns.errors import GateWaiting, PatternError, RunCancelled, StepFailed, describe_path
 from patterns.state import Scope
 from patterns.steps import AnyStep, FanOutStep, ParallelSpec, Strategy, join
-
-if TYPE_CHECKING:
-    from patterns.runner import Runner
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +36,7 @@ class Node:
 
 
 async def gather(
-    runner: Runner,
+    runner: NodeRunner,
     path: str,
     nodes: list[Node],
     *,
@@ -164,7 +161,7 @@ async def gather(
 
 
 async def gather_then_reduce(
-    runner: Runner,
+    runner: NodeRunner,
     path: str,
     nodes: list[Node],
     spec: ParallelSpec,
@@ -190,7 +187,7 @@ async def gather_then_reduce(
     return await runner.run_node(reduce, reduce_path, results, reduce_scope)
 
 
-async def run_fan_out(runner: Runner, step: FanOutStep, path: str, value: Any, scope: Scope) -> Any:
+async def run_fan_out(runner: NodeRunner, step: FanOutStep, path: str, value: Any, scope: Scope) -> Any:
     spec = step.fan_out
     inner = dataclasses.replace(scope, input=value, prev=None)
     nodes = [Node(branch, join(path, "fan_out", str(i)), value, inner) for i, branch in enumerate(spec.branches)]

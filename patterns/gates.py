@@ -13,19 +13,28 @@ import datetime
 import hashlib
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from jsonschema import Draft202012Validator
 
 from patterns import contracts
-from patterns.errors import ContractViolation, ErrorType, PatternError, RunCancelled, clip, describe_path
+from patterns.base import NodeRunner
+from patterns.errors import (
+    ContractViolation,
+    GateError,
+    GateErrorReason,
+    GateRejected,
+    GateTimedOut,
+    GateWaiting,
+    PatternError,
+    RunCancelled,
+    clip,
+    describe_path,
+)
 from patterns.limits import Limits
 from patterns.state import Scope
 from patterns.steps import MAX_NAME_CHARS, GateStep
 from storage import GATE_DECIDED, GATE_EXPIRED, GATE_PENDING, GATE_TIMED_OUT, GateRecord, NewGate, Store, dumps
-
-if TYPE_CHECKING:
-    from patterns.runner import Runner
 
 log = logging.getLogger("podium.gates")
 DECISIONS = ("approve", "reject", "modify")
@@ -34,45 +43,7 @@ RESERVED_PREFIX = "system:"
 SYSTEM_SLA = f"{RESERVED_PREFIX}sla"
 
 
-class GateWaiting(Exception):
-    """Control flow, not a failure: the run parks until the gate is decided."""
-
-    def __init__(self, gate: GateRecord) -> None:
-        super().__init__(f"waiting on gate {gate.id}")
-        self.gate = gate
-
-
-class GateRejected(PatternError):
-    type: ErrorType = "gate_rejected"
-    absorbable = False
-
-
-class GateTimedOut(PatternError):
-    type: ErrorType = "timeout"
-    absorbable = False
-
-
-GateErrorReason = Literal[
-    "invalid_decision",  # not approve / reject / modify, or a payload where none belongs (or none where one does)
-    "invalid_argument",  # a name, comment or payload of the wrong type or beyond its limit
-    "reserved_name",  # a name only Podium itself decides under (system:...)
-    "already_decided",
-    "expired",  # its run was cancelled
-    "timed_out",  # no decision within the SLA and on_timeout 'fail'
-    "opener",  # the principal that opened the gate
-    "not_an_approver",
-]
 MAX_COMMENT_CHARS = 4096
-
-
-class GateError(PatternError):
-    """A decision that cannot be taken: the message says why, ``reason`` says it for code; nothing was changed."""
-
-    type: ErrorType = "invalid_input"
-
-    def __init__(self, message: str, reason: GateErrorReason) -> None:
-        super().__init__(message)
-        self.reason: GateErrorReason = reason
 
 
 def payload_hash(payload: Any) -> str:
@@ -106,7 +77,7 @@ def outcome(gate: GateRecord, path: str) -> dict[str, Any]:
     return gate_output(gate)
 
 
-async def run_gate(runner: Runner, step: GateStep, path: str, value: Any, scope: Scope) -> dict[str, Any]:
+async def run_gate(runner: NodeRunner, step: GateStep, path: str, value: Any, scope: Scope) -> dict[str, Any]:
     state = runner.state
     gates = state.store.gates
     gate = await gates.at(state.run_id, path)

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from patterns.base import NodeRunner
 from patterns.errors import InvalidStep, LimitExceeded, describe_path
 from patterns.fan_out import Node, gather_then_reduce
 from patterns.state import Scope
 from patterns.steps import MapReduceStep, join
 
-if TYPE_CHECKING:
-    from patterns.runner import Runner
 
-
-async def run_map_reduce(runner: Runner, step: MapReduceStep, path: str, value: Any, scope: Scope) -> Any:
+async def run_map_reduce(runner: NodeRunner, step: MapReduceStep, path: str, value: Any, scope: Scope) -> Any:
     spec = step.map_reduce
     state = runner.state
     items = value

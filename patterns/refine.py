@@ -12,21 +12,19 @@ iteration starts that the last one's cost says would overrun it). The output alw
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
+from patterns.base import NodeRunner
 from patterns.contracts import is_number
 from patterns.errors import ContractViolation, StepFailed, clip, describe_path
 from patterns.expressions import ExpressionError, compile_expression, step_error
 from patterns.state import Scope
 from patterns.steps import RefineStep, join
 
-if TYPE_CHECKING:
-    from patterns.runner import Runner
 
-
-async def run_refine(runner: Runner, step: RefineStep, path: str, value: Any, scope: Scope) -> Any:
+async def run_refine(runner: NodeRunner, step: RefineStep, path: str, value: Any, scope: Scope) -> Any:
     state = runner.state
     started = anyio.current_time()
     scope_key = join(path, "refine") + "/"
@@ -38,7 +36,7 @@ async def run_refine(runner: Runner, step: RefineStep, path: str, value: Any, sc
 
 
 async def _loop(
-    runner: Runner, step: RefineStep, path: str, value: Any, scope: Scope, scope_key: str, started: float
+    runner: NodeRunner, step: RefineStep, path: str, value: Any, scope: Scope, scope_key: str, started: float
 ) -> dict[str, Any]:
     spec = step.refine
     state = runner.state

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from patterns.base import NodeRunner
 from patterns.errors import InvalidStep, clip, describe_path
 from patterns.expressions import ExpressionError, compile_expression, step_error
 from patterns.state import Scope
 from patterns.steps import MAX_CASE_KEY_CHARS, RouteStep, join, route_segment
 from storage.jsonshape import shape
-
-if TYPE_CHECKING:
-    from patterns.runner import Runner
 
 CASES_SHOWN = 10
 
@@ -34,7 +32,7 @@ def _listing(cases: dict[str, Any]) -> str:
     return shown + (f" and {len(cases) - CASES_SHOWN} more" if len(cases) > CASES_SHOWN else "")
 
 
-async def run_route(runner: Runner, step: RouteStep, path: str, value: Any, scope: Scope) -> Any:
+async def run_route(runner: NodeRunner, step: RouteStep, path: str, value: Any, scope: Scope) -> Any:
     spec = step.route
     inner = dataclasses.replace(scope, input=value, prev=None)
     try:

@@ -9,19 +9,28 @@ import anyio
 import anyio.lowlevel
 
 from patterns import contracts
-from patterns.errors import PatternError, RunCancelled, StepFailed, describe_path
+from patterns.base import NodeRunner
+from patterns.chain import run_chain
+from patterns.errors import GateWaiting, PatternError, RunCancelled, StepFailed, describe_path
 from patterns.expressions import ExpressionError, step_error
+from patterns.fan_out import run_fan_out
+from patterns.gates import run_gate
+from patterns.map_reduce import run_map_reduce
+from patterns.refine import run_refine
+from patterns.router import run_route
 from patterns.state import RunState, Scope
 from patterns.steps import AnyStep, GateStep, ToolStep
 from patterns.templates import Template, amplifies, compile_template
+from patterns.tool_step import run_tool
 from storage import STEP_COMPLETED, STEP_WAITING
 
 REPLAY_BATCH = 256
-Handler = Callable[["Runner", Any, str, Any, Scope], Awaitable[Any]]
+Handler = Callable[[NodeRunner, Any, str, Any, Scope], Awaitable[Any]]
 
 
 class Runner:
-    """Executes nodes for one run. Composite handlers call back into ``run_node`` for their children."""
+    """Executes nodes for one run (a ``NodeRunner``). Composite handlers call back into ``run_node`` for their
+    children."""
 
     def __init__(self, state: RunState) -> None:
         self.state = state
@@ -109,8 +118,6 @@ class Runner:
 
     async def _dispatch(self, step: AnyStep, path: str, value: Any, scope: Scope) -> Any:
         if isinstance(step, ToolStep):
-            from patterns.tool_step import run_tool
-
             return await run_tool(self, step, path, value)
         if isinstance(step, GateStep):
             return await self._gate(step, path, value, scope)
@@ -129,8 +136,6 @@ class Runner:
         return output
 
     async def _gate(self, step: GateStep, path: str, value: Any, scope: Scope) -> Any:
-        from patterns.gates import GateWaiting, run_gate
-
         state = self.state
         await state.drain.hold()  # opening a gate is new work: not while the engine drains
         input_json = state.payload_json(value, path, "input")
@@ -147,26 +152,11 @@ class Runner:
         return output
 
 
-def _handlers() -> dict[str, Handler]:
-    from patterns.chain import run_chain
-    from patterns.fan_out import run_fan_out
-    from patterns.map_reduce import run_map_reduce
-    from patterns.refine import run_refine
-    from patterns.router import run_route
-
-    return {
-        "chain": run_chain,
-        "fan_out": run_fan_out,
-        "map_reduce": run_map_reduce,
-        "route": run_route,
-        "refine": run_refine,
-    }
-
-
-class _LazyHandlers(dict[str, Handler]):
-    def __missing__(self, key: str) -> Handler:
-        self.update(_handlers())
-        return self[key]
-
-
-_HANDLERS: dict[str, Handler] = _LazyHandlers()
+# composite kinds and their handlers (a tool call and a gate have their own record-keeping in ``_dispatch``)
+_HANDLERS: dict[str, Handler] = {
+    "chain": run_chain,
+    "fan_out": run_fan_out,
+    "map_reduce": run_map_reduce,
+    "route": run_route,
+    "refine": run_refine,
+}

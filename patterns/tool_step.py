@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
 from patterns import contracts
-from patterns.errors import PatternError, StepFailed, describe_path
+from patterns.base import NodeRunner
+from patterns.errors import NeedsAttention, PatternError, StepFailed, describe_path
 from patterns.steps import ToolStep
 from registry.models import NO_RETRY, RetryPolicy, ToolSpec
 from registry.providers import is_permanent
 from storage import STEP_STARTED
-
-if TYPE_CHECKING:
-    from patterns.runner import Runner
-
-
-class NeedsAttention(PatternError):
-    """A non-idempotent step was interrupted mid-call; only an operator may decide to call it again."""
-
-    type = "tool_failed"
-    absorbable = False
 
 
 def _failure(spec: ToolSpec, path: str, exc: Exception, attempt: int, policy: RetryPolicy) -> PatternError:
@@ -41,7 +32,7 @@ def _failure(spec: ToolSpec, path: str, exc: Exception, attempt: int, policy: Re
 
 
 async def _call(
-    runner: Runner, step: ToolStep, spec: ToolSpec, path: str, value: Any, attempts: list[dict[str, Any]]
+    runner: NodeRunner, step: ToolStep, spec: ToolSpec, path: str, value: Any, attempts: list[dict[str, Any]]
 ) -> tuple[Any, str]:
     """Every attempt at one tool. Returns the output and its JSON, or raises the last failure."""
     state = runner.state
@@ -105,7 +96,7 @@ def _cost(attempts: list[dict[str, Any]]) -> float:
     return float(sum(a["cost"] for a in attempts))
 
 
-async def run_tool(runner: Runner, step: ToolStep, path: str, value: Any) -> Any:
+async def run_tool(runner: NodeRunner, step: ToolStep, path: str, value: Any) -> Any:
     state = runner.state
     spec = state.specs[step.tool]
     earlier = state.records.get(path)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 from mcp.server.mcpserver import MCPServer
@@ -26,14 +26,12 @@ from mcp.server.transport_security import TransportSecurityMiddleware, Transport
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from patterns import PatternError, gates
-from patterns.gates import GateError
-from server.auth import token_hash
+from patterns import PatternError
+from patterns.errors import GateError
+from server.auth import principal_of_token
+from server.lifespan import AppState, Running
 from server.results import gate_detail
 from storage import GateNotFound
-
-if TYPE_CHECKING:
-    from server.app import AppState
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 FIELDS = {"decision": str, "comment": str, "as": str, "token": str}
@@ -144,16 +142,16 @@ async def _body(request: Request, limit: int) -> dict[str, Any]:
     return data
 
 
-def add_approval_routes(mcp: MCPServer, state: Callable[[], AppState | None], host: str) -> None:
-    """Register the approval-link routes; ``state`` gives the running server's state (None before start-up), and
-    ``host`` is the address the server binds (its Host and Origin checks follow from it)."""
+def add_approval_routes(mcp: MCPServer, running: Running, host: str) -> None:
+    """Register the approval-link routes; ``running`` holds the server's state while it runs, and ``host`` is the
+    address the server binds (its Host and Origin checks follow from it)."""
     security = TransportSecurityMiddleware(host_checks(host))
 
     async def guarded(handler: Callable[[AppState, Request], Awaitable[Response]], request: Request) -> Response:
         refused = await security.validate_request(request, is_post=False)
         if refused is not None:
             return refused
-        app = state()
+        app = running.state
         if app is None:
             return _error(503, "the server is starting")
         try:
@@ -181,8 +179,7 @@ def add_approval_routes(mcp: MCPServer, state: Callable[[], AppState | None], ho
             return _page(gate, named=False)
         decider = _decider(app, token, body)
         try:
-            decided = await gates.decide(
-                app.store,
+            decided = await app.engine.decide_gate(
                 request.path_params["gate_id"],
                 body.get("decision") or "",
                 decider,
@@ -193,7 +190,6 @@ def add_approval_routes(mcp: MCPServer, state: Callable[[], AppState | None], ho
             return _error(GATE_ERROR_STATUS.get(exc.reason, 400), exc.message)
         except PatternError as exc:  # a modified payload that breaks the gate's payload schema
             return _error(400, exc.message)
-        await app.engine.resume(decided.run_id)
         detail = gate_detail(decided).model_dump(mode="json")
         return (
             _page(detail, "Recorded. The run goes on.", named=not app.settings.principal)
@@ -214,13 +210,8 @@ def _bearer(request: Request) -> str:
 
 def _principal(app: AppState, token: str) -> tuple[str, tuple[str, ...]] | None:
     """The configured principal holding ``token``, with its roles."""
-    if not token:
-        return None
-    digest = token_hash(token)
-    for principal in app.settings.principal:
-        if principal.token_sha256 == digest:
-            return principal.name, principal.roles
-    return None
+    found = principal_of_token(app.settings.principal, token)
+    return None if found is None else (found.name, found.roles)
 
 
 def _decider(app: AppState, token: str, body: dict[str, Any]) -> str:

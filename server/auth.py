@@ -17,14 +17,22 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def principal_of_token(principals: tuple[Principal, ...], token: str) -> Principal | None:
+    """The configured principal whose ``token_sha256`` is the hash of ``token`` (None for no or an unknown token)."""
+    if not token:
+        return None
+    digest = token_hash(token)
+    return next((p for p in principals if p.token_sha256 == digest), None)
+
+
 class PrincipalTokens(TokenVerifier):
     """Accepts a bearer token whose SHA-256 a configured principal holds; its roles become the token's scopes."""
 
     def __init__(self, principals: tuple[Principal, ...]) -> None:
-        self._by_hash = {p.token_sha256: p for p in principals if p.token_sha256}
+        self._principals = principals
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        principal = self._by_hash.get(token_hash(token))
+        principal = principal_of_token(self._principals, token)
         if principal is None:
             return None
         return AccessToken(token=token, client_id=principal.name, scopes=list(principal.roles))

@@ -15,7 +15,7 @@ import anyio
 import yaml
 from pydantic import BaseModel
 
-from patterns import SETTLED, Engine, PatternError, gates, operator
+from patterns import SETTLED, Engine, PatternError, gates, interventions
 from registry import Registry, RegistryError
 from server.config import ConfigError, Settings
 from server.render import gate_report, gates_table, run_report, runs_table, step_tree, tools_table
@@ -173,11 +173,11 @@ async def _runs_reopen(store: Store, args: argparse.Namespace) -> int:
             output = json.loads(args.output)
         except ValueError as exc:
             raise CommandError(f"--output is not valid JSON: {exc}") from None
-        reopened = await operator.skip(
+        reopened = await interventions.skip(
             store, registry, args.run_id, step=args.step, output=output, by=args.as_name, reason=args.reason
         )
     else:
-        reopened = await operator.retry(store, args.run_id, by=args.as_name, step=args.step, reason=args.reason)
+        reopened = await interventions.retry(store, args.run_id, by=args.as_name, step=args.step, reason=args.reason)
     if not args.json:
         done = "skipped" if args.action == "skip" else "retrying"
         print(f"run {args.run_id}: {done} {', '.join(reopened.steps) or 'its unfinished steps'} ({args.as_name})")
@@ -245,7 +245,7 @@ def _read_tree(path: str) -> Any:
 
 async def _validate(store: Store, args: argparse.Namespace) -> int:
     tree = _read_tree(args.file)
-    from server.app import check_plan
+    from server.results import check_plan
 
     async with Engine(store, Registry(store)) as engine:
         result = await check_plan(engine, tree)
@@ -300,7 +300,8 @@ HANDLERS: dict[tuple[str, str | None], Callable[[Store, argparse.Namespace], Awa
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from server.app import AppState, build_server
+    from server.app import build_server
+    from server.lifespan import Running
     from server.serving import return_freed_memory, serve_http, serve_stdio
 
     if args.http and args.host not in LOOPBACK and not args.host.startswith("127.") and not settings.principal:
@@ -312,7 +313,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.registry:
         settings = settings.model_copy(update={"registry": (*settings.registry, *args.registry)})
     return_freed_memory()
-    running: list[AppState] = []
+    running = Running()
     server = build_server(settings, http_url=f"http://{args.host}:{args.port}" if args.http else None, running=running)
     if args.http:
         anyio.run(serve_http, server, running, args.host, args.port, settings)

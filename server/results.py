@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from patterns import Engine, PatternError
 from registry import ToolSpec
 from storage import GateRecord, RunRecord, StepRecord
 
@@ -281,3 +282,13 @@ def catalogue(specs: list[ToolSpec]) -> list[ToolInfo]:
         if spec.name not in latest or not spec.deprecated and not spec.parsed_version.is_prerelease:
             latest[spec.name] = spec
     return [tool_info(spec, versions[name]) for name, spec in sorted(latest.items())]
+
+
+async def check_plan(engine: Engine, step: Any) -> Validation:
+    """What ``validate`` reports: the tree's problems, or the versions its references resolve to."""
+    try:
+        plan = await engine.plan(step)
+    except PatternError as exc:
+        return Validation(valid=False, problems=[f"{exc.type}: {exc.message}"])
+    problems = [f"contract_violation: {gap}" for gap in plan.schema_gaps()]
+    return Validation(valid=not problems, lock=plan.lock, problems=problems)

@@ -21,9 +21,9 @@ import anyio
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 
-from server.app import AppState
 from server.approvals import host_checks
 from server.config import Settings
+from server.lifespan import Running
 from server.stdio import limited_stdin
 
 log = logging.getLogger("podium.server")
@@ -84,15 +84,15 @@ async def trim_memory() -> None:
             baseline = min(baseline, now)
 
 
-def _drain(running: list[AppState], why: str) -> None:
-    for app in running:
-        if not app.engine.draining:
-            grace = app.settings.shutdown_grace_s
-            log.info("%s: draining (no new runs or steps; up to %gs for steps in flight)", why, grace)
-            app.engine.drain()
+def _drain(running: Running, why: str) -> None:
+    app = running.state
+    if app is not None and not app.engine.draining:
+        grace = app.settings.shutdown_grace_s
+        log.info("%s: draining (no new runs or steps; up to %gs for steps in flight)", why, grace)
+        app.engine.drain()
 
 
-async def serve_stdio(mcp: MCPServer, running: list[AppState], max_request_bytes: int) -> None:
+async def serve_stdio(mcp: MCPServer, running: Running, max_request_bytes: int) -> None:
     """Serve stdio until the client closes the stream, or until a stop signal arrives: then drain, shut the
     server down, and end the process by that signal (the transport's stdin reader cannot be interrupted).
     Requests over ``max_request_bytes`` are refused before the transport reads them."""
@@ -105,16 +105,17 @@ async def serve_stdio(mcp: MCPServer, running: list[AppState], max_request_bytes
             tg.cancel_scope.cancel()
 
 
-async def _stop_on_signal(scope: anyio.CancelScope, running: list[AppState]) -> None:
+async def _stop_on_signal(scope: anyio.CancelScope, running: Running) -> None:
     with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
         signum = await anext(aiter(signals))
     _drain(running, f"received {signal.Signals(signum).name}")
     with anyio.CancelScope(shield=True):
-        for app in list(running):
+        app = running.state
+        if app is not None:
             await app.engine.finish_in_flight()
         scope.cancel()  # the lifespan stops the engine (releasing its leases) and closes the store
         with anyio.move_on_after(30):  # exit regardless if the shutdown hangs
-            while running:
+            while running.state is not None:
                 await anyio.sleep(0.05)
     log.info("stopped; exiting on %s", signal.Signals(signum).name)
     sys.stderr.flush()
@@ -125,7 +126,7 @@ async def _stop_on_signal(scope: anyio.CancelScope, running: list[AppState]) -> 
 class _DrainingServer(uvicorn.Server):
     """uvicorn, whose shutdown (on SIGTERM or SIGINT) starts the engine's drain before it closes connections."""
 
-    def __init__(self, config: uvicorn.Config, running: list[AppState]) -> None:
+    def __init__(self, config: uvicorn.Config, running: Running) -> None:
         super().__init__(config)
         self.running = running
 
@@ -134,7 +135,7 @@ class _DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-async def serve_http(mcp: MCPServer, running: list[AppState], host: str, port: int, settings: Settings) -> None:
+async def serve_http(mcp: MCPServer, running: Running, host: str, port: int, settings: Settings) -> None:
     """Serve streamable HTTP at ``/mcp`` (and the approval links) until a stop signal."""
     app = mcp.streamable_http_app(
         streamable_http_path="/mcp",

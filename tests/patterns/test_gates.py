@@ -8,8 +8,8 @@ import anyio
 import pytest
 
 from patterns import Engine, Limits, RunOptions
-from patterns.errors import ContractViolation
-from patterns.gates import GateError, decide
+from patterns.errors import ContractViolation, GateError
+from patterns.gates import decide
 from registry import Registry
 from storage import RunRecord, Store
 

@@ -7,7 +7,7 @@ import anyio
 import pytest
 
 from patterns import Engine, RunOptions
-from patterns.engine import ShuttingDown
+from patterns.errors import ShuttingDown
 from tests.conftest import calls
 from tests.patterns.test_replay import counters, resume_and_wait, wait_for_steps
 

@@ -8,8 +8,8 @@ from typing import Any
 import anyio
 import pytest
 
-from patterns import ContractViolation, Engine, Limits, operator
-from patterns.operator import OperatorError
+from patterns import ContractViolation, Engine, Limits, interventions
+from patterns.errors import OperatorError
 from registry import Registry
 from storage import RunChanged, RunRecord, Store
 from tests.conftest import calls, tool_spec
@@ -48,7 +48,7 @@ async def execute(store: Store, registry: Registry, limits: Limits, run_id: str)
 async def test_retry_invokes_the_interrupted_step_again_and_the_run_completes(store, registry, limits, tmp_path):
     run_id, (first, effect, after) = await needs_attention(store, registry, limits, tmp_path)
 
-    reopened = await operator.retry(store, run_id, by="alice", reason="the payment did not go out")
+    reopened = await interventions.retry(store, run_id, by="alice", reason="the payment did not go out")
 
     assert reopened.steps == ("1",)
     assert reopened.run.status == "running"
@@ -70,7 +70,7 @@ async def test_skip_records_the_step_as_done_with_the_given_output_and_the_run_g
 ):
     run_id, (first, effect, after) = await needs_attention(store, registry, limits, tmp_path)
 
-    await operator.skip(store, registry, run_id, step="1", output={"value": 21, "calls": 0}, by="bob")
+    await interventions.skip(store, registry, run_id, step="1", output={"value": 21, "calls": 0}, by="bob")
 
     run, _ = await execute(store, registry, limits, run_id)
     assert run.status == "succeeded", run.error
@@ -100,7 +100,7 @@ async def test_a_skip_output_that_breaks_the_tool_contract_is_refused_and_change
     steps_before = await store.get_steps(run_id)
 
     with pytest.raises(ContractViolation) as caught:
-        await operator.skip(store, registry, run_id, step="1", output={"value": "twenty"}, by="bob")
+        await interventions.skip(store, registry, run_id, step="1", output={"value": "twenty"}, by="bob")
 
     assert "slow-once@2.0.0" in caught.value.message and "value" in caught.value.message
     assert await store.get_run(run_id) == before
@@ -112,20 +112,20 @@ async def test_bad_requests_name_what_is_wrong_and_what_would_work(store, regist
     before = await store.get_run(run_id)
 
     with pytest.raises(OperatorError, match=r"no step at path '7'.*1 \(slow-once@2.0.0, started\)"):
-        await operator.retry(store, run_id, by="alice", step="7")
+        await interventions.retry(store, run_id, by="alice", step="7")
     with pytest.raises(OperatorError, match=r"step 0 of run .* completed; only steps that did not complete"):
-        await operator.skip(store, registry, run_id, step="0", output={"value": 1}, by="alice")
+        await interventions.skip(store, registry, run_id, step="0", output={"value": 1}, by="alice")
     with pytest.raises(OperatorError, match=r"step \(root\) is a chain step; skip works on a tool step"):
-        await operator.skip(store, registry, run_id, step="", output=None, by="alice")
+        await interventions.skip(store, registry, run_id, step="", output=None, by="alice")
     assert await store.get_run(run_id) == before
 
     async with Engine(store, registry, limits) as engine:
         done = await engine.run({"tool": "noop", "input": {}})
         with pytest.raises(OperatorError, match=r"is succeeded; only a run that is needs_attention, failed"):
-            await operator.retry(store, done.id, by="alice")
+            await interventions.retry(store, done.id, by="alice")
         running = await engine.start({"tool": "sleepy", "input": {"seconds": 30}})
         with pytest.raises(OperatorError, match=r"is running; retry applies .* podium runs cancel"):
-            await operator.retry(store, running.id, by="alice")
+            await interventions.retry(store, running.id, by="alice")
         await engine.cancel(running.id)
 
 
@@ -141,16 +141,16 @@ async def test_retry_of_one_step_leaves_the_other_interrupted_step_for_the_opera
     first, _ = await execute(store, registry, limits, started.id)
     assert first.status == "needs_attention"
 
-    await operator.retry(store, started.id, by="alice", step="fan_out/0")
+    await interventions.retry(store, started.id, by="alice", step="fan_out/0")
     again, statuses = await execute(store, registry, limits, started.id)
 
     assert again.status == "needs_attention"
     assert again.error is not None and again.error["step"] == "fan_out/1"
     assert statuses["fan_out/1"] == "started"
     with pytest.raises(OperatorError, match=r"no interrupted step at fan_out/0 .* interrupted steps are: fan_out/1"):
-        await operator.retry(store, started.id, by="alice", step="fan_out/0")
+        await interventions.retry(store, started.id, by="alice", step="fan_out/0")
 
-    await operator.skip(store, registry, started.id, step="fan_out/1", output={"value": "by hand"}, by="bob")
+    await interventions.skip(store, registry, started.id, step="fan_out/1", output={"value": "by hand"}, by="bob")
     done, statuses = await execute(store, registry, limits, started.id)
 
     assert done.status == "succeeded", done.error
@@ -165,7 +165,7 @@ async def test_two_operators_at_once_one_reopens_the_run_the_other_is_told(store
 
     async def act(name: str) -> None:
         try:
-            await operator.retry(store, run_id, by=name)
+            await interventions.retry(store, run_id, by=name)
             outcomes.append("reopened")
         except (RunChanged, OperatorError) as exc:
             outcomes.append(type(exc).__name__)
@@ -192,7 +192,7 @@ async def test_retry_of_a_failed_run_runs_the_failed_step_again_but_not_the_comp
         failed = await engine.run(step)
     assert failed.status == "failed"
 
-    await operator.retry(store, failed.id, by="alice")
+    await interventions.retry(store, failed.id, by="alice")
     run, _ = await execute(store, registry, limits, failed.id)
 
     assert run.status == "succeeded", run.error
@@ -206,7 +206,7 @@ async def test_a_retried_run_gets_its_full_deadline_again(store, registry, tmp_p
         timed_out = await engine.run({"tool": "sleepy", "input": {"seconds": 5}})
     assert timed_out.status == "timed_out"
 
-    reopened = await operator.retry(store, timed_out.id, by="alice")
+    reopened = await interventions.retry(store, timed_out.id, by="alice")
 
     assert reopened.run.deadline_at is not None
     assert reopened.run.deadline_at > timed_out.updated_at + 0.4

@@ -13,17 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from patterns import contracts
-from patterns.errors import InvalidStep, RunCancelled, describe_path
+from patterns.errors import OperatorError, RunCancelled, describe_path
 from patterns.limits import Limits
 from registry import Registry
 from storage import STEP_CANCELLED, STEP_COMPLETED, STEP_STARTED, RunRecord, StepRecord, StepWrite, Store, dumps
 
 REOPENABLE = ("needs_attention", "failed", "timed_out")
 """The run statuses an operator can retry or skip from."""
-
-
-class OperatorError(InvalidStep):
-    """A retry or skip that cannot be carried out; the message says why and what would work. Nothing changed."""
 
 
 @dataclass(frozen=True)
