@@ -13,7 +13,6 @@ from typing import Any
 
 from patterns.expressions import ExpressionError, compile_expression, step_error
 
-CONTEXT_NAMES = ("input", "prev", "steps", "item", "results", "feedback", "run")
 Template = Callable[[dict[str, Any]], Any]
 """A compiled template: a function of the context. Raises ``ExpressionError`` when an expression fails."""
 

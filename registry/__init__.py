@@ -7,7 +7,6 @@ from registry.errors import (
     RegistryError,
     RegistryFileError,
     ToolConflict,
-    ToolNotAllowed,
     ToolNotFound,
 )
 from registry.files import RegistryFile, WorkflowSpec, load_registry_file, parse_registry_text
@@ -30,7 +29,6 @@ __all__ = [
     "RegistryFileError",
     "RetryPolicy",
     "ToolConflict",
-    "ToolNotAllowed",
     "ToolNotFound",
     "ToolRef",
     "ToolSpec",

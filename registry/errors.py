@@ -8,8 +8,7 @@ Tree::
     ├── InvalidReference       a tool reference (``name@spec``) that does not parse
     ├── ToolNotFound           no tool of that name is registered
     ├── NoMatchingVersion      versions exist, but none satisfies the reference
-    ├── ToolConflict           ``name@version`` is already registered with a different definition
-    └── ToolNotAllowed         the tool is outside the allowed-tools limit
+    └── ToolConflict           ``name@version`` is already registered with a different definition
 """
 
 from __future__ import annotations
@@ -75,7 +74,3 @@ class ToolConflict(RegistryError):
         self.name = name
         self.version = version
         self.differences = list(differences)
-
-
-class ToolNotAllowed(RegistryError):
-    """The tool does not match the ``allowed_tools`` globs in force."""

@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from patterns import Limits
 
 PREFIX = "PODIUM_"
-ROLES = ("supervisor", "approver", "admin")
 
 
 class ConfigError(Exception):
@@ -106,7 +105,7 @@ def _value(text: str) -> Any:
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, text in environ.items():
-        if not key.startswith(PREFIX) or key == f"{PREFIX}CONFIG" or key.startswith(f"{PREFIX}TEST_"):
+        if not key.startswith(PREFIX) or key == f"{PREFIX}CONFIG":
             continue
         parts = key[len(PREFIX) :].lower().split("__")
         target = out

@@ -12,7 +12,6 @@ STEP_COMPLETED = "completed"
 STEP_FAILED = "failed"
 STEP_CANCELLED = "cancelled"
 STEP_WAITING = "waiting"  # a gate step whose gate awaits a decision
-STEP_STATUSES = (STEP_STARTED, STEP_COMPLETED, STEP_FAILED, STEP_CANCELLED, STEP_WAITING)
 
 
 def dumps(value: Any) -> str:

@@ -25,7 +25,7 @@ from patterns.errors import ERROR_TYPES
 from server import Settings, build_server
 from tests.server.conftest import write_registry
 
-EXAMPLES_PER_TOOL = int(os.environ.get("PODIUM_FUZZ_EXAMPLES", "30"))  # more locally: PODIUM_FUZZ_EXAMPLES=2000
+EXAMPLES_PER_TOOL = int(os.environ.get("FUZZ_EXAMPLES", "30"))  # more locally: FUZZ_EXAMPLES=2000
 TOOLS = ["run_chain", "fan_out", "map_reduce", "route", "refine", "validate", "get_run", "wait_run", "list_runs",
          "cancel_run", "find_tools", "describe_tool", "await_approval", "decide_gate"]  # fmt: skip
 Names = dict[str, tuple[list[str], list[str]]]  # a tool's required arguments, and all of them
