@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -79,9 +80,28 @@ async def postgres_url() -> AsyncIterator[str]:
         yield url
 
 
+class MovableClock:
+    """Real time plus an offset a test can ``advance``: the store (and so its engines) run on it, so a test passes
+    deadlines, leases and SLAs at once instead of sleeping through them."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with Store.open(f"sqlite:///{tmp_path / 'podium.db'}") as opened:
+def clock() -> MovableClock:
+    return MovableClock()
+
+
+@pytest.fixture
+async def store(tmp_path: Path, clock: MovableClock) -> AsyncIterator[Store]:
+    async with Store.open(f"sqlite:///{tmp_path / 'podium.db'}", clock=clock) as opened:
         yield opened
 
 

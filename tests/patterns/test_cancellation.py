@@ -1,6 +1,5 @@
 """Cancelling runs: in-flight steps stop at once and are recorded `cancelled`; settled runs are left alone."""
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -8,22 +7,11 @@ import pytest
 
 from patterns import InvalidStep, RunOptions
 from patterns.engine import Engine
-from storage import RunUpdate, StepRecord
+from storage import RunUpdate
 from tests.conftest import calls
+from tests.helpers import wait_for_steps
 
 pytestmark = pytest.mark.anyio
-
-
-async def wait_for_steps(
-    engine: Engine, run_id: str, paths: Sequence[str], status: str = "started"
-) -> dict[str, StepRecord]:
-    """Poll the store until every path in ``paths`` has a record with ``status``; return the records by path."""
-    with anyio.fail_after(5):
-        while True:
-            records = {r.path: r for r in await engine.steps(run_id)}
-            if all(p in records and records[p].status == status for p in paths):
-                return records
-            await anyio.sleep(0.01)
 
 
 async def test_cancelling_a_run_blocked_in_a_long_step_stops_it_at_once(engine, counter, tmp_path: Path):

@@ -12,6 +12,8 @@ from patterns.errors import ContractViolation, GateError
 from patterns.gates import decide
 from registry import Registry
 from storage import RunRecord, Store
+from tests.conftest import MovableClock
+from tests.helpers import until
 
 pytestmark = pytest.mark.anyio
 
@@ -31,13 +33,6 @@ def _nested(depth: int) -> Any:
     for _ in range(depth):
         value = [value]
     return value
-
-
-async def until(engine: Engine, run_id: str, *statuses: str) -> RunRecord:
-    with anyio.fail_after(10):
-        while (record := await engine.get(run_id)).status not in statuses:
-            await anyio.sleep(0.02)
-    return record
 
 
 async def open_gate(engine: Engine, store: Store, tree: dict[str, Any]) -> tuple[RunRecord, Any]:
@@ -236,11 +231,11 @@ async def test_with_two_engines_on_one_database_each_sla_event_fires_once(
 
 
 async def test_time_spent_waiting_for_a_person_does_not_count_against_max_run_s(
-    store: Store, registry: Registry
+    store: Store, registry: Registry, clock: MovableClock
 ) -> None:
     async with Engine(store, registry, Limits(max_run_s=1.0)) as engine:
         run, gate = await open_gate(engine, store, chain_with_gate())
-        await anyio.sleep(1.3)  # longer than the run may execute: the gate's SLA governs the wait, not max_run_s
+        clock.advance(1.3)  # longer than the run may execute: the gate's SLA governs the wait, not max_run_s
         await decide(store, gate.id, "approve", "ana")
         done = await until(engine, run.id, "succeeded", "failed", "timed_out")
     assert done.status == "succeeded", done.error

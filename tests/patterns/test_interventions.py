@@ -13,7 +13,7 @@ from patterns.errors import OperatorError
 from registry import Registry
 from storage import RunChanged, RunRecord, Store
 from tests.conftest import calls, tool_spec
-from tests.patterns.test_replay import counters, resume_and_wait, start_and_interrupt
+from tests.helpers import counters, resume_and_wait, start_and_interrupt
 
 pytestmark = pytest.mark.anyio
 

@@ -1,67 +1,18 @@
 """Replay: an interrupted run resumes over its step records; completed steps are not invoked again, interrupted
 idempotent steps are, interrupted non-idempotent ones need an operator, and the run keeps its locked versions."""
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
 from patterns.engine import Engine
 from patterns.limits import Limits
-from registry import Registry, ToolSpec
-from storage import RunRecord, StepRecord, Store
-from tests.conftest import calls, tool_spec
+from registry import ToolSpec
+from tests.conftest import MovableClock, calls, tool_spec
+from tests.helpers import counters, resume_and_wait, start_and_interrupt, wait_for_steps
 
 pytestmark = pytest.mark.anyio
-
-
-def counters(tmp_path: Path, *names: str) -> list[str]:
-    paths = []
-    for name in names:
-        path = tmp_path / f"{name}.txt"
-        path.touch()
-        paths.append(str(path))
-    return paths
-
-
-async def wait_for_steps(
-    engine: Engine, run_id: str, paths: Sequence[str], status: str = "started"
-) -> dict[str, StepRecord]:
-    """Poll the store until every path in ``paths`` has a record with ``status``; return the records by path."""
-    with anyio.fail_after(5):
-        while True:
-            records = {r.path: r for r in await engine.steps(run_id)}
-            if all(p in records and records[p].status == status for p in paths):
-                return records
-            await anyio.sleep(0.01)
-
-
-async def start_and_interrupt(
-    store: Store, registry: Registry, limits: Limits, step: Any, input: Any, path: str, called: str | None = None
-) -> RunRecord:
-    """Start ``step`` on an engine, wait until ``path`` is in flight (and its tool, counting in the file ``called``,
-    was invoked), then stop that engine (not a cancel)."""
-    async with Engine(store, registry, limits) as engine:
-        run = await engine.start(step, input)
-        await wait_for_steps(engine, run.id, [path])
-        with anyio.fail_after(5):
-            while called is not None and calls(called) < 1:
-                await anyio.sleep(0.01)
-    return run
-
-
-async def resume_and_wait(
-    store: Store, registry: Registry, limits: Limits, run_id: str
-) -> tuple[RunRecord, dict[str, StepRecord]]:
-    async with Engine(store, registry, limits) as engine:
-        resumed = await engine.resume(run_id)
-        assert resumed.id == run_id
-        with anyio.fail_after(5):
-            run = await engine.wait(run_id)
-        steps = {r.path: r for r in await engine.steps(run_id)}
-    return run, steps
 
 
 async def test_stopping_the_engine_interrupts_a_run_without_settling_it(store, registry, limits, counter):
@@ -270,7 +221,7 @@ async def test_an_interrupted_run_can_be_cancelled_and_then_stays_cancelled(stor
 
 
 async def test_a_deadline_that_passed_while_no_engine_ran_the_run_ends_it_timed_out_on_resume(
-    store, registry, tmp_path: Path
+    store, registry, tmp_path: Path, clock: MovableClock
 ):
     limits = Limits(max_run_s=1.0)
     first, second = counters(tmp_path, "first", "second")
@@ -281,7 +232,7 @@ async def test_a_deadline_that_passed_while_no_engine_ran_the_run_ends_it_timed_
         ]
     }
     started = await start_and_interrupt(store, registry, limits, step, None, "0", called=first)
-    await anyio.sleep(1.1)  # the engine is down past the deadline
+    clock.advance(1.1)  # the engine is down past the deadline
 
     run, steps = await resume_and_wait(store, registry, limits, started.id)
 

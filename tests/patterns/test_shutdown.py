@@ -9,7 +9,7 @@ import pytest
 from patterns import Engine, RunOptions
 from patterns.errors import ShuttingDown
 from tests.conftest import calls
-from tests.patterns.test_replay import counters, resume_and_wait, wait_for_steps
+from tests.helpers import counters, resume_and_wait, wait_for_steps
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,7 @@ import pytest
 from mcp import Client
 
 from server.auth import token_hash
-from tests.server.test_transports import PODIUM, REPO, _env, _free_port, _serve_args, _wait_for_port
+from tests.helpers import PODIUM, REPO, free_port, serve_args, server_env, wait_for_port
 
 pytestmark = pytest.mark.anyio
 REQUEST = {"title": "Pay ACME 1,265 EUR", "brief": "Invoice INV-42, PO matched.", "approvers": ["ana", "ops-lead"],
@@ -21,11 +21,11 @@ REQUEST = {"title": "Pay ACME 1,265 EUR", "brief": "Invoice INV-42, PO matched."
 
 
 async def serve(tmp_path: Path, registry_file: Path, *extra: str) -> AsyncIterator[str]:
-    port = _free_port()
-    args = [PODIUM, *_serve_args(tmp_path, registry_file, "--http", "--port", str(port), *extra)]
-    process = await anyio.open_process(args, env=_env(), cwd=REPO, stderr=subprocess.DEVNULL)
+    port = free_port()
+    args = [PODIUM, *serve_args(tmp_path, registry_file, "--http", "--port", str(port), *extra)]
+    process = await anyio.open_process(args, env=server_env(), cwd=REPO, stderr=subprocess.DEVNULL)
     try:
-        await _wait_for_port(port, process)
+        await wait_for_port(port, process)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +14,7 @@ from patterns import Engine
 from registry import Registry
 from server.results import RunResult
 from storage import Store
-
-REPO = Path(__file__).resolve().parents[2]
-PODIUM = str(Path(sys.executable).with_name("podium"))
-
-
-def podium(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    base = {"PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
-    return subprocess.run(
-        [PODIUM, *args], env={**base, **(env or {})}, cwd=cwd, capture_output=True, text=True, timeout=120
-    )
+from tests.helpers import podium
 
 
 @pytest.fixture

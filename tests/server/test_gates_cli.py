@@ -14,8 +14,7 @@ from mcp import Client
 from patterns import Engine, RunOptions
 from registry import Registry
 from storage import Store
-from tests.server.test_cli import podium
-from tests.server.test_transports import PODIUM, REPO, _env, _free_port, _serve_args, _wait_for_port
+from tests.helpers import PODIUM, REPO, free_port, podium, serve_args, server_env, wait_for_port
 
 SCHEMA = {"type": "object", "properties": {"sum": {"type": "number", "maximum": 100}}}
 GATE = {"gate": {"title": "Approve the posting", "brief": "1,265 EUR to ACME", "approvers": ["ana", "ben"],
@@ -117,7 +116,7 @@ def test_two_cli_processes_deciding_at_once_record_one_decision(parked: tuple[st
     processes = [
         subprocess.Popen(
             [PODIUM, "gates", verb, gate_id, "--as", name, "--db", db],
-            env=_env(),
+            env=server_env(),
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -138,14 +137,14 @@ def test_two_cli_processes_deciding_at_once_record_one_decision(parked: tuple[st
 
 @pytest.mark.anyio
 async def test_a_gate_pending_across_a_server_restart_is_decided_after_it(tmp_path: Path, registry_file: Path) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
-    args = [PODIUM, *_serve_args(tmp_path, registry_file, "--http", "--port", str(port))]
+    args = [PODIUM, *serve_args(tmp_path, registry_file, "--http", "--port", str(port))]
     db = str(tmp_path / "podium.db")
 
-    server = await anyio.open_process(args, env=_env(), cwd=REPO, stderr=subprocess.DEVNULL)
+    server = await anyio.open_process(args, env=server_env(), cwd=REPO, stderr=subprocess.DEVNULL)
     try:
-        await _wait_for_port(port, server)
+        await wait_for_port(port, server)
         async with Client(url) as client:
             opened = await client.call_tool(
                 "await_approval", {"title": "Ship it?", "brief": "v2 release", "approvers": ["ana"],
@@ -161,9 +160,9 @@ async def test_a_gate_pending_across_a_server_restart_is_decided_after_it(tmp_pa
                                                             "--db", db))  # fmt: skip
     assert decided.returncode == 0, decided.stderr
 
-    server = await anyio.open_process(args, env=_env(), cwd=REPO, stderr=subprocess.DEVNULL)
+    server = await anyio.open_process(args, env=server_env(), cwd=REPO, stderr=subprocess.DEVNULL)
     try:
-        await _wait_for_port(port, server)
+        await wait_for_port(port, server)
         with anyio.fail_after(30):
             async with Client(url) as client:
                 done = await client.call_tool("wait_run", {"run_id": run_id, "timeout_s": 20})

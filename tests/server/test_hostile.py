@@ -19,7 +19,7 @@ from mcp.types import CallToolResult
 
 from patterns.errors import ERROR_TYPES
 from server import Settings, build_server
-from tests.server.test_transports import PODIUM, REPO, _env, _serve_args
+from tests.helpers import PODIUM, REPO, serve_args, server_env
 
 pytestmark = pytest.mark.anyio
 ANSWER_WITHIN_S = 2.0
@@ -61,8 +61,8 @@ class RawStdio:
 
 @asynccontextmanager
 async def raw_stdio(tmp_path: Path, registry_file: Path) -> AsyncIterator[RawStdio]:
-    args = [PODIUM, *_serve_args(tmp_path, registry_file)]
-    async with await anyio.open_process(args, env=_env(), cwd=REPO, stderr=subprocess.DEVNULL) as process:
+    args = [PODIUM, *serve_args(tmp_path, registry_file)]
+    async with await anyio.open_process(args, env=server_env(), cwd=REPO, stderr=subprocess.DEVNULL) as process:
         server = RawStdio(process)
         hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
         await server.request("initialize", hello)

@@ -259,12 +259,12 @@ async def test_an_unexpected_failure_is_internal_and_leaks_nothing(
 
     db_file = settings.database_url.removeprefix("sqlite:///")
     async with Client(build_server(settings), mode=mode) as client:
-        with sqlite3.connect(db_file) as conn:  # a real fault under a live server: the runs table disappears
+        with sqlite3.connect(db_file, timeout=30) as conn:  # a real fault under a live server: the table goes
             conn.execute("ALTER TABLE runs RENAME TO runs_gone")
         try:
             text = await error_text(client, "list_runs", {})
         finally:
-            with sqlite3.connect(db_file) as conn:
+            with sqlite3.connect(db_file, timeout=30) as conn:
                 conn.execute("ALTER TABLE runs_gone RENAME TO runs")
-    assert text == "internal: the run store failed; see the server log"
+    assert text == "internal: the run store failed; see the server log", text
     assert "no such table: runs" in caplog.text  # what failed went to the log

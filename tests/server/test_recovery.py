@@ -14,8 +14,16 @@ import pytest
 from mcp import Client
 
 from tests.conftest import calls
-from tests.server.test_cli import podium
-from tests.server.test_transports import PODIUM, REPO, _env, _free_port, _serve_args, _wait_for_port
+from tests.helpers import (
+    PODIUM,
+    REPO,
+    free_port,
+    podium,
+    serve_args,
+    server_env,
+    wait_for_port,
+    with_payment_tool,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -24,9 +32,9 @@ async def test_a_run_killed_mid_chain_is_finished_by_the_restarted_server(tmp_pa
     first, slow, last = (tmp_path / f"{name}.txt" for name in ("first", "slow", "last"))
     for path in (first, slow, last):
         path.touch()
-    port = _free_port()
-    args = [PODIUM, *_serve_args(tmp_path, registry_file, "--http", "--port", str(port))]
-    env = {**_env(), "PODIUM_LEASE_S": "1"}
+    port = free_port()
+    args = [PODIUM, *serve_args(tmp_path, registry_file, "--http", "--port", str(port))]
+    env = {**server_env(), "PODIUM_LEASE_S": "1"}
     steps = [
         {"tool": "add", "input": {"a": 1, "b": 2, "counter": str(first)}},
         {"tool": "slow-once", "input": {"seconds": 60, "value": {"$": "prev.sum"}, "counter": str(slow)}},
@@ -35,7 +43,7 @@ async def test_a_run_killed_mid_chain_is_finished_by_the_restarted_server(tmp_pa
 
     server = await anyio.open_process(args, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
     try:
-        await _wait_for_port(port, server)
+        await wait_for_port(port, server)
         async with Client(f"http://127.0.0.1:{port}/mcp") as client:
             started = await client.call_tool("run_chain", {"steps": steps, "options": {"wait_s": 0.2}})
         assert started.structured_content is not None
@@ -49,7 +57,7 @@ async def test_a_run_killed_mid_chain_is_finished_by_the_restarted_server(tmp_pa
 
     server = await anyio.open_process(args, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
     try:
-        await _wait_for_port(port, server)
+        await wait_for_port(port, server)
         with anyio.fail_after(30):
             async with Client(f"http://127.0.0.1:{port}/mcp") as client:
                 done = await client.call_tool("wait_run", {"run_id": run_id, "timeout_s": 20})
@@ -62,29 +70,13 @@ async def test_a_run_killed_mid_chain_is_finished_by_the_restarted_server(tmp_pa
     assert (calls(str(first)), calls(str(slow)), calls(str(last))) == (1, 2, 1)  # only the interrupted step re-ran
 
 
-def _with_payment_tool(registry_file: Path) -> Path:
-    """The test registry plus ``pay@2.0.0``: slow-once declared not idempotent, like a payment."""
-    data = json.loads(registry_file.read_text())
-    data["tool"].append(
-        {
-            "name": "pay",
-            "version": "2.0.0",
-            "provider": {"type": "python", "target": "tests.tools:slow_once"},
-            "idempotent": False,
-            "output_schema": {"type": "object", "required": ["value"], "properties": {"value": {"type": "number"}}},
-        }
-    )
-    registry_file.write_text(json.dumps(data))
-    return registry_file
-
-
 async def test_a_payment_in_flight_at_a_crash_needs_attention_and_the_cli_retries_or_skips_it(
     tmp_path: Path, registry_file: Path
 ) -> None:
-    _with_payment_tool(registry_file)
-    port = _free_port()
-    args = [PODIUM, *_serve_args(tmp_path, registry_file, "--http", "--port", str(port))]
-    env = {**_env(), "PODIUM_LEASE_S": "1"}
+    with_payment_tool(registry_file)
+    port = free_port()
+    args = [PODIUM, *serve_args(tmp_path, registry_file, "--http", "--port", str(port))]
+    env = {**server_env(), "PODIUM_LEASE_S": "1"}
     counters = {name: tmp_path / f"{name}.txt" for name in ("a-pay", "a-after", "b-pay", "b-after")}
     for path in counters.values():
         path.touch()
@@ -99,7 +91,7 @@ async def test_a_payment_in_flight_at_a_crash_needs_attention_and_the_cli_retrie
 
     server = await anyio.open_process(args, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
     try:
-        await _wait_for_port(port, server)
+        await wait_for_port(port, server)
         async with Client(f"http://127.0.0.1:{port}/mcp") as client:
             ids = {}
             for run in ("a", "b"):
@@ -115,7 +107,7 @@ async def test_a_payment_in_flight_at_a_crash_needs_attention_and_the_cli_retrie
 
     server = await anyio.open_process(args, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
     try:
-        await _wait_for_port(port, server)
+        await wait_for_port(port, server)
         async with Client(f"http://127.0.0.1:{port}/mcp") as client:
             for run in ("a", "b"):
                 with anyio.fail_after(30):

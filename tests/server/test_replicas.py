@@ -26,8 +26,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from tests.conftest import calls
-from tests.server.test_recovery import _with_payment_tool
-from tests.server.test_transports import PODIUM, REPO, _env, _free_port, _wait_for_port
+from tests.helpers import PODIUM, REPO, free_port, server_env, wait_for_port, with_payment_tool
 
 pytestmark = pytest.mark.anyio
 LEASE_S = 2
@@ -49,13 +48,13 @@ class Replica:
 
 
 async def _start(tmp_path: Path, name: str, db_url: str, registry_file: Path) -> Replica:
-    port = _free_port()
+    port = free_port()
     args = [PODIUM, "serve", "--db", db_url, "--registry", str(registry_file), "--http", "--port", str(port)]
     log = tmp_path / f"replica-{name}.log"
     with log.open("wb") as sink:  # the child keeps its own descriptor
         process = await anyio.open_process(
             args,
-            env={**_env(), "PODIUM_LEASE_S": str(LEASE_S)},
+            env={**server_env(), "PODIUM_LEASE_S": str(LEASE_S)},
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=sink,
@@ -63,7 +62,7 @@ async def _start(tmp_path: Path, name: str, db_url: str, registry_file: Path) ->
         )
     replica = Replica(process, port, log)
     try:
-        await _wait_for_port(port, process)
+        await wait_for_port(port, process)
     except BaseException:
         await _stop(replica)
         raise
@@ -215,7 +214,7 @@ async def test_a_stalled_replica_that_lost_its_run_never_makes_its_payment(
 ) -> None:
     """SIGSTOP the replica running a chain for longer than its lease: the other takes the run over and pays once; the
     stalled one, resumed, finds its lease gone before its non-idempotent call and stops without recording anything."""
-    _with_payment_tool(registry_file)
+    with_payment_tool(registry_file)
     slow, pay = tmp_path / "slow.txt", tmp_path / "pay.txt"
     slow.touch()
     pay.touch()
@@ -239,7 +238,9 @@ async def test_a_stalled_replica_that_lost_its_run_never_makes_its_payment(
                     done = await client.call_tool("wait_run", {"run_id": run_id, "timeout_s": LEASE_S + 20})
         finally:
             os.kill(a.process.pid, signal.SIGCONT)
-        await anyio.sleep(5)  # A's sleepy step ends now; it must not go on to pay
+        with anyio.fail_after(20):  # A's sleepy step ends now; it must find its lease gone, not go on to pay
+            while "another engine took over its lease" not in a.output():
+                await anyio.sleep(0.1)
         after = await _run_row(postgres_url, run_id)
         replica_a_output = a.output()
 

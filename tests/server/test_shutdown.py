@@ -15,7 +15,7 @@ from mcp import Client, StdioServerParameters
 
 from storage import Store
 from tests.conftest import calls
-from tests.server.test_transports import PODIUM, REPO, _env, _free_port, _serve_args, _wait_for_port
+from tests.helpers import PODIUM, REPO, free_port, serve_args, server_env, wait_for_port
 
 pytestmark = pytest.mark.anyio
 
@@ -58,11 +58,11 @@ async def _stopped_cleanly(db: Path, run_id: str) -> None:
 
 
 async def _resumed_at_once(tmp_path: Path, registry_file: Path, run_id: str) -> dict[str, Any]:
-    port = _free_port()
-    args = [PODIUM, *_serve_args(tmp_path, registry_file, "--http", "--port", str(port))]
-    server = await anyio.open_process(args, env={**_env(), **LONG_LEASE}, cwd=REPO, stderr=subprocess.DEVNULL)
+    port = free_port()
+    args = [PODIUM, *serve_args(tmp_path, registry_file, "--http", "--port", str(port))]
+    server = await anyio.open_process(args, env={**server_env(), **LONG_LEASE}, cwd=REPO, stderr=subprocess.DEVNULL)
     try:
-        await _wait_for_port(port, server)
+        await wait_for_port(port, server)
         with anyio.fail_after(30):  # well within the 60 s lease the stopped server would otherwise have held
             async with Client(f"http://127.0.0.1:{port}/mcp") as client:
                 done = await client.call_tool("wait_run", {"run_id": run_id, "timeout_s": 20})
@@ -78,27 +78,33 @@ async def test_http_server_drains_on_a_stop_signal(tmp_path: Path, registry_file
     first, second = tmp_path / "first.txt", tmp_path / "second.txt"
     first.touch()
     second.touch()
-    port = _free_port()
-    args = [PODIUM, *_serve_args(tmp_path, registry_file, "--http", "--port", str(port))]
-    server = await anyio.open_process(args, env={**_env(), **LONG_LEASE}, cwd=REPO, stderr=subprocess.DEVNULL)
+    port = free_port()
+    args = [PODIUM, *serve_args(tmp_path, registry_file, "--http", "--port", str(port))]
+    server = await anyio.open_process(args, env={**server_env(), **LONG_LEASE}, cwd=REPO, stderr=subprocess.DEVNULL)
     try:
-        await _wait_for_port(port, server)
+        await wait_for_port(port, server)
         async with Client(f"http://127.0.0.1:{port}/mcp") as client:
             started = await client.call_tool("run_chain", {"steps": _steps(first, second), "options": {"wait_s": 0.1}})
             assert started.structured_content is not None
             run_id = started.structured_content["run_id"]
             await _in_flight(first)
             answers: list[dict[str, Any]] = []
+            waiting = anyio.Event()
+
+            async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+                waiting.set()  # the server reports progress: the call is waiting on it
 
             async def wait_run() -> None:
-                waited = await client.call_tool("wait_run", {"run_id": run_id, "timeout_s": 40})
+                waited = await client.call_tool(
+                    "wait_run", {"run_id": run_id, "timeout_s": 40}, progress_callback=on_progress
+                )
                 assert waited.structured_content is not None
                 answers.append(dict(waited.structured_content))
 
             with anyio.fail_after(15):  # a caller waiting on the run gets an answer, not a dropped connection
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(wait_run)
-                    await anyio.sleep(1)  # the call is waiting on the server
+                    await waiting.wait()
                     server.send_signal(stop)
         assert [(a["status"], "wait_run" in a["next_action"]) for a in answers] == [("running", True)]
         with anyio.fail_after(20):
@@ -121,7 +127,7 @@ async def test_stdio_server_drains_on_sigterm_and_exits(tmp_path: Path, registry
     second.touch()
     db = tmp_path / "podium.db"
     params = StdioServerParameters(
-        command=PODIUM, args=_serve_args(tmp_path, registry_file), env={**_env(), **LONG_LEASE}, cwd=REPO
+        command=PODIUM, args=serve_args(tmp_path, registry_file), env={**server_env(), **LONG_LEASE}, cwd=REPO
     )
     async with Client(params) as client:
         started = await client.call_tool("run_chain", {"steps": _steps(first, second), "options": {"wait_s": 0.1}})

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +11,13 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-REPO = Path(__file__).resolve().parents[2]
-PODIUM = str(Path(sys.executable).with_name("podium"))
+from tests.helpers import PODIUM, REPO, free_port, serve_args, server_env, wait_for_port
+
 pytestmark = pytest.mark.anyio
 
 
-def _env() -> dict[str, str]:
-    # the test tools live in tests/, importable from the repository root
-    return {"PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
-
-
-def _serve_args(tmp_path: Path, registry_file: Path, *extra: str) -> list[str]:
-    return ["serve", "--db", str(tmp_path / "podium.db"), "--registry", str(registry_file), *extra]
-
-
 async def test_stdio_server_runs_a_chain_for_a_real_client(tmp_path: Path, registry_file: Path) -> None:
-    params = StdioServerParameters(command=PODIUM, args=_serve_args(tmp_path, registry_file), env=_env(), cwd=REPO)
+    params = StdioServerParameters(command=PODIUM, args=serve_args(tmp_path, registry_file), env=server_env(), cwd=REPO)
     with anyio.fail_after(60):
         async with Client(params) as client:
             result = await client.call_tool(
@@ -52,7 +40,7 @@ async def test_the_stdio_wire_carries_only_json_rpc_even_when_a_tool_prints(
             "name": "run_chain", "arguments": {"steps": [{"tool": "noisy"}], "input": {"x": 1}}}},
     ]  # fmt: skip
     process = await anyio.open_process(
-        [PODIUM, *_serve_args(tmp_path, registry_file)], env=_env(), cwd=REPO, stderr=subprocess.PIPE
+        [PODIUM, *serve_args(tmp_path, registry_file)], env=server_env(), cwd=REPO, stderr=subprocess.PIPE
     )
     assert process.stdin is not None and process.stdout is not None
     lines: list[str] = []
@@ -77,33 +65,13 @@ async def test_the_stdio_wire_carries_only_json_rpc_even_when_a_tool_prints(
     assert reply["result"]["structuredContent"]["status"] == "succeeded"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def _wait_for_port(port: int, process: anyio.abc.Process) -> None:
-    with anyio.fail_after(30):
-        while True:
-            if process.returncode is not None:
-                raise AssertionError(f"server exited with {process.returncode}")
-            try:
-                stream = await anyio.connect_tcp("127.0.0.1", port)
-            except OSError:
-                await anyio.sleep(0.1)
-                continue
-            await stream.aclose()
-            return
-
-
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_http_server_serves_mcp_at_slash_mcp(tmp_path: Path, registry_file: Path, mode: Any) -> None:
-    port = _free_port()
-    args = [PODIUM, *_serve_args(tmp_path, registry_file, "--http", "--port", str(port))]
-    process = await anyio.open_process(args, env=_env(), cwd=REPO, stderr=subprocess.DEVNULL)
+    port = free_port()
+    args = [PODIUM, *serve_args(tmp_path, registry_file, "--http", "--port", str(port))]
+    process = await anyio.open_process(args, env=server_env(), cwd=REPO, stderr=subprocess.DEVNULL)
     try:
-        await _wait_for_port(port, process)
+        await wait_for_port(port, process)
         with anyio.fail_after(60):
             async with Client(f"http://127.0.0.1:{port}/mcp", mode=mode) as client:
                 run = await client.call_tool("run_chain", {"steps": [{"tool": "add"}], "input": {"a": 1, "b": 2}})
@@ -118,7 +86,7 @@ async def test_http_server_serves_mcp_at_slash_mcp(tmp_path: Path, registry_file
 def test_http_on_a_public_interface_without_principals_is_refused(tmp_path: Path) -> None:
     done = subprocess.run(
         [PODIUM, "serve", "--http", "--host", "0.0.0.0", "--db", str(tmp_path / "p.db")],
-        env=_env(), cwd=REPO, capture_output=True, text=True, timeout=60,
+        env=server_env(), cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2
     assert "binds only to loopback" in done.stderr and "[[principal]]" in done.stderr
@@ -134,11 +102,11 @@ async def test_with_principals_http_needs_a_known_bearer_token(tmp_path: Path, r
     config.write_text(
         f'[[principal]]\nname = "ops-bot"\nroles = ["supervisor"]\ntoken_sha256 = "{token_hash("s3cret")}"\n'
     )
-    port = _free_port()
-    args = [PODIUM, *_serve_args(tmp_path, registry_file, "--http", "--port", str(port), "--config", str(config))]
-    process = await anyio.open_process(args, env=_env(), cwd=REPO, stderr=subprocess.DEVNULL)
+    port = free_port()
+    args = [PODIUM, *serve_args(tmp_path, registry_file, "--http", "--port", str(port), "--config", str(config))]
+    process = await anyio.open_process(args, env=server_env(), cwd=REPO, stderr=subprocess.DEVNULL)
     try:
-        await _wait_for_port(port, process)
+        await wait_for_port(port, process)
         url = f"http://127.0.0.1:{port}/mcp"
         async with httpx2.AsyncClient() as http:
             for headers in ({}, {"Authorization": "Bearer wrong"}):
