@@ -260,3 +260,18 @@ def test_a_detached_skip_hands_the_run_to_the_next_server(db: str, registry_file
             return run.status
 
     assert anyio.run(serve) == "succeeded"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("postgresql+asyncpg://postgres@127.0.0.1:9/podium", id="unreachable-postgresql"),
+        pytest.param("sqlite:////proc/no/such/dir/podium.db", id="sqlite-where-no-file-can-be"),
+    ],
+)
+def test_a_database_that_cannot_be_reached_is_one_line_not_a_traceback(url: str) -> None:
+    done = podium("runs", "list", "--db", url)
+    assert done.returncode == 2
+    assert done.stderr.startswith("podium: the database failed: ")
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr

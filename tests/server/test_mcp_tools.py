@@ -268,3 +268,19 @@ async def test_an_unexpected_failure_is_internal_and_leaks_nothing(
                 conn.execute("ALTER TABLE runs_gone RENAME TO runs")
     assert text == "internal: the run store failed; see the server log", text
     assert "no such table: runs" in caplog.text  # what failed went to the log
+
+
+async def test_reading_a_run_or_tool_that_does_not_exist_says_so(
+    settings: Settings, mode: str, caplog: pytest.LogCaptureFixture
+):
+    from mcp import MCPError
+
+    async with Client(build_server(settings), mode=mode) as client:
+        with pytest.raises(MCPError) as run:
+            await client.read_resource("podium://runs/nope")
+        with pytest.raises(MCPError) as version:
+            await client.read_resource("podium://tools/add/9.9.9")
+    assert run.value.error.code == -32602 and run.value.error.message == "no run with id 'nope'"
+    assert version.value.error.code == -32602
+    assert "no version of 'add' satisfies '9.9.9'" in version.value.error.message
+    assert "Traceback" not in caplog.text and "ERROR" not in caplog.text
