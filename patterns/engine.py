@@ -141,7 +141,7 @@ class Engine:
         self._group: anyio.abc.TaskGroup | None = None
         self._closing = False
         self._started: dict[str, float] = {}
-        self._resuming: set[str] = set()
+        self._resuming: dict[str, anyio.Event] = {}  # runs being resumed here: set once launched (or not)
         self._stopping = anyio.Event()
         self._stopped = anyio.Event()
 
@@ -327,7 +327,7 @@ class Engine:
         """
         if run_id in self._active or run_id in self._resuming or self._closing:
             return await self.store.get_run(run_id)
-        self._resuming.add(run_id)  # no await since the check: one resume at a time per run in this engine
+        self._resuming[run_id] = anyio.Event()  # no await since the check: one resume at a time per run here
         try:
             record = await self.store.get_run(run_id)
             if record.status in SETTLED:
@@ -351,7 +351,7 @@ class Engine:
             self._launch(record, tree, specs, limits, records)
             return record
         finally:
-            self._resuming.discard(run_id)
+            self._resuming.pop(run_id).set()
 
     async def _refuse_to_resume(self, record: RunRecord, exc: Exception) -> RunRecord:
         """End a claimed run that cannot be executed again (its tree breaks a bound, a tool version it locked is
@@ -423,7 +423,9 @@ class Engine:
         error: PatternError | None = None
         finished = False  # False when the engine's shutdown interrupted the run: it stays resumable
         self._started[record.id] = record.started_at or self.clock()
-        store.submit_run(RunUpdate(record.id, status="running", started_at=self._started[record.id]))
+        # only the start time: the run is `running` already (created so, or claimed so), and writing the status
+        # again could undo a cancellation recorded meanwhile by another process
+        store.submit_run(RunUpdate(record.id, started_at=self._started[record.id]))
         try:
             with active.scope:
                 with anyio.move_on_after(deadline) as timer:
@@ -552,6 +554,9 @@ class Engine:
         return record
 
     async def _cancel_one(self, run_id: str, reason: str) -> RunRecord:
+        resuming = self._resuming.get(run_id)
+        if resuming is not None:  # being resumed here: cancel it once it runs, not before (the launch would win)
+            await resuming.wait()
         active = self._active.get(run_id)
         if active is not None:
             active.cancel_reason = reason
