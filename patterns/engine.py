@@ -599,8 +599,18 @@ class Engine:
         return run_id in self._active
 
     def progress(self, run_id: str) -> tuple[int, int | None]:
-        """Tool steps done so far by a run executing here, and how many there will be when that is known."""
+        """Tool steps finished so far by a run executing here, and how many there will be when that is known."""
         active = self._active.get(run_id)
         if active is None or active.runner is None:
             return 0, None
-        return active.runner.state.steps_used, active.total
+        return active.runner.state.steps_done, active.total
+
+    def live(self, record: RunRecord) -> RunRecord:
+        """``record`` with the usage of a run executing here as it is now (tool steps finished, cost spent); the
+        stored usage of a run is written when it stops."""
+        active = self._active.get(record.id)
+        if active is None or active.runner is None or record.status in SETTLED:
+            return record
+        state = active.runner.state
+        now = self.clock()
+        return dataclasses.replace(record, usage_steps=state.steps_done, usage_cost=state.cost_used, updated_at=now)

@@ -116,6 +116,8 @@ class RunState:
     missing: list[str] = field(default_factory=list)
     steps_used: int = 0
     cost_used: float = 0.0
+    steps_done: int = 0
+    """Tool steps finished so far (completed, failed or cancelled), for progress and live usage."""
     bytes_used: int = 0
     max_steps: int = 0
     max_cost: float | None = None
@@ -140,6 +142,7 @@ class RunState:
             self.bytes_used += len(record.output_json or "")
             if record.kind == "tool" and record.status != STEP_STARTED:
                 self.steps_used += 1
+                self.steps_done += 1
                 self.cost_used += record.cost
 
     def release(self) -> None:
@@ -251,6 +254,8 @@ class RunState:
         write = self.live.pop(path)
         if write is None:
             return
+        if write.kind == "tool":
+            self.steps_done += 1
         # built field by field: this runs once per step, and dataclasses.replace costs several times more
         self.store.submit_step(
             StepWrite(

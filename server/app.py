@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import AcceptedElicitation, Context, ElicitationResult, MCPServer, Resolve
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import AnyHttpUrl, Field, WithJsonSchema
 
 from patterns import RUN_STATUSES
@@ -29,23 +30,30 @@ from server.calls import (
     run_options,
     settle,
     start,
+    wait_seconds,
 )
 from server.config import Settings
-from server.errors import PodiumServer, PodiumToolError, resource_errors, tool_errors
+from server.errors import PodiumToolError, resource_errors, tool_errors
 from server.lifespan import AppState, Running, app_state, lifespan
 from server.results import (
+    DEFAULT_STEP_LIMIT,
+    MAX_STEP_LIMIT,
     RunList,
     RunResult,
+    RunSteps,
     ToolInfo,
-    ToolList,
+    ToolMatches,
     Validation,
     catalogue,
     check_plan,
+    path_key,
     run_result,
     run_summary,
     tool_info,
+    tool_summary,
 )
 from server.stdio import refuse_oversized
+from server.surface import PodiumServer, compact, reply
 from server.texts import INSTRUCTIONS, SUPERVISE_PROMPT, TOOL_DOCS
 from storage import GATE_PENDING
 
@@ -69,6 +77,7 @@ assert set(get_args(RunStatus)) == set(RUN_STATUSES)
 Names = Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]], Field(max_length=MAX_NAMES)]
 
 
+StepLimit = Annotated[int, Field(ge=0, le=MAX_STEP_LIMIT, description="At most this many steps in the result.")]
 RunId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, description="A run's id, from a RunResult.")]
 GateId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, description="A gate's id, from RunResult.gate.")]
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -123,8 +132,8 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         steps: Annotated[StepList, STEPS_FIELD],
         input: Any = None,
         options: Options | None = None,
-    ) -> RunResult:
-        return await start(app_state(ctx), ctx, {"chain": steps}, input, options)
+    ) -> CallToolResult:
+        return reply(await start(app_state(ctx), ctx, {"chain": steps}, {} if input is None else input, options))
 
     @mcp.tool(description=TOOL_DOCS["fan_out"], annotations=RUN)
     async def fan_out(
@@ -137,7 +146,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         max_concurrency: int | None = None,
         reduce: StepJSON | None = None,
         options: Options | None = None,
-    ) -> RunResult:
+    ) -> CallToolResult:
         spec = _clean(
             {
                 "branches": branches,
@@ -148,7 +157,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
                 "reduce": reduce,
             }
         )
-        return await start(app_state(ctx), ctx, {"fan_out": spec}, input, options)
+        return reply(await start(app_state(ctx), ctx, {"fan_out": spec}, {} if input is None else input, options))
 
     @mcp.tool(description=TOOL_DOCS["map_reduce"], annotations=RUN)
     async def map_reduce(
@@ -162,7 +171,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         strategy: Strategy = "all",
         quorum: int | None = None,
         options: Options | None = None,
-    ) -> RunResult:
+    ) -> CallToolResult:
         spec = _clean(
             {
                 "map": map,
@@ -174,7 +183,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
                 "quorum": quorum,
             }
         )
-        return await start(app_state(ctx), ctx, {"map_reduce": spec}, items, options)
+        return reply(await start(app_state(ctx), ctx, {"map_reduce": spec}, items, options))
 
     @mcp.tool(description=TOOL_DOCS["route"], annotations=RUN)
     async def route(
@@ -184,9 +193,9 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         input: Any = None,
         default: StepJSON | None = None,
         options: Options | None = None,
-    ) -> RunResult:
+    ) -> CallToolResult:
         spec = _clean({"on": on, "cases": cases, "default": default})
-        return await start(app_state(ctx), ctx, {"route": spec}, input, options)
+        return reply(await start(app_state(ctx), ctx, {"route": spec}, {} if input is None else input, options))
 
     @mcp.tool(description=TOOL_DOCS["refine"], annotations=RUN)
     async def refine(
@@ -201,7 +210,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         time_budget_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None,
         cost_budget: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None,
         options: Options | None = None,
-    ) -> RunResult:
+    ) -> CallToolResult:
         spec = _clean(
             {
                 "generate": generate,
@@ -214,7 +223,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
                 "cost_budget": cost_budget,
             }
         )
-        return await start(app_state(ctx), ctx, {"refine": spec}, input, options)
+        return reply(await start(app_state(ctx), ctx, {"refine": spec}, {} if input is None else input, options))
 
     @mcp.tool(description=TOOL_DOCS["await_approval"], annotations=RUN)
     async def await_approval(
@@ -231,7 +240,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         on_timeout: Literal["reject", "approve", "fail"] = "reject",
         payload_schema: dict[str, Any] | None = None,
         options: Options | None = None,
-    ) -> RunResult:
+    ) -> CallToolResult:
         app = app_state(ctx)
         spec = _clean(
             {
@@ -244,7 +253,6 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
                 "payload_schema": payload_schema,
             }
         )
-        wait_s = (options or Options()).wait_s
         with tool_errors():
             check_caller_payload(payload, "payload", app.engine.limits)  # the gate's payload is the run's input
             record = await app.engine.start({"gate": spec}, payload, run_options(options, current_principal()))
@@ -254,7 +262,9 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
                 if opened is not None and opened.status == GATE_PENDING:
                     decided = answer.data
                     await app.engine.decide_gate(opened.id, decided.decision, REQUESTER, decided.comment or None)
-            return await settle(app, ctx, record.id, wait_s)
+            return reply(
+                await settle(app, ctx, record.id, wait_seconds(app, options), (options or Options()).step_limit)
+            )
 
     @mcp.tool(description=TOOL_DOCS["decide_gate"], annotations=RUN)
     async def decide_gate(
@@ -263,7 +273,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         decision: Literal["approve", "reject", "modify"],
         comment: Annotated[str, Field(max_length=MAX_COMMENT_CHARS)] | None = None,
         payload: Any = None,
-    ) -> RunResult:
+    ) -> CallToolResult:
         app = app_state(ctx)
         principal = current_principal()
         if "approver" not in roles_of(app.settings, principal):
@@ -275,10 +285,12 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
             )
         with tool_errors():
             gate = await app.engine.decide_gate(gate_id, decision, principal, comment, payload)
-            return await settle(app, ctx, gate.run_id, 5.0)
+            return reply(await settle(app, ctx, gate.run_id, 5.0))
 
     @mcp.tool(description=TOOL_DOCS["validate"], annotations=READ)
-    async def validate(ctx: Context[Any], step: StepJSON | None = None, workflow: str | None = None) -> Validation:
+    async def validate(
+        ctx: Context[Any], step: StepJSON | None = None, workflow: str | None = None
+    ) -> Annotated[CallToolResult, Validation]:
         app = app_state(ctx)
         if workflow is not None:
             raise PodiumToolError(
@@ -287,41 +299,47 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         if step is None:
             raise PodiumToolError("invalid_input", "pass `step`: the step tree to check")
         with tool_errors():
-            return await check_plan(app.engine, step)
+            return reply(await check_plan(app.engine, step))
 
     @mcp.tool(description=TOOL_DOCS["get_run"], annotations=READ)
-    async def get_run(ctx: Context[Any], run_id: RunId, include_steps: bool = True) -> RunResult:
+    async def get_run(
+        ctx: Context[Any], run_id: RunId, include_steps: bool = True, step_limit: StepLimit = DEFAULT_STEP_LIMIT
+    ) -> Annotated[CallToolResult, RunResult]:  # the one tool that declares the RunResult schema (see surface)
         with tool_errors():
-            return await settle(app_state(ctx), ctx, run_id, 0, include_steps)
+            return reply(await settle(app_state(ctx), ctx, run_id, 0, step_limit if include_steps else 0))
 
     @mcp.tool(description=TOOL_DOCS["wait_run"], annotations=READ)
-    async def wait_run(ctx: Context[Any], run_id: RunId, timeout_s: Seconds = 20.0) -> RunResult:
+    async def wait_run(
+        ctx: Context[Any], run_id: RunId, timeout_s: Seconds = 20.0, step_limit: StepLimit = DEFAULT_STEP_LIMIT
+    ) -> CallToolResult:
         with tool_errors():
-            return await settle(app_state(ctx), ctx, run_id, timeout_s)
+            return reply(await settle(app_state(ctx), ctx, run_id, timeout_s, step_limit))
 
     @mcp.tool(description=TOOL_DOCS["list_runs"], annotations=READ)
     async def list_runs(
         ctx: Context[Any], status: RunStatus | None = None, limit: Annotated[int, Field(ge=1, le=200)] = 20
-    ) -> RunList:
+    ) -> Annotated[CallToolResult, RunList]:
         with tool_errors():
             records = await app_state(ctx).store.list_runs(status, limit)
-            return RunList(runs=[run_summary(r) for r in records])
+            return reply(RunList(runs=[run_summary(r) for r in records]))
 
     @mcp.tool(description=TOOL_DOCS["cancel_run"], annotations=RUN)
     async def cancel_run(
         ctx: Context[Any], run_id: RunId, reason: Annotated[str, Field(max_length=MAX_REASON_CHARS)] | None = None
-    ) -> RunResult:
+    ) -> CallToolResult:
         app = app_state(ctx)
         with tool_errors():
             record = await app.engine.cancel(run_id, reason, by=current_principal())
-            return run_result(record, await app.engine.steps(record.id, payloads=False))
+            steps = await app.engine.steps(record.id, payloads=False)
+            return reply(run_result(record, steps, max_output_bytes=app.settings.max_result_bytes))
 
     @mcp.tool(description=TOOL_DOCS["find_tools"], annotations=READ)
     async def find_tools(
         ctx: Context[Any],
         query: Annotated[str, Field(max_length=MAX_QUERY_CHARS)] | None = None,
         tag: Annotated[str, Field(max_length=MAX_QUERY_CHARS)] | None = None,
-    ) -> ToolList:
+        limit: Annotated[int, Field(ge=1, le=200)] = 20,
+    ) -> Annotated[CallToolResult, ToolMatches]:
         app = app_state(ctx)
         with tool_errors():
             needle = (query or "").lower()
@@ -331,25 +349,44 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
                 if (not needle or needle in info.name.lower() or needle in info.description.lower())
                 and (tag is None or tag in info.tags)
             ]
-            return ToolList(tools=found)
+            return reply(ToolMatches(tools=[tool_summary(info) for info in found[:limit]], total=len(found)))
 
     @mcp.tool(description=TOOL_DOCS["describe_tool"], annotations=READ)
-    async def describe_tool(ctx: Context[Any], ref: Annotated[str, Field(max_length=MAX_REF_CHARS)]) -> ToolInfo:
+    async def describe_tool(
+        ctx: Context[Any], ref: Annotated[str, Field(max_length=MAX_REF_CHARS)]
+    ) -> Annotated[CallToolResult, ToolInfo]:
         app = app_state(ctx)
         with tool_errors():
-            return await _tool_info(app, await app.registry.resolve(ref))
+            return reply(await _tool_info(app, await app.registry.resolve(ref)))
 
-    @mcp.resource("podium://runs/{run_id}", mime_type="application/json", description="A run with its steps.")
+    @mcp.resource("podium://runs/{run_id}", mime_type="application/json", description="A run, as get_run gives it.")
     async def run_resource(run_id: str, ctx: Context[Any]) -> str:
         app = app_state(ctx)
         with resource_errors():
-            return (await settle(app, ctx, run_id, 0)).model_dump_json(indent=2)
+            return compact(await settle(app, ctx, run_id, 0))
+
+    @mcp.resource(
+        "podium://runs/{run_id}/steps", mime_type="application/json", description="Every step of a run, in tree order."
+    )
+    async def run_steps_resource(run_id: str, ctx: Context[Any]) -> str:
+        app = app_state(ctx)
+        with resource_errors():
+            record = await app.engine.get(run_id)
+            every = run_result(record, await app.engine.steps(run_id, payloads=False), step_limit=None)
+            return compact(RunSteps(run_id=run_id, steps=sorted(every.steps, key=lambda s: path_key(s.path))))
+
+    @mcp.resource("podium://runs/{run_id}/output", mime_type="application/json", description="A run's whole output.")
+    async def run_output_resource(run_id: str, ctx: Context[Any]) -> str:
+        app = app_state(ctx)
+        with resource_errors():
+            record = await app.engine.get(run_id)
+            return json.dumps(record.output, separators=(",", ":"), ensure_ascii=False)
 
     @mcp.resource("podium://tools/{name}/{version}", mime_type="application/json", description="One version of a tool.")
     async def tool_resource(name: str, version: str, ctx: Context[Any]) -> str:
         app = app_state(ctx)
         with resource_errors():
-            return (await _tool_info(app, await app.registry.get(name, version))).model_dump_json(indent=2)
+            return compact(await _tool_info(app, await app.registry.get(name, version)))
 
     @mcp.prompt(description="How to supervise work with Podium's tools: plan, start, wait, read gaps, recover.")
     def supervise(goal: str = "") -> str:

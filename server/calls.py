@@ -13,7 +13,7 @@ from patterns import SETTLED, RunOptions
 from server.auth import current_principal
 from server.errors import tool_errors
 from server.lifespan import AppState
-from server.results import RunResult, run_result
+from server.results import DEFAULT_STEP_LIMIT, MAX_STEP_LIMIT, RunResult, run_result
 from storage import GATE_PENDING, GateRecord
 
 MAX_WAIT_S = 50.0
@@ -38,27 +38,30 @@ class Budget(BaseModel):
 
 
 class Options(BaseModel):
-    """How a run-starting call behaves. All optional."""
-
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    wait_s: float = Field(20.0, ge=0, description="Seconds to wait for the run before returning it running (max 50).")
+    wait_s: float | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds to wait before returning `running` (<= 50; unset: the server's default_wait_s).",
+    )
+    step_limit: int = Field(DEFAULT_STEP_LIMIT, ge=0, le=MAX_STEP_LIMIT, description="Steps listed in the result.")
     idempotency_key: str | None = Field(
         None,
         min_length=1,
         max_length=200,
-        description="Repeat-safe key: a call with a key already used returns that run instead of starting another.",
+        description="Calls with the same key get the same run.",
     )
     parent_run_id: str | None = Field(
-        None, min_length=1, max_length=MAX_ID_CHARS, description="The run this one works for (delegation)."
+        None, min_length=1, max_length=MAX_ID_CHARS, description="The run this one works for."
     )
-    deadline_s: float | None = Field(None, gt=0, description="The run fails timed_out after this many seconds.")
+    deadline_s: float | None = Field(None, gt=0, description="The run times out after this many seconds.")
     budget: Budget | None = None
     tags: Tags = Field(
         default_factory=dict,
         max_length=MAX_TAGS,
-        description=f"Labels: at most {MAX_TAGS}, keys up to {MAX_TAG_KEY_CHARS} and values up to "
-        f"{MAX_TAG_VALUE_CHARS} characters.",
+        description="Labels for the run.",
     )
 
 
@@ -77,8 +80,16 @@ def run_options(options: Options | None, principal: str = "local") -> RunOptions
     )
 
 
-async def settle(app: AppState, ctx: Context[Any], run_id: str, wait_s: float, include_steps: bool = True) -> RunResult:
-    """Wait up to ``wait_s`` (at most 50 s) for the run to settle, then describe it.
+def can_elicit(ctx: Context[Any]) -> bool:
+    """Whether the client can ask its user a question (a gate naming ``requester`` needs that)."""
+    capabilities = ctx.client_capabilities
+    return capabilities is not None and capabilities.elicitation is not None
+
+
+async def settle(
+    app: AppState, ctx: Context[Any], run_id: str, wait_s: float, step_limit: int = DEFAULT_STEP_LIMIT
+) -> RunResult:
+    """Wait up to ``wait_s`` (at most 50 s) for the run to settle, then describe it (``step_limit`` steps).
 
     Progress is reported about once a second. A call that finds the run waiting on a gate waits for the decision
     (and then for the run); a gate that opens during the call ends the wait at once.
@@ -96,29 +107,48 @@ async def settle(app: AppState, ctx: Context[Any], run_id: str, wait_s: float, i
         left = end - anyio.current_time()
         if left <= 0:
             break
-        if record.status == "waiting" or not app.engine.is_active(run_id):
-            await anyio.sleep(min(POLL_S, left))  # a decision or another process moves it on: look again
-            record = await app.engine.get(run_id)
+        if app.engine.is_active(run_id):  # executing here: woken by its completion, or to report progress
+            record = await app.engine.wait(run_id, timeout_s=min(PROGRESS_EVERY_S, left))
+            if record.status not in SETTLED:
+                done, total = app.engine.progress(run_id)
+                await ctx.report_progress(done, total, f"{done} step{'s' if done != 1 else ''} done")
             continue
-        record = await app.engine.wait(run_id, timeout_s=min(PROGRESS_EVERY_S, left))
-        if record.status not in SETTLED:
-            done, total = app.engine.progress(run_id)
-            await ctx.report_progress(done, total, f"{done} step{'s' if done != 1 else ''} done")
-    steps = await app.engine.steps(run_id, payloads=False) if include_steps else []
+        fresh = await app.engine.get(run_id)  # it may have settled here a moment ago
+        if fresh.status != record.status or fresh.updated_at != record.updated_at:
+            record = fresh
+            continue
+        await anyio.sleep(min(POLL_S, left))  # a decision or another process moves it on: look again
+        record = await app.engine.get(run_id)
+    steps = await app.engine.steps(run_id, payloads=False)
     gate = None
     if record.status == "waiting":
         pending = await app.store.gates.find(GATE_PENDING, run_id, limit=1)
         gate = pending[0] if pending else None
-    return run_result(record, steps, gate, approval_url=f"{app.http_url}/gates/" if app.http_url else None)
+    return run_result(
+        app.engine.live(record),
+        steps,
+        gate,
+        approval_url=f"{app.http_url}/gates/" if app.http_url else None,
+        step_limit=step_limit,
+        max_output_bytes=app.settings.max_result_bytes,
+        can_elicit=can_elicit(ctx),
+    )
 
 
 async def start(
     app: AppState, ctx: Context[Any], tree: dict[str, Any], input: Any, options: Options | None
 ) -> RunResult:
     """Start a run of ``tree`` for the caller and wait for it as its ``options`` say."""
+    options = options or Options()
     with tool_errors():
         record = await app.engine.start(tree, input, run_options(options, current_principal()))
-        return await settle(app, ctx, record.id, (options or Options()).wait_s)
+        return await settle(app, ctx, record.id, wait_seconds(app, options), options.step_limit)
+
+
+def wait_seconds(app: AppState, options: Options | None) -> float:
+    """How long a run-starting call waits: its ``options.wait_s``, else the server's ``default_wait_s``."""
+    asked = None if options is None else options.wait_s
+    return app.settings.default_wait_s if asked is None else asked
 
 
 async def opened_gate(app: AppState, run_id: str) -> GateRecord | None:
@@ -144,8 +174,7 @@ def ask_requester(
     ctx: Context[Any], title: str, brief: str, payload: Any = None, approvers: list[str] | None = None
 ) -> Elicit[ApprovalAnswer] | None:
     """Ask the human behind the client — never the model — when the gate allows it and the client can ask."""
-    capabilities = ctx.client_capabilities
-    if REQUESTER not in (approvers or []) or capabilities is None or capabilities.elicitation is None:
+    if REQUESTER not in (approvers or []) or not can_elicit(ctx):
         return None
     shown = json.dumps(payload, indent=2, ensure_ascii=False)
     return Elicit(f"Approval requested: {title}\n\n{brief}\n\nPayload:\n{shown}", ApprovalAnswer)

@@ -19,14 +19,29 @@ from patterns import SETTLED, Engine, PatternError, gates, interventions
 from registry import Registry, RegistryError
 from server.config import ConfigError, Settings
 from server.render import gate_report, gates_table, run_report, runs_table, step_tree, tools_table
-from server.results import GateList, RunList, ToolList, catalogue, gate_detail, run_result, run_summary, tool_info
-from storage import StorageError, Store
+from server.results import (
+    GateList,
+    RunList,
+    RunResult,
+    ToolList,
+    catalogue,
+    gate_detail,
+    run_result,
+    run_summary,
+    tool_info,
+)
+from storage import RunRecord, StepRecord, StorageError, Store
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class CommandError(Exception):
     """A problem the user can fix; printed without a traceback, exit status 2."""
+
+
+def whole(record: RunRecord, steps: list[StepRecord] | None = None) -> RunResult:
+    """A run as the CLI shows it: every step and the whole output (a person asked for this one run)."""
+    return run_result(record, steps, step_limit=None, max_output_bytes=None)
 
 
 def _print_json(data: Any) -> None:
@@ -140,7 +155,7 @@ async def _runs_list(store: Store, args: argparse.Namespace) -> int:
 
 
 async def _runs_show(store: Store, args: argparse.Namespace) -> int:
-    result = run_result(await store.get_run(args.run_id), await store.get_steps(args.run_id, payloads=False))
+    result = whole(await store.get_run(args.run_id), await store.get_steps(args.run_id, payloads=False))
     return _emit(args, result, run_report(result))
 
 
@@ -148,12 +163,12 @@ async def _runs_tail(store: Store, args: argparse.Namespace) -> int:
     seen: dict[str, str] = {}
     while True:
         record = await store.get_run(args.run_id)
-        for step in run_result(record, await store.get_steps(args.run_id, payloads=False)).steps:
+        for step in whole(record, await store.get_steps(args.run_id, payloads=False)).steps:
             if seen.get(step.path) != step.status:
                 seen[step.path] = step.status
                 print(step_tree([step]), flush=True)
         if record.status in SETTLED:
-            print(run_report(run_result(record)), flush=True)
+            print(run_report(whole(record)), flush=True)
             return 0 if record.status in ("succeeded", "partial") else 1
         await anyio.sleep(args.interval)
 
@@ -161,7 +176,7 @@ async def _runs_tail(store: Store, args: argparse.Namespace) -> int:
 async def _runs_cancel(store: Store, args: argparse.Namespace) -> int:
     async with Engine(store, Registry(store), recover=False) as engine:
         record = await engine.cancel(args.run_id, args.reason or "cancelled from the podium CLI", by=args.as_name)
-    result = run_result(record, await store.get_steps(record.id, payloads=False))
+    result = whole(record, await store.get_steps(record.id, payloads=False))
     return _emit(args, result, run_report(result))
 
 
@@ -192,7 +207,7 @@ async def _runs_reopen(store: Store, args: argparse.Namespace) -> int:
                 else:
                     await anyio.sleep(0.5)
                     record = await store.get_run(args.run_id)
-    result = run_result(record, await store.get_steps(record.id, payloads=False))
+    result = whole(record, await store.get_steps(record.id, payloads=False))
     text = run_report(result)
     if args.detach:
         text += f"\nhanded to the servers: one resumes it within seconds; follow it with `podium runs tail {record.id}`"

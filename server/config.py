@@ -50,6 +50,12 @@ class Settings(BaseModel):
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="On SIGTERM/SIGINT, how long tool calls in flight may take to finish."
     )
+    default_wait_s: float = Field(
+        20.0, ge=0, le=50, description="How long a run-starting call waits for its run when the call does not say."
+    )
+    max_result_bytes: int = Field(
+        262_144, ge=1_024, le=262_144, description="The largest run output a result carries; larger: a pointer."
+    )
     sync_tool_threads: int = Field(
         8, ge=1, le=256, description="Calls of sync python tools that run at once, each in a worker thread."
     )

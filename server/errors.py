@@ -1,16 +1,15 @@
-"""The one place that turns engine, registry and storage errors into MCP tool errors, and gives every tool error
-a text that starts with its error type (``invalid_input: argument options.wait_s: ...``)."""
+"""The one place that turns engine, registry and storage errors into MCP tool and resource errors, each a text
+that starts with its error type (``invalid_input: argument options.wait_s: ...``)."""
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError, UnexpectedToolError
-from mcp.types import CallToolResult, InputRequiredResult
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from pydantic import ValidationError
 
 from patterns import PatternError
@@ -70,12 +69,18 @@ def resource_errors() -> Iterator[None]:
         raise ResourceError("internal: the run store failed; see the server log") from None
 
 
-def argument_problems(exc: ValidationError) -> str:
-    """What is wrong with a call's arguments: where and what is allowed, never the values given."""
+def argument_problems(exc: ValidationError, schema: dict[str, Any] | None = None) -> str:
+    """What is wrong with a call's arguments: where and what is allowed, never the values given. With the tool's
+    input ``schema``, an unknown argument is answered with the closest valid name (``did you mean wait_s?``)."""
     lines = []
     for error in exc.errors(include_url=False, include_input=False):
         where = ".".join(clip(str(part), 40) for part in error["loc"]) or "(arguments)"
-        lines.append(f"argument {where}: {error['msg']}")
+        line = f"argument {where}: {error['msg']}"
+        if error["type"] == "extra_forbidden" and schema is not None and error["loc"]:
+            allowed = _properties_at(schema, tuple(error["loc"][:-1]))
+            guess = difflib.get_close_matches(str(error["loc"][-1]), allowed, n=1, cutoff=0.5)
+            line += f"; did you mean {guess[0]}?" if guess else f" (allowed: {', '.join(allowed)})"
+        lines.append(line)
     unique = list(dict.fromkeys(lines))
     text = "; ".join(unique[:ARGUMENT_PROBLEMS_SHOWN])
     if len(unique) > ARGUMENT_PROBLEMS_SHOWN:
@@ -83,27 +88,21 @@ def argument_problems(exc: ValidationError) -> str:
     return f"invalid_input: {text}"
 
 
-class PodiumServer(MCPServer):
-    """The SDK's server, whose tool errors read ``TYPE: message`` (the contract's error types) rather than
-    ``Error executing tool NAME: ...``, with argument errors as ``invalid_input`` naming the argument."""
+def _properties_at(schema: dict[str, Any], loc: tuple[int | str, ...]) -> list[str]:
+    """The property names of the object at ``loc`` in an input schema, following ``$ref`` and ``anyOf``."""
+    defs = schema.get("$defs", {})
 
-    async def call_tool(
-        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
-    ) -> CallToolResult | InputRequiredResult:
-        try:
-            return await super().call_tool(name, arguments, context)
-        except UnexpectedToolError as exc:  # still unexpected: the SDK logs it with its traceback
-            raise UnexpectedToolError(INTERNAL) from exc.__cause__
-        except ToolError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, PodiumToolError):
-                raise ToolError(str(cause)) from cause
-            if isinstance(cause, ValidationError):
-                raise ToolError(argument_problems(cause)) from cause
-            tools = sorted(tool.name for tool in await self.list_tools())
-            if name not in tools:
-                raise ToolError(
-                    f"invalid_input: unknown tool {clip(name, 60)!r}; the tools are {', '.join(tools)}"
-                ) from None
-            text = str(exc).removeprefix(f"Error executing tool {name}: ")
-            raise ToolError(f"invalid_input: {clip(text, 2000)}") from cause
+    def resolve(node: Any) -> dict[str, Any]:
+        while isinstance(node, dict):
+            if "$ref" in node:
+                node = defs.get(str(node["$ref"]).rsplit("/", 1)[-1], {})
+            elif "anyOf" in node:
+                node = next((o for o in node["anyOf"] if isinstance(o, dict) and o.get("type") != "null"), {})
+            else:
+                return node
+        return {}
+
+    node = resolve(schema)
+    for part in loc:
+        node = resolve(node.get("properties", {}).get(str(part), {}))
+    return list(node.get("properties", {}))

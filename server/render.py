@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from server.results import GateDetail, RunResult, RunSummary, StepInfo, ToolInfo
+from server.results import GateDetail, RunResult, RunSummary, StepInfo, ToolInfo, epoch
 
 
 def _ms(value: float | None) -> str:
@@ -37,7 +37,7 @@ def runs_table(runs: Sequence[RunSummary]) -> str:
                 r.usage.steps,
                 f"{r.usage.cost:g}",
                 _ms(r.usage.duration_ms),
-                _age(now - r.created_at),
+                _age(now - epoch(r.created_at)),
                 "" if r.error is None else f"{r.error.type}: {_short(r.error.message, 60)}",
             ]
             for r in runs
@@ -144,8 +144,8 @@ def _event(entry: dict[str, Any]) -> str:
     return line + (f" ({entry['reason']})" if entry.get("reason") else "")
 
 
-def _when(at: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+def _when(at: float | str) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch(at) if isinstance(at, str) else at))
 
 
 def tools_table(tools: Sequence[ToolInfo]) -> str:
@@ -193,8 +193,8 @@ def gates_table(gates: Sequence[GateDetail]) -> str:
                 _short(g.title, 40),
                 ", ".join(g.approvers) or "anyone",
                 g.level,
-                _left(g.sla_at - now) if g.status == "pending" else "-",
-                _age(now - g.created_at),
+                _left(epoch(g.sla_at) - now) if g.status == "pending" else "-",
+                _age(now - epoch(g.created_at)),
                 g.run_id,
             ]
             for g in gates
@@ -210,7 +210,7 @@ def gate_report(gate: GateDetail) -> str:
         f"run: {gate.run_id} at step {gate.path or '(root)'}",
         f"asked: {', '.join(gate.approvers) or 'anyone but the requester'}"
         + (f"   then: {', '.join(gate.escalate_to[gate.level :])}" if gate.escalate_to[gate.level :] else ""),
-        f"time left: {_left(gate.sla_at - now)}   on timeout: {gate.on_timeout}"
+        f"time left: {_left(epoch(gate.sla_at) - now)}   on timeout: {gate.on_timeout}"
         if gate.status == "pending"
         else f"comment: {gate.comment or '-'}",
         "",

@@ -1,7 +1,15 @@
-"""What the MCP tools return: structured, stable field names (the public contract in DESIGN.md)."""
+"""What the MCP tools return: structured, stable field names (the public contract in DESIGN.md).
+
+A ``RunResult`` stays small whatever the run's size: at most ``step_limit`` steps (problems first) with counts of
+all of them, an ``output`` over ``max_result_bytes`` replaced by a pointer to the resource that holds it, and the
+whole under ``RESULT_BUDGET``. Times are ISO-8601 UTC strings.
+"""
 
 from __future__ import annotations
 
+import datetime
+import json
+import re
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -36,11 +44,19 @@ class Usage(BaseModel):
     duration_ms: float
 
 
+class StepCounts(BaseModel):
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    running: int = Field(0, description="Started and not finished, or waiting at a gate.")
+    skipped: int = Field(0, description="Completed by an operator's `podium runs skip` rather than by the tool.")
+
+
 class GateInfo(BaseModel):
     gate_id: str
     title: str
     approvers: list[str]
-    sla_at: float | None
+    sla_at: str | None = Field(description="When the current approver's SLA ends (ISO-8601 UTC).")
     status: str
 
 
@@ -54,17 +70,17 @@ class GateDetail(BaseModel):
     approvers: list[str] = Field(description="Who is asked now.")
     escalate_to: list[str]
     level: int
-    sla_at: float
+    sla_at: str
     on_timeout: str
     status: str
     decision: str | None
     decided_by: str | None
-    decided_at: float | None
+    decided_at: str | None
     comment: str | None
     decided_payload: Any
     opened_by: str
     history: list[dict[str, Any]]
-    created_at: float
+    created_at: str
 
 
 class GateList(BaseModel):
@@ -80,8 +96,15 @@ class RunResult(BaseModel):
     )
     output: Any = None
     error: ErrorInfo | None = None
+    output_truncated: bool = Field(
+        False, description="The output was too large for this result: read it from podium://runs/{run_id}/output."
+    )
     missing: list[str] = Field(default_factory=list, description="Paths whose data is unavailable.")
-    steps: list[StepInfo] = Field(default_factory=list)
+    steps: list[StepInfo] = Field(
+        default_factory=list, description="At most step_limit steps: failed, cancelled, in flight, then the rest."
+    )
+    step_counts: StepCounts = Field(default_factory=StepCounts, description="All of the run's steps, by status.")
+    steps_omitted: int = Field(0, description="Steps left out of `steps`: podium://runs/{run_id}/steps has all.")
     usage: Usage
     gate: GateInfo | None = None
     next_action: str
@@ -94,7 +117,7 @@ class RunResult(BaseModel):
 class RunSummary(BaseModel):
     run_id: str
     status: str
-    created_at: float
+    created_at: str
     usage: Usage
     error: ErrorInfo | None
     tags: dict[str, str]
@@ -120,6 +143,25 @@ class ToolInfo(BaseModel):
 
 class ToolList(BaseModel):
     tools: list[ToolInfo]
+
+
+class ToolSummary(BaseModel):
+    name: str
+    version: str = Field(description="The version a reference without a version resolves to.")
+    versions: list[str] = Field(description="Every registered version, highest first.")
+    description: str
+    tags: list[str]
+    deprecated: bool
+
+
+class ToolMatches(BaseModel):
+    tools: list[ToolSummary] = Field(description="At most `limit` tools; describe_tool gives one's schemas.")
+    total: int = Field(description="How many tools matched.")
+
+
+class RunSteps(BaseModel):
+    run_id: str
+    steps: list[StepInfo]
 
 
 class Validation(BaseModel):
@@ -171,6 +213,37 @@ def next_action(record: RunRecord) -> str:
     return "The run failed; read error.message before deciding what to do next."
 
 
+DEFAULT_STEP_LIMIT = 20
+MAX_STEP_LIMIT = 1000
+DEFAULT_MAX_RESULT_BYTES = 262_144
+RESULT_BUDGET = 245_760
+"""The most a RunResult's JSON may take: its wire message carries it twice (structured and as text), under 512 KiB."""
+_PROBLEMS = {"failed": 0, "cancelled": 1, "started": 2, "waiting": 2}
+_DIGITS = re.compile(r"(\d+)")
+
+
+def iso(at: float | None) -> str | None:
+    """An epoch time as ISO-8601 UTC with milliseconds: ``2026-12-01T23:02:28.123Z``."""
+    if at is None:
+        return None
+    when = datetime.datetime.fromtimestamp(at, datetime.UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def epoch(text: str) -> float:
+    """The epoch time of an ISO-8601 string made by ``iso``."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _with_iso_times(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**e, "at": iso(e["at"])} if isinstance(e.get("at"), int | float) else e for e in entries]
+
+
+def path_key(path: str) -> list[tuple[int, int | str]]:
+    """Paths in tree order, numbers as numbers: ``fan_out/9`` before ``fan_out/10``."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(path) if part]
+
+
 def step_info(record: StepRecord) -> StepInfo:
     return StepInfo(
         path=record.path,
@@ -181,6 +254,22 @@ def step_info(record: StepRecord) -> StepInfo:
         duration_ms=None if record.duration_ms is None else round(record.duration_ms, 3),
         error=None if record.error is None else ErrorInfo(**record.error),
     )
+
+
+def step_counts(steps: list[StepRecord], history: list[dict[str, Any]]) -> StepCounts:
+    skipped = {p for e in history if e.get("action") == "skip" for p in e.get("steps", [])}
+    counts = StepCounts()
+    for step in steps:
+        if step.status == "completed":
+            if step.path in skipped:
+                counts.skipped += 1
+            else:
+                counts.completed += 1
+        elif step.status in ("failed", "cancelled"):
+            setattr(counts, step.status, getattr(counts, step.status) + 1)
+        else:
+            counts.running += 1
+    return counts
 
 
 def usage(record: RunRecord) -> Usage:
@@ -198,23 +287,42 @@ def gate_detail(gate: GateRecord) -> GateDetail:
         approvers=gate.current_approvers,
         escalate_to=gate.escalate_to,
         level=gate.level,
-        sla_at=gate.sla_at,
+        sla_at=iso(gate.sla_at) or "",
         on_timeout=gate.on_timeout,
         status=gate.status,
         decision=gate.decision,
         decided_by=gate.decided_by,
-        decided_at=gate.decided_at,
+        decided_at=iso(gate.decided_at),
         comment=gate.comment,
         decided_payload=gate.decided_payload,
         opened_by=gate.opened_by,
-        history=gate.history,
-        created_at=gate.created_at,
+        history=_with_iso_times(gate.history),
+        created_at=iso(gate.created_at) or "",
     )
 
 
 def gate_info(gate: GateRecord) -> GateInfo:
     return GateInfo(
-        gate_id=gate.id, title=gate.title, approvers=gate.current_approvers, sla_at=gate.sla_at, status=gate.status
+        gate_id=gate.id, title=gate.title, approvers=gate.current_approvers, sla_at=iso(gate.sla_at), status=gate.status
+    )
+
+
+def gate_action(gate: GateRecord, run_id: str, approval_url: str | None, can_elicit: bool) -> str:
+    """Who decides a waiting gate and the exact commands (and link) that do it."""
+    asked = gate.current_approvers
+    as_name = f" --as {asked[0]}" if asked else ""
+    commands = f"`podium gates approve {gate.id}{as_name}` or `podium gates reject {gate.id}{as_name}`"
+    link = f", or the approval link {approval_url}{gate.id}" if approval_url else ""
+    if asked == ["requester"] and not can_elicit:
+        return (
+            f"Gate {gate.id} ({gate.title!r}) asks the human behind your client (`requester`), but your client cannot "
+            f"ask them (no elicitation): a person must decide it with {commands}{link}; then call wait_run with "
+            f"run_id {run_id!r}."
+        )
+    who = ", ".join(asked) or "any approver"
+    return (
+        f"Ask a human ({who}) to decide gate {gate.id} ({gate.title!r}): {commands}{link}; then call wait_run with "
+        f"run_id {run_id!r}."
     )
 
 
@@ -223,34 +331,66 @@ def run_result(
     steps: list[StepRecord] | None = None,
     gate: GateRecord | None = None,
     approval_url: str | None = None,
+    *,
+    step_limit: int | None = DEFAULT_STEP_LIMIT,
+    max_output_bytes: int | None = DEFAULT_MAX_RESULT_BYTES,
+    can_elicit: bool = True,
 ) -> RunResult:
-    action = next_action(record)
-    if gate is not None:
-        who = ", ".join(gate.current_approvers) or "an approver"
-        link = f" or the approval link {approval_url}{gate.id}" if approval_url else ""
-        action = (
-            f"Ask a human ({who}) to decide gate {gate.id} ({gate.title!r}): `podium gates approve {gate.id}` or "
-            f"`podium gates reject {gate.id}`{link}; then call wait_run with run_id {record.id!r}."
-        )
-    return RunResult(
+    """The result a caller sees. ``step_limit`` None lists every step and ``max_output_bytes`` None keeps any output
+    (the CLI's views); otherwise the result stays within ``RESULT_BUDGET``."""
+    records = steps or []
+    ordered = sorted(records, key=lambda s: (_PROBLEMS.get(s.status, 3), path_key(s.path)))
+    shown = ordered if step_limit is None else ordered[:step_limit]
+    action = next_action(record) if gate is None else gate_action(gate, record.id, approval_url, can_elicit)
+    output, truncated = record.output, False
+    if max_output_bytes is not None and record.output is not None:
+        size = len(json.dumps(record.output, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > max_output_bytes:
+            output, truncated = None, True
+            action += (
+                f" The output ({size} bytes) is too large for this result: read it from the resource "
+                f"podium://runs/{record.id}/output."
+            )
+    result = RunResult(
         run_id=record.id,
         status=record.status,
-        output=record.output,
+        output=output,
+        output_truncated=truncated,
         error=None if record.error is None else ErrorInfo(**record.error),
         missing=list(record.missing),
-        steps=[step_info(s) for s in steps or []],
+        steps=[step_info(s) for s in shown],
+        step_counts=step_counts(records, record.history),
+        steps_omitted=len(records) - len(shown),
         usage=usage(record),
         gate=None if gate is None else gate_info(gate),
         next_action=action,
-        history=list(record.history),
+        history=_with_iso_times(list(record.history)),
     )
+    return result if step_limit is None and max_output_bytes is None else _within_budget(result)
+
+
+def _within_budget(result: RunResult) -> RunResult:
+    """Drop steps (the last first), then the output, until the result's JSON fits ``RESULT_BUDGET``."""
+    while len(result.model_dump_json()) > RESULT_BUDGET:
+        if result.steps:
+            keep = len(result.steps) // 2
+            result.steps_omitted += len(result.steps) - keep
+            result.steps = result.steps[:keep]
+        elif result.output is not None:
+            result.output, result.output_truncated = None, True
+            result.next_action += (
+                f" The output is too large for this result: read podium://runs/{result.run_id}/output."
+            )
+        else:
+            break
+    return result
 
 
 def run_summary(record: RunRecord) -> RunSummary:
     return RunSummary(
         run_id=record.id,
         status=record.status,
-        created_at=record.created_at,
+        created_at=iso(record.created_at) or "",
         usage=usage(record),
         error=None if record.error is None else ErrorInfo(**record.error),
         tags=dict(record.tags),
@@ -270,6 +410,17 @@ def tool_info(spec: ToolSpec, versions: list[str] | None = None) -> ToolInfo:
         timeout_s=spec.timeout_s,
         tags=list(spec.tags),
         deprecated=spec.deprecated,
+    )
+
+
+def tool_summary(info: ToolInfo) -> ToolSummary:
+    return ToolSummary(
+        name=info.name,
+        version=info.version,
+        versions=info.versions,
+        description=info.description,
+        tags=info.tags,
+        deprecated=info.deprecated,
     )
 
 

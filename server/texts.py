@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 STEP_LANGUAGE = """\
 Step language (JSON). A step is one of:
   {"tool": "name@^1.2", "input"?: template, "id"?: "name", "retry"?: {"max_attempts": 3}, "timeout_s"?: 30,
@@ -24,79 +27,131 @@ what to do next in `next_action`. Runs keep going after a call returns.
 {STEP_LANGUAGE}"""
 
 _RESULT = (
-    "Returns a RunResult {run_id, status, output, error, missing, steps, usage, gate, next_action}. If the run "
-    "is not done within options.wait_s (default 20 s, max 50) it comes back `running`: call wait_run."
-)
-_OPTIONS = (
-    "options: {wait_s, idempotency_key (a repeat returns the same run), parent_run_id, deadline_s, "
-    "budget: {max_steps, max_cost}, tags}."
+    "Returns a RunResult (schema: get_run's output). Not done within options.wait_s? It comes back `running`: "
+    "call wait_run."
 )
 
+# One example per tool, as arguments: each runs as written against the demo's tools (server/demo/tools.toml);
+# <run_id> and <gate_id> stand for ids a RunResult gives. tests/server/test_tool_examples.py calls every one.
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "run_chain": {
+        "steps": [
+            {"tool": "extract-invoice@^1", "id": "inv"},
+            {"tool": "check-budget@^1", "input": {"invoice": {"$": "steps.inv"}}},
+        ],
+        "input": {"text": "INVOICE INV-1042\nFrom: ACME Corp\nTotal: 1,250.00 EUR"},
+    },
+    "fan_out": {
+        "branches": [{"tool": "vendor-financials"}, {"tool": "vendor-news"}],
+        "strategy": "best_effort",
+        "branch_timeout_s": 5,
+        "reduce": {"tool": "synthesize-risk", "input": {"vendor": {"$": "input.vendor"}, "results": {"$": "results"}}},
+        "input": {"vendor": "ACME Corp"},
+    },
+    "map_reduce": {
+        "items": ["INVOICE INV-1\nFrom: ACME Corp\nTotal: 120.00 EUR", "INVOICE INV-2\nFrom: Globex\nTotal: 80.00 EUR"],
+        "map": {"tool": "extract-invoice", "input": {"text": {"$": "item"}}},
+    },
+    "route": {
+        "input": {"subject": "Charged twice", "body": "My card was billed twice.", "category": "billing"},
+        "on": "input.category",
+        "cases": {"billing": {"tool": "handle-billing"}, "outage": {"tool": "handle-outage"}},
+        "default": {"tool": "handle-general"},
+    },
+    "refine": {
+        "input": {"subject": "Invoice shows the wrong amount", "body": "The total on INV-7 is 10 EUR too high."},
+        "generate": {
+            "tool": "draft-reply",
+            "input": {
+                "subject": {"$": "input.subject"},
+                "body": {"$": "input.body"},
+                "missing": {"$": "feedback.missing"},
+            },
+        },
+        "evaluate": {"tool": "grade-reply"},
+        "score": "score",
+        "threshold": 1,
+    },
+    "await_approval": {
+        "title": "Renew ACME at +4%",
+        "brief": "Current terms EUR 120k/year; market +3-4%; recommend +4% for two years.",
+        "payload": {"vendor": "ACME Corp", "increase_pct": 4},
+        "approvers": ["legal"],
+        "sla_s": 14400,
+        "escalate_to": ["general-counsel"],
+    },
+    "decide_gate": {"gate_id": "<gate_id>", "decision": "approve", "comment": "terms match the benchmark"},
+    "validate": {
+        "step": {
+            "chain": [
+                {"tool": "extract-invoice@^1", "id": "inv"},
+                {"tool": "match-po@^1", "input": {"invoice": {"$": "steps.inv"}}},
+            ]
+        }
+    },
+    "get_run": {"run_id": "<run_id>"},
+    "wait_run": {"run_id": "<run_id>", "timeout_s": 30},
+    "list_runs": {"status": "failed", "limit": 10},
+    "cancel_run": {"run_id": "<run_id>", "reason": "the user changed their mind"},
+    "find_tools": {"query": "invoice"},
+    "describe_tool": {"ref": "extract-invoice@^1"},
+}
+
+
+def _example(tool: str) -> str:
+    return "Example: " + json.dumps(EXAMPLES[tool], separators=(", ", ": "), ensure_ascii=False)
+
+
 TOOL_DOCS: dict[str, str] = {
-    "run_chain": f"""Run steps in order, each getting the previous step's output (a sequential chain).
-Use it for linear work where each step needs the prior result: extract -> validate -> post.
-Example: steps=[{{"tool": "extract-invoice@^1", "id": "inv"}},
- {{"tool": "check-budget@1", "input": {{"vendor": {{"$": "steps.inv.vendor"}}, "total": {{"$": "steps.inv.total"}}}}}}],
- input={{"text": "..."}}.
-{_RESULT} {_OPTIONS}
+    "run_chain": f"""Run steps in order, each getting the previous step's output (a sequential chain): extract ->
+validate -> post. A run-starting call with no input gets {{}}. {_example("run_chain")}
+{_RESULT}
 
 {STEP_LANGUAGE}""",
     "fan_out": f"""Run independent branches in parallel on the same input, then optionally reduce the results.
 strategy: "all" (any failure fails), "best_effort" (failures become gaps named in `missing`; the output list has
-null there), "quorum" (done once `quorum` branches succeed; the rest are cancelled). branch_timeout_s turns a
-slow branch into a gap instead of blocking. The reduce step gets the results list (also `results` in templates).
-Example: branches=[{{"tool": "vendor-financials"}}, {{"tool": "vendor-news"}}], strategy="best_effort",
- branch_timeout_s=5, reduce={{"tool": "synthesize-risk", "input": {{"results": {{"$": "results"}}}}}},
- input={{"vendor": "ACME"}}.
-{_RESULT} {_OPTIONS}""",
-    "map_reduce": f"""Run one step per item of a list in parallel (map), then optionally combine (reduce).
-The map step gets the item (a list of chunk_size items when chunk_size > 1; also `item` in templates); reduce gets
-the results in item order. strategy, quorum and item_timeout_s work as in fan_out.
-Example: items=["a.pdf", "b.pdf"], map={{"tool": "extract-invoice", "input": {{"text": {{"$": "item"}}}}}},
- reduce={{"tool": "sum-totals"}}.
-{_RESULT} {_OPTIONS}""",
-    "route": f"""Choose one step by a value of the input (conditional routing).
-`on` is JMESPath over {{input}}; its value (strings as-is, others as JSON text such as true or 3) picks the case;
-`default` runs when no case matches (without it, no match is an error).
-Example: input={{"category": "billing", "text": "..."}}, on="input.category",
- cases={{"billing": {{"tool": "handle-billing"}}, "outage": {{"tool": "handle-outage"}}}},
- default={{"tool": "handle-general"}}.
-{_RESULT} {_OPTIONS}""",
+null there), "quorum" (done once `quorum` branches succeed). branch_timeout_s turns a slow branch into a gap.
+The reduce step gets the results list (`results` in templates). {_example("fan_out")}
+{_RESULT}""",
+    "map_reduce": f"""Run one step per item of a list in parallel (map), then optionally combine them (reduce).
+The map step gets the item (`item` in templates; a list of chunk_size items when chunk_size > 1); reduce gets the
+results in item order. strategy, quorum and item_timeout_s work as in fan_out. {_example("map_reduce")}
+{_RESULT}""",
+    "route": f"""Choose one step by a value of the input (conditional routing). `on` is JMESPath over {{input}};
+its value (strings as-is, others as JSON text such as true or 3) picks the case; `default` runs when none matches.
+{_example("route")}
+{_RESULT}""",
     "refine": f"""Improve a result in a loop: generate, evaluate, score; stop at the threshold or a hard limit.
-generate gets the input first, then its own last output (`feedback` holds the last evaluation); evaluate gets
-the generated output; `score` is JMESPath into the evaluation giving a number. Stops at threshold, max_iterations,
-an improvement below min_improvement, time_budget_s or cost_budget. Output: {{output, score, iteration,
-reached_threshold, iterations, history, stop_reason}} with the best attempt even when the threshold was not met.
-Example: generate={{"tool": "draft-reply"}}, evaluate={{"tool": "grade-reply"}}, score="score", threshold=0.8.
-{_RESULT} {_OPTIONS}""",
+generate gets the input first, then its last output (`feedback` holds the last evaluation); evaluate gets the
+generated output; `score` is JMESPath into the evaluation. Stops at threshold, max_iterations, min_improvement,
+time_budget_s or cost_budget. Output: {{output, score, iteration, reached_threshold, iterations, history,
+stop_reason}}. {_example("refine")}
+{_RESULT}""",
     "await_approval": f"""Ask a human to approve, modify or reject something before you go on (a gate).
 Give a brief the approver can decide on in minutes: what, why, the recommendation and its risks. The run waits
-(status `waiting`, `gate` shows who is asked and the SLA deadline) for as long as it takes; it never approves
-itself. After sla_s (default 24 h) the gate escalates to the next name in escalate_to; after the last one,
-on_timeout applies ("reject", "approve", or "fail"). The output of an approved gate is
-{{gate_id, decision, payload, decided_by, comment}} (payload as edited when the approver modified it).
-Example: title="Renew ACME contract at +4%", brief="Current terms ..., market ..., recommendation ...",
- payload={{"vendor": "ACME", "increase_pct": 4}}, approvers=["legal@corp"], sla_s=14400, escalate_to=["gc@corp"].
-{_RESULT} {_OPTIONS}""",
-    "decide_gate": """Decide an open gate: approve, modify (payload is the edited version) or reject, with a comment.
-Only for principals with the approver role, and never the principal that opened the gate: a model must not
-approve its own request. Example: gate_id="…", decision="approve", comment="terms match the benchmark".""",
-    "validate": """Check a step tree without running it: it parses, tool references resolve (and to which versions),
-templates name existing steps, static limits hold, and in chains each producer's output schema can satisfy the
-next tool's required input. Returns {valid, lock, problems}.
-Example: step={"chain": [{"tool": "a"}, {"tool": "b"}]}.""",
-    "get_run": """Get a run's current state at once (status, output, error, gaps, steps, usage, next_action).
-Example: run_id="0190...". include_steps=false leaves out the per-step list.""",
-    "wait_run": """Wait for a run to settle, up to timeout_s (default 20, max 50), then return it.
-Call it again while the status is `running`. Example: run_id="0190...", timeout_s=30.""",
-    "list_runs": """List recent runs, newest first, optionally by status (e.g. "failed", "partial", "running").
-Example: status="failed", limit=10.""",
-    "cancel_run": """Cancel a run: its in-flight steps stop and are recorded cancelled; a finished run is left as it
-is. Example: run_id="0190...", reason="user changed their mind".""",
-    "find_tools": """Search the registry by text (name or description) and/or tag. Each result has the newest
-stable version, every version, and the input/output schemas. Example: query="invoice".""",
-    "describe_tool": """Describe one tool version: schemas, idempotency, cost, timeout, tags, other versions.
-ref is name, name@1.2.3 or a range like name@^1. Example: ref="extract-invoice@^1".""",
+(`waiting`; `gate` shows who is asked and the SLA deadline); it never approves itself. After sla_s (default 24 h)
+it escalates to the next name in escalate_to; after the last, on_timeout applies. An approved gate outputs
+{{gate_id, decision, payload, decided_by, comment}}. {_example("await_approval")}
+{_RESULT}""",
+    "decide_gate": f"""Decide an open gate: approve, modify (payload is the edited version) or reject, with a comment.
+Only for principals with the approver role, never the one that opened the gate: a model does not approve its own
+request. Returns the run's RunResult. {_example("decide_gate")}""",
+    "validate": f"""Check a step tree without running it: it parses, tool references resolve (and to which versions),
+templates name existing steps, static limits hold, and in chains each producer's output can satisfy the next
+tool's required input. Returns {{valid, lock, problems}}. {_example("validate")}""",
+    "get_run": f"""Get a run's current state at once (status, output, error, gaps, steps, usage, next_action): a
+RunResult. step_limit (default 20) caps the steps listed; podium://runs/{{run_id}}/steps has them all.
+{_example("get_run")}""",
+    "wait_run": f"""Wait for a run to settle, up to timeout_s (default 20, max 50), then return its RunResult.
+Call it again while the status is `running`. {_example("wait_run")}""",
+    "list_runs": f"""List recent runs, newest first, optionally by status (e.g. "failed", "partial", "running").
+{_example("list_runs")}""",
+    "cancel_run": f"""Cancel a run and its child runs: in-flight steps stop and are recorded cancelled; a finished
+run is left as it is. Returns its RunResult. {_example("cancel_run")}""",
+    "find_tools": f"""Search the registry by text (name or description) and/or tag: each match's name, versions and
+description, at most `limit` (default 20); describe_tool gives one's schemas. {_example("find_tools")}""",
+    "describe_tool": f"""Describe one tool version: schemas, idempotency, cost, timeout, tags, other versions.
+ref is name, name@1.2.3 or a range like name@^1. {_example("describe_tool")}""",
 }
 
 SUPERVISE_PROMPT = f"""\

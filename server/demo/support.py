@@ -320,3 +320,67 @@ def general(
     ]
     actions = ["answer the question or link the matching help-centre article"]
     return _result("general", subject, priority, _reply(subject, paragraphs), actions)
+
+
+# -- a reply refined until it meets the support team's checklist (the refine pattern) ----------------------------
+
+CHECKLIST: dict[str, str] = {
+    "greeting": "open with a greeting",
+    "subject": "name what the customer wrote about",
+    "apology": "acknowledge the inconvenience",
+    "timeline": "say when they will hear back",
+    "next_steps": "tell them what happens next",
+    "sign_off": "sign off as the support team",
+}
+
+
+def draft_reply(subject: str, body: str, priority: str = "normal", missing: list[str] | None = None) -> dict[str, Any]:
+    """Draft a reply to a ticket: a short first answer, or (given ``missing``, the checklist items a review found
+    missing) the same answer with those parts added.
+
+    Args:
+        subject: The ticket's subject line.
+        body: The ticket's text.
+        priority: ``low``, ``normal``, ``high`` or ``urgent`` (sets the promised timeline).
+        missing: Checklist items to add (see ``grade_reply``); none for a first draft.
+
+    Returns:
+        ``subject``, ``body``, ``priority``, the ``response`` text and the checklist items it ``covers``.
+    """
+    covers = ["greeting", "subject"] if not missing else sorted({"greeting", "subject", *missing} & set(CHECKLIST))
+    parts = {
+        "greeting": "Hello,",
+        "subject": f'Thank you for writing to us about "{subject.strip()}".',
+        "apology": "We are sorry for the trouble this has caused.",
+        "timeline": f"You will hear from us within {_sla(priority)} hours.",
+        "next_steps": "A member of our team is looking into it and will reply with what we found.",
+        "sign_off": "Best regards,\nThe Support Team",
+    }
+    response = "\n\n".join(parts[item] for item in CHECKLIST if item in covers)
+    return {"subject": subject, "body": body, "priority": priority, "response": response, "covers": covers}
+
+
+def grade_reply(response: str, covers: list[str] | None = None, **_: Any) -> dict[str, Any]:
+    """Review a drafted reply against the support team's checklist.
+
+    Each item is checked in the text itself (a greeting at the start, an apology, a timeline in hours, next steps, a
+    sign-off), not taken from what the drafter claims to cover.
+
+    Returns:
+        ``score`` (the share of checklist items met, 0 to 1), the ``missing`` items and a ``feedback`` sentence each.
+    """
+    text = response.casefold()
+    met = {
+        "greeting": text.startswith(("hello", "hi", "dear")),
+        "subject": "about " in text or "regarding " in text,
+        "apology": "sorry" in text or "apolog" in text,
+        "timeline": re.search(r"within \d+ hours?", text) is not None,
+        "next_steps": "looking into" in text or "next step" in text or "will reply" in text,
+        "sign_off": "regards" in text or "sincerely" in text,
+    }
+    missing = [item for item, ok in met.items() if not ok]
+    return {
+        "score": round(sum(met.values()) / len(met), 3),
+        "missing": missing,
+        "feedback": [CHECKLIST[item] for item in missing],
+    }

@@ -447,6 +447,24 @@ def test_each_handler_accepts_classify_output_and_drafts_a_reply(
     assert result["response"].startswith("Hello,")
 
 
+def test_a_first_draft_misses_checklist_items_that_a_second_draft_adds() -> None:
+    first = support.draft_reply("Double charge", "I was charged twice", priority="high")
+    review = support.grade_reply(**first)
+    assert 0 < review["score"] < 1
+    assert set(review["missing"]) == {"apology", "timeline", "next_steps", "sign_off"}
+    assert len(review["feedback"]) == len(review["missing"])
+
+    second = support.draft_reply("Double charge", "I was charged twice", priority="high", missing=review["missing"])
+    assert support.grade_reply(**second) == {"score": 1.0, "missing": [], "feedback": []}
+    assert "within" in second["response"] and "hours" in second["response"]
+
+
+def test_grading_reads_the_text_not_the_claimed_coverage() -> None:
+    review = support.grade_reply("ok", covers=["greeting", "apology", "timeline", "next_steps", "sign_off"])
+    assert review["score"] == 0.0
+    assert len(review["missing"]) == 6
+
+
 def test_handlers_reject_an_unknown_priority() -> None:
     with pytest.raises(ValueError, match="unknown priority 'p1'"):
         support.general("Hi", "there", priority="p1")
@@ -471,6 +489,8 @@ EXPECTED_TOOLS = {
     "handle-outage": "server.demo.support:outage",
     "handle-security": "server.demo.support:security",
     "handle-general": "server.demo.support:general",
+    "draft-reply": "server.demo.support:draft_reply",
+    "grade-reply": "server.demo.support:grade_reply",
     "draft-renewal": "server.demo.contracts:draft_renewal",
     "generate-amendment": "server.demo.contracts:generate_amendment",
     "send-for-signature": "server.demo.contracts:send_for_signature",
@@ -517,6 +537,10 @@ def sample_inputs() -> dict[str, list[dict[str, Any]]]:
         steps[f"handle-{category}"] = [c for c in classified if c["category"] == category] + [
             {"subject": "Minimal", "body": "Only the required fields"}
         ]
+    steps["draft-reply"] = [{"subject": t["subject"], "body": t["body"]} for t in tickets] + [
+        {"subject": "Refund", "body": "Charged twice", "priority": "high", "missing": ["apology", "timeline"]}
+    ]
+    steps["grade-reply"] = [support.draft_reply(**d) for d in steps["draft-reply"]]
     drafts = [contracts.draft_renewal(contract_id) for contract_id in sorted(contracts.CONTRACTS)]
     steps["draft-renewal"] = [{"contract_id": contract_id} for contract_id in sorted(contracts.CONTRACTS)]
     steps["generate-amendment"] = drafts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anyio
@@ -33,23 +34,50 @@ async def error_text(client: Client, tool: str, arguments: dict[str, Any]) -> st
     return text
 
 
-async def test_every_contract_tool_is_listed_with_a_description_and_an_output_schema(settings: Settings, mode: str):
+RUN_RESULT_TOOLS = RUN_TOOLS | {"await_approval", "decide_gate", "get_run", "wait_run", "cancel_run"}
+
+
+def _titled(schema: Any) -> bool:
+    """Whether a JSON schema (or any schema inside it) carries a ``title`` keyword."""
+    if isinstance(schema, list):
+        return any(_titled(s) for s in schema)
+    if not isinstance(schema, dict):
+        return False
+    if isinstance(schema.get("title"), str):
+        return True
+    return any(
+        any(_titled(s) for s in value.values()) if key in ("properties", "$defs") else _titled(value)
+        for key, value in schema.items()
+    )
+
+
+async def test_every_contract_tool_is_listed_with_a_description_and_a_compact_schema(settings: Settings, mode: str):
     async with Client(build_server(settings), mode=mode) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
     assert CONTRACT_TOOLS <= set(tools)
     for name in CONTRACT_TOOLS:
         description = tools[name].description
         assert description is not None and len(description) > 60, name
-        assert tools[name].output_schema is not None, name
-    run_fields = set(tools["run_chain"].output_schema["properties"])  # type: ignore[index]
+        if name in RUN_RESULT_TOOLS - {"get_run"}:  # the RunResult schema is written once, on get_run
+            assert tools[name].output_schema is None and "RunResult" in description, name
+        else:
+            assert tools[name].output_schema is not None, name
+    listed = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools.values()]
+    assert len(json.dumps(listed, separators=(",", ":"))) < 25 * 1024  # compact: a client reads all of it
+    for tool in tools.values():
+        assert not _titled(tool.input_schema) and not _titled(tool.output_schema), tool.name
+    run_fields = set(tools["get_run"].output_schema["properties"])  # type: ignore[index]
     assert "answer" not in tools["await_approval"].input_schema["properties"]  # the human's, never the model's
     assert run_fields == {
         "run_id",
         "status",
         "output",
+        "output_truncated",
         "error",
         "missing",
         "steps",
+        "step_counts",
+        "steps_omitted",
         "usage",
         "gate",
         "next_action",
@@ -232,8 +260,8 @@ async def test_run_and_tool_resources_and_the_supervise_prompt(settings: Setting
         run_text = await client.read_resource(f"podium://runs/{run['run_id']}")
         tool_text = await client.read_resource("podium://tools/add/1.0.0")
         prompt = await client.get_prompt("supervise", {"goal": "pay invoices"})
-    assert f'"run_id": "{run["run_id"]}"' in run_text.contents[0].text  # type: ignore[union-attr]
-    assert '"name": "add"' in tool_text.contents[0].text  # type: ignore[union-attr]
+    assert f'"run_id":"{run["run_id"]}"' in run_text.contents[0].text  # type: ignore[union-attr]
+    assert '"name":"add"' in tool_text.contents[0].text  # type: ignore[union-attr]
     assert "wait_run" in prompt.messages[0].content.text  # type: ignore[union-attr]
 
 
