@@ -38,6 +38,7 @@ from patterns.errors import (
     RunCancelled,
     ShuttingDown,
 )
+from patterns.events import Level, RunEvents
 from patterns.limits import Limits
 from patterns.planning import Plan, RunOptions, checked_tree, effective_limits, plan
 from patterns.runner import Runner
@@ -50,6 +51,9 @@ from registry.errors import RegistryError
 from registry.models import ToolSpec
 from registry.resolve import parse_ref
 from storage import GateRecord, NewRun, RunRecord, RunUpdate, StepRecord, StorageError, Store, dumps, loads
+
+# how loud a run's ending is, for whoever follows it (the others: error)
+_SETTLED_LEVELS: dict[str, Level] = {"succeeded": "info", "partial": "warning", "cancelled": "warning"}
 
 __all__ = ["RUN_STATUSES", "SETTLED", "UNSETTLED", "Engine", "Plan", "RunOptions", "new_run_id"]
 
@@ -134,6 +138,8 @@ class Engine:
         self.grace_s = grace_s
         self.recover = recover
         self.clock = clock or store.now
+        self.events = RunEvents()
+        """Events of the runs this engine executes, for whoever follows one (e.g. an MCP call waiting on it)."""
         self._drain = Drain()
         self._drain_started: float | None = None
         self._active: dict[str, _Active] = {}
@@ -409,6 +415,7 @@ class Engine:
             principal=record.principal,
             drain=self._drain,
             confirm_lease=functools.partial(self._confirm_lease, record.id),
+            publish=self.events.publish,
         )
         active = self._active[record.id] = _Active(runner=Runner(state), total=static_tool_steps(tree))
         self._group.start_soon(self._execute, record, tree, state, active)
@@ -507,6 +514,11 @@ class Engine:
         except StorageError as exc:
             log.error("run %s could not be settled durably: %s", record.id, exc.message)
             return None
+        if status != "waiting":
+            level: Level = _SETTLED_LEVELS.get(status, "error")
+            gaps = f"; missing: {', '.join(state.missing[:5])}{' ...' if len(state.missing) > 5 else ''}"
+            told = f": {error.message}" if error is not None else gaps if state.missing else ""
+            state.tell("settled", level, f"run {record.id} {status}{told}", None if error is None else error.step)
         return dataclasses.replace(
             record,
             status=status,

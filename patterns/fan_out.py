@@ -109,6 +109,7 @@ async def gather(
                         return stop(group, error)
                     if strategy == "best_effort":
                         state.missing.append(node.path)
+                        state.tell("gap", "warning", f"{error.message} (best_effort: the others go on)", node.path)
                     elif count - len(failures) < needed:
                         return stop(
                             group,

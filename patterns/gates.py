@@ -31,6 +31,7 @@ from patterns.errors import (
     clip,
     describe_path,
 )
+from patterns.events import Level, Listener, RunEvent, ignore
 from patterns.limits import Limits
 from patterns.state import Scope
 from patterns.steps import MAX_NAME_CHARS, GateStep
@@ -105,8 +106,18 @@ async def run_gate(runner: NodeRunner, step: GateStep, path: str, value: Any, sc
                 opened_by=state.principal,
             )
         )
+        state.tell(
+            "gate_opened",
+            "notice",
+            f"gate {gate.id} ({gate.title!r}) awaits {' or '.join(gate.current_approvers)} until {_when(gate.sla_at)}",
+            path,
+        )
     if gate.status != GATE_PENDING and gate.consumed_at is None:
         await gates.consume(gate.id)
+        if gate.status == GATE_DECIDED:
+            level: Level = "info" if gate.decision in ("approve", "modify") else "warning"
+            decided = f"gate {gate.id} ({gate.title!r}): {gate.decision} by {gate.decided_by}"
+            state.tell("gate_decided", level, decided, path)
     return outcome(gate, path)
 
 
@@ -197,8 +208,9 @@ def _settled(gate: GateRecord) -> GateError:
     return GateError(_settled_message(gate), reason)
 
 
-async def tick(store: Store, now: float) -> None:
-    """One pass of the gate scheduler: reminders, escalations and time-outs that are due."""
+async def tick(store: Store, now: float, publish: Listener = ignore) -> None:
+    """One pass of the gate scheduler: reminders, escalations and time-outs that are due (escalations are
+    published as events of the gate's run)."""
     for gate in await store.gates.due(now, REMINDER_AT):
         if gate.reminded_level < gate.level:
             # every level gets its reminder, even when a late pass finds its SLA already over
@@ -211,7 +223,10 @@ async def tick(store: Store, now: float) -> None:
             continue
         if gate.level < len(gate.escalate_to):
             if await store.gates.escalate(gate):
-                log.warning("gate %s (%r) escalated to %s", gate.id, gate.title, gate.escalate_to[gate.level])
+                to = gate.escalate_to[gate.level]
+                log.warning("gate %s (%r) escalated to %s", gate.id, gate.title, to)
+                message = f"gate {gate.id} ({gate.title!r}) had no decision within its SLA: escalated to {to}"
+                publish(RunEvent(gate.run_id, "gate_escalated", "warning", message, gate.path))
         elif gate.on_timeout == "fail":
             await store.gates.time_out(gate)
         else:

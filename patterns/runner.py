@@ -103,6 +103,7 @@ class Runner:
             self.finish_subtree(path, error)
             if absorb and not step.critical and error.absorbable:
                 state.missing.append(path)
+                state.tell("gap", "warning", f"{error.message} (critical: false: the run goes on without it)", path)
                 return None
             raise
         if step.id is not None:

@@ -21,6 +21,7 @@ import anyio
 
 from patterns import gates
 from patterns.errors import PatternError
+from patterns.events import RunEvents
 from registry.errors import RegistryError
 from storage import RunRecord, StorageError, Store
 
@@ -39,6 +40,7 @@ class Scheduled(Protocol):
     lease_s: float
     recover: bool
     clock: Callable[[], float]
+    events: RunEvents
 
     @property
     def draining(self) -> bool: ...
@@ -68,7 +70,7 @@ async def schedule(engine: Scheduled, stopping: anyio.Event) -> None:
                     log.warning("resuming run %s: its owner stopped renewing its lease", run_id)
                     await engine.resume(run_id)
             if not engine.draining:
-                await gates.tick(engine.store, engine.clock())
+                await gates.tick(engine.store, engine.clock(), engine.events.publish)
             if adopt:
                 for run_id in await engine.store.gates.waiting_runs_with_answers():
                     await engine.resume(run_id)

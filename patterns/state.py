@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator
 from patterns import contracts
 from patterns.drain import Drain
 from patterns.errors import LimitExceeded, PatternError, describe_path
+from patterns.events import EventKind, Level, Listener, RunEvent, ignore
 from patterns.limits import Limits
 from registry.models import ToolSpec
 from registry.providers import Invoker
@@ -128,8 +129,11 @@ class RunState:
     principal: str = "local"
     spare_workers: int = 0
     """Workers parallel composites may add beyond their first, run-wide: nested fan-outs share them."""
+    publish: Listener = ignore
+    """Where the run's events go (the engine's RunEvents)."""
     limiter: anyio.CapacityLimiter = field(init=False)
     run_info: dict[str, Any] = field(init=False)
+    _missing_seen: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.limiter = anyio.CapacityLimiter(self.limits.max_concurrency)
@@ -162,8 +166,19 @@ class RunState:
             "item": scope.item,
             "results": scope.results,
             "feedback": scope.feedback,
+            "missing": self.missing_so_far(),
             "run": self.run_info,
         }
+
+    def tell(self, kind: EventKind, level: Level, message: str, step: str | None = None) -> None:
+        """Publish an event of this run to whoever follows it."""
+        self.publish(RunEvent(self.run_id, kind, level, message, step))
+
+    def missing_so_far(self) -> list[str]:
+        """The gaps recorded so far, as templates see them: a list that never changes once handed out."""
+        if len(self._missing_seen) != len(self.missing):
+            self._missing_seen = list(self.missing)
+        return self._missing_seen
 
     # -- usage -----------------------------------------------------------------------------------------------
 

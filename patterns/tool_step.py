@@ -84,7 +84,9 @@ async def _call(
         state.update(path, attempts=tuple(attempts), cost=_cost(attempts))
         if not error.retryable or getattr(error, "permanent", False) or attempt == policy.max_attempts:
             raise error
-        await anyio.sleep(policy.delay_s(attempt))
+        delay = policy.delay_s(attempt)
+        state.tell("retry", "warning", f"{error.message}; retrying in {delay:.3g}s", path)
+        await anyio.sleep(delay)
     raise AssertionError("unreachable: the loop returns or raises")
 
 
@@ -123,6 +125,7 @@ async def run_tool(runner: NodeRunner, step: ToolStep, path: str, value: Any) ->
             state.fail(path, primary, attempts=tuple(attempts), cost=_cost(attempts))
             raise
         used = state.specs[step.fallback]
+        state.tell("fallback", "warning", f"{primary.message}; trying the fallback {used.ref}", path)
         try:
             output, output_json = await _call(runner, ToolStep(tool=step.fallback), used, path, value, attempts)
         except PatternError as second:

@@ -13,6 +13,7 @@ Tree::
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 
 
@@ -43,12 +44,30 @@ class InvalidReference(RegistryError):
 class ToolNotFound(RegistryError):
     """No tool with this name exists."""
 
-    def __init__(self, name: str, known: Sequence[str], suggestions: Sequence[str] = ()) -> None:
-        hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
-        listing = ", ".join(known) if known else "none are registered"
-        super().__init__(f"unknown tool {name!r}{hint} (registered tools: {listing})")
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        suggestions = closest(name, known)
+        if suggestions:
+            hint = f"; did you mean {' or '.join(repr(s) for s in suggestions)}?"
+        elif known:
+            hint = f"; {len(known)} tool(s) are registered: find_tools or `podium tools list` lists them"
+        else:
+            hint = "; no tools are registered"
+        super().__init__(f"unknown tool {name!r}{hint}")
         self.name = name
-        self.known = list(known)
+        self.suggestions = suggestions
+
+
+def closest(name: str, known: Sequence[str], n: int = 3) -> list[str]:
+    """At most ``n`` of ``known`` that look like ``name``: close spellings first, then names that contain it (or
+    that it contains), e.g. ``invoice`` -> ``extract-invoice``."""
+    folded = name.casefold()
+    found = difflib.get_close_matches(folded, known, n=n)
+    for candidate in known:
+        if len(found) >= n:
+            break
+        if candidate not in found and len(folded) >= 3 and (folded in candidate or candidate in folded):
+            found.append(candidate)
+    return found
 
 
 class NoMatchingVersion(RegistryError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Iterable
 from typing import Literal
@@ -91,7 +90,7 @@ class Registry:
     async def _not_found(self, name: str) -> None:
         known = await self._store.tools.names()
         if name not in known:
-            raise ToolNotFound(name, known, difflib.get_close_matches(name, known, n=3))
+            raise ToolNotFound(name, known)
 
     async def resolve(self, ref: str | ToolRef) -> ToolSpec:
         """The spec a reference resolves to now: the highest matching version, skipping prereleases and

@@ -10,11 +10,12 @@ from mcp.server.mcpserver import Context, Elicit
 from pydantic import BaseModel, ConfigDict, Field
 
 from patterns import SETTLED, RunOptions
+from server import logs
 from server.auth import current_principal
 from server.errors import tool_errors
 from server.lifespan import AppState
 from server.results import DEFAULT_STEP_LIMIT, MAX_STEP_LIMIT, RunResult, run_result
-from storage import GATE_PENDING, GateRecord
+from storage import GATE_PENDING, GateRecord, RunRecord
 
 MAX_WAIT_S = 50.0
 POLL_S = 0.25
@@ -91,9 +92,35 @@ async def settle(
 ) -> RunResult:
     """Wait up to ``wait_s`` (at most 50 s) for the run to settle, then describe it (``step_limit`` steps).
 
-    Progress is reported about once a second. A call that finds the run waiting on a gate waits for the decision
-    (and then for the run); a gate that opens during the call ends the wait at once.
+    Progress is reported about once a second, and the run's events as log messages if the caller asked for them
+    (``server.logs``). A call that finds the run waiting on a gate waits for the decision (and then for the run); a
+    gate that opens during the call ends the wait at once.
     """
+    told = logs.forwarder(ctx)
+    if told is None:
+        record = await _wait(app, ctx, run_id, wait_s, None)
+    else:
+        with app.engine.events.listen(run_id, told):
+            record = await _wait(app, ctx, run_id, wait_s, told)
+        await told.flush()
+    steps = await app.engine.steps(run_id, payloads=False)
+    gate = None
+    if record.status == "waiting":
+        pending = await app.store.gates.find(GATE_PENDING, run_id, limit=1)
+        gate = pending[0] if pending else None
+    return run_result(
+        app.engine.live(record),
+        steps,
+        gate,
+        approval_url=f"{app.http_url}/gates/" if app.http_url else None,
+        step_limit=step_limit,
+        max_output_bytes=app.settings.max_result_bytes,
+        can_elicit=can_elicit(ctx),
+    )
+
+
+async def _wait(app: AppState, ctx: Context[Any], run_id: str, wait_s: float, told: logs.Forwarder | None) -> RunRecord:
+    """The run once it settled, parked at a new gate, or the wait ran out."""
     end = anyio.current_time() + max(0.0, min(wait_s, MAX_WAIT_S))
     record = await app.engine.get(run_id)
     # Called on a run parked at a gate, wait for that gate's decision; a later park (at the next gate) ends the
@@ -109,6 +136,8 @@ async def settle(
             break
         if app.engine.is_active(run_id):  # executing here: woken by its completion, or to report progress
             record = await app.engine.wait(run_id, timeout_s=min(PROGRESS_EVERY_S, left))
+            if told is not None:
+                await told.flush()
             if record.status not in SETTLED:
                 done, total = app.engine.progress(run_id)
                 await ctx.report_progress(done, total, f"{done} step{'s' if done != 1 else ''} done")
@@ -119,20 +148,7 @@ async def settle(
             continue
         await anyio.sleep(min(POLL_S, left))  # a decision or another process moves it on: look again
         record = await app.engine.get(run_id)
-    steps = await app.engine.steps(run_id, payloads=False)
-    gate = None
-    if record.status == "waiting":
-        pending = await app.store.gates.find(GATE_PENDING, run_id, limit=1)
-        gate = pending[0] if pending else None
-    return run_result(
-        app.engine.live(record),
-        steps,
-        gate,
-        approval_url=f"{app.http_url}/gates/" if app.http_url else None,
-        step_limit=step_limit,
-        max_output_bytes=app.settings.max_result_bytes,
-        can_elicit=can_elicit(ctx),
-    )
+    return record
 
 
 async def start(

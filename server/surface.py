@@ -2,7 +2,7 @@
 
 - Tool errors read ``TYPE: message`` (the contract's error types), not ``Error executing tool NAME: ...``;
   argument errors are ``invalid_input`` naming the argument and what is allowed (and, for an unknown one, the
-  closest valid name); an unknown tool is ``invalid_input`` listing the tools.
+  closest valid name); an unknown tool is ``invalid_input`` naming the closest (or, if none is close, listing them).
 - ``tools/list`` is compact: schemas carry no ``title``s, output schemas no descriptions (the tool's description
   says what it returns), and the RunResult schema is declared once, on ``get_run``; the other tools that return a
   RunResult say so in their description.
@@ -16,11 +16,13 @@ from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from mcp.types import CallToolResult, InputRequiredResult, TextContent
+from mcp.types import CallToolResult, InputRequiredResult, SetLevelRequestParams, TextContent
 from mcp.types import Tool as MCPTool
 from pydantic import BaseModel, ValidationError
 
 from patterns.errors import clip
+from registry.errors import closest
+from server import logs
 from server.errors import INTERNAL, PodiumToolError, argument_problems
 
 
@@ -68,7 +70,13 @@ def _compact(schema: Any, *, inputs: bool) -> Any:
 
 class PodiumServer(MCPServer):
     """The SDK's server, whose tool errors read ``TYPE: message`` (the contract's error types) rather than
-    ``Error executing tool NAME: ...``, with argument errors as ``invalid_input`` naming the argument."""
+    ``Error executing tool NAME: ...``, with argument errors as ``invalid_input`` naming the argument, and which
+    accepts ``logging/setLevel`` (``server.logs``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # the SDK offers logging/setLevel only as a (deprecated) constructor argument of its low-level server
+        self._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, logs.set_level)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
@@ -86,9 +94,9 @@ class PodiumServer(MCPServer):
                 raise ToolError(argument_problems(cause, schema)) from cause
             tools = sorted(tool.name for tool in await self.list_tools())
             if name not in tools:
-                raise ToolError(
-                    f"invalid_input: unknown tool {clip(name, 60)!r}; the tools are {', '.join(tools)}"
-                ) from None
+                like = " or ".join(repr(t) for t in closest(name, tools))
+                hint = f"did you mean {like}?" if like else f"the tools: {', '.join(tools)}"
+                raise ToolError(f"invalid_input: unknown tool {clip(name, 60)!r}; {hint}") from None
             text = str(exc).removeprefix(f"Error executing tool {name}: ")
             raise ToolError(f"invalid_input: {clip(text, 2000)}") from cause
 

@@ -15,8 +15,9 @@ Step language (JSON). A step is one of:
   {"refine": {"generate": step, "evaluate": step, "score": "score", "threshold": 0.8}}
   {"gate": {"title": "...", "brief": "...", "approvers": ["legal"], "sla_s": 14400, "escalate_to": ["gc"]}}
 Without "input" a step gets what flows in (a chain step: the previous output). A template's {"$": "<JMESPath>"}
-values are read from {input, prev, steps, item, results, feedback, run}; e.g. {"amount": {"$": "steps.inv.total"}}.
-critical: false turns a failure into a named gap (status partial, path listed in `missing`)."""
+values are read from {input, prev, steps, item, results, feedback, missing, run}; e.g. {"amount": {"$":
+"steps.inv.total"}}. critical: false turns a failure into a named gap (status partial, path listed in `missing`);
+in a chain the next step then gets what flowed into the failed one."""
 
 INSTRUCTIONS = f"""\
 Podium runs multi-step tool work for you reliably: ordering, parallelism, retries, timeouts, fallbacks, quorum,

@@ -190,4 +190,72 @@ async def test_a_non_critical_step_leaves_a_gap_and_the_chain_goes_on(engine: En
 
     assert run.status == "partial"
     assert run.missing == ["1"]
-    assert run.output == {"prev": None}
+    assert run.output == {"prev": {"sum": 3}}  # the failed step passed on what flowed into it
+
+
+async def test_the_step_after_a_failed_non_critical_step_gets_the_partial_result_so_far(engine: Engine) -> None:
+    tree = {
+        "chain": [
+            {"tool": "double"},
+            {"tool": "broken", "critical": False},  # an enrichment that failed
+            {"tool": "double"},
+        ]
+    }
+    run = await engine.run(tree, {"value": 3})
+
+    assert run.status == "partial"
+    assert run.missing == ["1"]
+    assert run.output == {"value": 12}
+    steps = await records(engine, run.id)
+    assert steps["2"].input == {"value": 6}
+
+
+async def test_templates_read_the_gaps_so_far_as_missing(engine: Engine) -> None:
+    tree = {
+        "chain": [
+            {"tool": "broken", "critical": False},
+            {"tool": "echo", "input": {"gaps": {"$": "missing"}, "count": {"$": "length(missing)"}}},
+        ]
+    }
+    run = await engine.run(tree, {"a": 1})
+
+    assert run.status == "partial"
+    assert run.output == {"gaps": ["0"], "count": 1}
+
+
+async def test_a_chain_ending_in_a_failed_non_critical_step_outputs_what_flowed_into_it(engine: Engine) -> None:
+    run = await engine.run({"chain": [{"tool": "add"}, {"tool": "broken", "critical": False}]}, {"a": 1, "b": 1})
+
+    assert run.status == "partial"
+    assert run.output == {"sum": 2}
+
+
+async def test_a_gap_inside_a_composite_step_does_not_replace_its_output(engine: Engine) -> None:
+    tree = {
+        "chain": [
+            {"fan_out": {"branches": [{"tool": "echo"}, {"tool": "broken", "critical": False}]}},
+            {"tool": "echo", "input": {"results": {"$": "prev"}, "gaps": {"$": "missing"}}},
+        ]
+    }
+    run = await engine.run(tree, {"x": 1})
+
+    assert run.status == "partial"
+    assert run.output == {"results": [{"x": 1}, None], "gaps": ["0/fan_out/1"]}
+
+
+async def test_a_failed_non_critical_composite_step_passes_on_its_input(engine: Engine) -> None:
+    tree = {
+        "chain": [
+            {"tool": "add"},
+            {
+                "chain": [{"tool": "double", "input": {"value": {"$": "prev.sum"}}}, {"tool": "broken"}],
+                "critical": False,
+            },
+            {"tool": "echo"},
+        ]
+    }
+    run = await engine.run(tree, {"a": 2, "b": 3})
+
+    assert run.status == "partial"
+    assert run.missing == ["1"]
+    assert run.output == {"sum": 5}

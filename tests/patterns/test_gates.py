@@ -9,6 +9,7 @@ import pytest
 
 from patterns import Engine, Limits, RunOptions
 from patterns.errors import ContractViolation, GateError
+from patterns.events import RunEvent
 from patterns.gates import decide
 from registry import Registry
 from storage import RunRecord, Store
@@ -276,3 +277,22 @@ async def test_a_settled_gate_says_how_it_settled(engine: Engine, store: Store) 
     with pytest.raises(GateError) as again:
         await decide(store, gate.id, "reject", "ana")
     assert again.value.reason == "already_decided"
+
+
+async def test_a_gates_events_reach_whoever_follows_its_run(engine: Engine, store: Store) -> None:
+    tree = chain_with_gate({"gate": {**GATE["gate"], "sla_s": 0.3, "escalate_to": ["lead"], "on_timeout": "approve"}})
+    run = await engine.start(tree, {"a": 1, "b": 2}, RunOptions(principal="model"))
+    heard: list[RunEvent] = []
+    with engine.events.listen(run.id, heard.append):
+        await until(engine, run.id, "succeeded", "failed")
+    assert [(e.kind, e.level) for e in heard] == [
+        ("gate_opened", "notice"),
+        ("gate_escalated", "warning"),
+        ("gate_decided", "info"),
+        ("settled", "info"),
+    ]
+    assert all(e.run_id == run.id for e in heard)
+    assert heard[0].step == "1" and "awaits ana" in heard[0].message
+    assert "escalated to lead" in heard[1].message
+    assert "approve by system:sla" in heard[2].message
+    assert len(engine.events) == 0  # nobody follows it any more

@@ -253,7 +253,7 @@ async def test_when_the_fallback_fails_too_the_error_mentions_both(engine):
     assert [a["tool"] for a in record.attempts] == ["broken@1.0.0", "crash@1.0.0"]
 
 
-async def test_a_non_critical_failure_in_a_chain_makes_the_run_partial_and_passes_none_on(engine, counter):
+async def test_a_non_critical_failure_in_a_chain_makes_the_run_partial_and_passes_on_what_flowed_in(engine, counter):
     step = {
         "chain": [
             {"tool": "broken", "input": {"counter": counter}, "critical": False},
@@ -266,11 +266,11 @@ async def test_a_non_critical_failure_in_a_chain_makes_the_run_partial_and_passe
     assert run.status == "partial"
     assert run.missing == ["0"]
     assert run.error is None
-    assert run.output == {"args": [None], "kwargs": {}}
+    assert run.output == {"args": [], "kwargs": {"start": 1}}
     steps = await records(engine, run.id)
     assert steps["0"].status == "failed"
     assert steps["1"].status == "completed"
-    assert steps["1"].input is None
+    assert steps["1"].input == {"start": 1}  # the chain's input, not the failed step's templated one
 
 
 async def test_a_critical_failure_in_a_chain_stops_the_chain(engine, counter):
