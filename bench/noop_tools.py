@@ -1,4 +1,4 @@
-"""Tools the engine benchmark registers: the cheapest possible async steps."""
+"""Tools the benchmarks register: the cheapest possible steps, async and sync."""
 
 from __future__ import annotations
 
@@ -16,3 +16,8 @@ async def sleep20(**_: Any) -> dict[str, Any]:
     """Waits 20 ms without holding the event loop, like an I/O-bound tool call."""
     await anyio.sleep(0.02)
     return {}
+
+
+def syncwork(value: int) -> dict[str, int]:
+    """A plain (not async) step with input and output schemas: run in a worker thread, checked both ways."""
+    return {"value": value + 1}

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
@@ -168,6 +167,8 @@ def _load(text: str, fmt: str, source: str) -> Any:
         except tomllib.TOMLDecodeError as exc:
             raise RegistryFileError(source, f"invalid TOML: {exc}") from None
     if fmt == "yaml":
+        import yaml  # only for YAML files: most registries are TOML or JSON
+
         try:
             return yaml.safe_load(text)
         except yaml.MarkedYAMLError as exc:

@@ -7,6 +7,7 @@ import json
 import random
 import re
 import sys
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from jsonschema import Draft202012Validator
@@ -61,6 +62,33 @@ Provider = Annotated[PythonProvider, Field(discriminator="type")]
 
 
 MAX_SCHEMA_DEPTH = 64
+# Schemas known to be valid, by their canonical JSON (most recent last): checking one against the 2020-12
+# metaschema takes milliseconds, and the same schemas come back on every start (from the registry files and from
+# the store, where only checked schemas are ever written).
+_VALID_SCHEMAS: dict[str, None] = {}
+MAX_VALID_SCHEMAS = 4096
+
+
+def _schema_key(schema: dict[str, Any]) -> str | None:
+    try:
+        return json.dumps(schema, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):  # not plain JSON (e.g. YAML's integer keys): the check says what is wrong
+        return None
+
+
+def _remember(key: str | None) -> None:
+    if key is None:
+        return
+    _VALID_SCHEMAS[key] = None
+    if len(_VALID_SCHEMAS) > MAX_VALID_SCHEMAS:
+        del _VALID_SCHEMAS[next(iter(_VALID_SCHEMAS))]
+
+
+def trust_schemas(schemas: Iterable[dict[str, Any] | None]) -> None:
+    """Take ``schemas`` as valid without checking them: they were checked before they were stored."""
+    for schema in schemas:
+        if schema is not None and shape(schema, sys.maxsize, MAX_SCHEMA_DEPTH)[1] <= MAX_SCHEMA_DEPTH:
+            _remember(_schema_key(schema))
 
 
 def check_json_schema(schema: dict[str, Any] | None, where: str) -> None:
@@ -70,6 +98,9 @@ def check_json_schema(schema: dict[str, Any] | None, where: str) -> None:
         return
     if shape(schema, sys.maxsize, MAX_SCHEMA_DEPTH)[1] > MAX_SCHEMA_DEPTH:
         raise ValueError(f"{where} nests more than {MAX_SCHEMA_DEPTH} levels deep; flatten it (use $defs and $ref)")
+    key = _schema_key(schema)
+    if key is not None and key in _VALID_SCHEMAS:
+        return
     try:
         Draft202012Validator.check_schema(schema)
     except RecursionError:
@@ -77,6 +108,7 @@ def check_json_schema(schema: dict[str, Any] | None, where: str) -> None:
     except SchemaError as exc:
         location = "/".join(str(p) for p in exc.path) or "(root)"
         raise ValueError(f"{where} is not a valid JSON Schema: at {location}: {exc.message}") from None
+    _remember(key)
 
 
 class ToolSpec(BaseModel):

@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 
 from registry.errors import InvalidToolSpec, NoMatchingVersion, ToolConflict, ToolNotFound
 from registry.files import load_registry_file
-from registry.models import ToolSpec
+from registry.models import ToolSpec, trust_schemas
 from registry.providers import Invoker, load_target, make_invoker
 from registry.resolve import ToolRef, parse_ref, resolve_version
 from registry.semver import Version
@@ -58,19 +58,39 @@ class Registry:
             raise ToolConflict(spec.name, spec.version, spec.differences(_spec(stored)))
 
     async def register_all(self, specs: Iterable[ToolSpec], *, check_provider: bool = True) -> list[bool]:
-        """Publish several specs, all or nothing as far as conflicts go: every spec is checked before any is added."""
-        specs = list(specs)
+        """Publish several specs, all or nothing as far as conflicts go: every spec is checked before any is added.
+        Versions already published with the same definition are left as they are (one read for all of them)."""
+        return await self._register_all(list(specs), await self._store.tools.all(), check_provider)
+
+    async def register_file(self, path: str | os.PathLike[str], *, check_provider: bool = True) -> list[ToolSpec]:
+        """Publish the tools of a registry file (TOML, YAML or JSON). Returns the specs it holds.
+
+        The schemas of versions already published are not checked again (they were when they were published)."""
+        published = await self._store.tools.all()
+        trust_schemas(
+            schema
+            for tool in published
+            for schema in (tool.definition.get("input_schema"), tool.definition.get("output_schema"))
+        )
+        loaded = load_registry_file(path)
+        await self._register_all(list(loaded.tools), published, check_provider)
+        return list(loaded.tools)
+
+    async def _register_all(
+        self, specs: list[ToolSpec], published: list[StoredTool], check_provider: bool
+    ) -> list[bool]:
+        stored = {(t.name, t.version): t for t in published}
         for spec in specs:
             if check_provider:
                 load_target(spec.provider.target)
-            await self._check_conflict(spec)
-        return [await self.register(spec, check_provider=False) for spec in specs]
-
-    async def register_file(self, path: str | os.PathLike[str], *, check_provider: bool = True) -> list[ToolSpec]:
-        """Publish the tools of a registry file (TOML, YAML or JSON). Returns the specs it holds."""
-        loaded = load_registry_file(path)
-        await self.register_all(loaded.tools, check_provider=check_provider)
-        return list(loaded.tools)
+            earlier = stored.get((spec.name, spec.version))
+            if earlier is not None and earlier.definition_hash != spec.definition_hash():
+                raise ToolConflict(spec.name, spec.version, spec.differences(_spec(earlier)))
+        created = []
+        for spec in specs:
+            known = (spec.name, spec.version) in stored
+            created.append(False if known else await self.register(spec, check_provider=False))
+        return created
 
     async def get(self, name: str, version: str) -> ToolSpec:
         """The spec of an exact ``name@version`` (cached: published versions never change)."""

@@ -31,11 +31,13 @@ Tags = dict[
 ]
 
 
+# at most max_steps tool steps and max_cost summed tool cost: the names say it (no docstring, no descriptions:
+# the schema goes to every client in six tools' input schemas)
 class Budget(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    max_steps: int | None = Field(None, ge=1, description="At most this many tool steps.")
-    max_cost: float | None = Field(None, ge=0, description="At most this much summed tool cost.")
+    max_steps: int | None = Field(None, ge=1)
+    max_cost: float | None = Field(None, ge=0)
 
 
 class Options(BaseModel):
@@ -57,7 +59,7 @@ class Options(BaseModel):
     parent_run_id: str | None = Field(
         None, min_length=1, max_length=MAX_ID_CHARS, description="The run this one works for."
     )
-    deadline_s: float | None = Field(None, gt=0, description="The run times out after this many seconds.")
+    deadline_s: float | None = Field(None, gt=0, description="Run time-out, seconds.")
     budget: Budget | None = None
     tags: Tags = Field(
         default_factory=dict,

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import yaml
 from pydantic import BaseModel
 
 from patterns import SETTLED, Engine, PatternError, gates, interventions
@@ -252,10 +251,17 @@ def _read_tree(path: str) -> Any:
         text = Path(path).read_text()
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+    if path.endswith(".json"):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise CommandError(f"{path} is not valid JSON: {exc}") from None
+    import yaml  # only for a YAML file: `podium serve` never loads it
+
     try:
-        return json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise CommandError(f"{path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}") from None
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CommandError(f"{path} is not valid YAML: {exc}") from None
 
 
 async def _validate(store: Store, args: argparse.Namespace) -> int:

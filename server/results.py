@@ -106,6 +106,8 @@ class RunResult(BaseModel):
     step_counts: StepCounts = Field(default_factory=StepCounts, description="All of the run's steps, by status.")
     steps_omitted: int = Field(0, description="Steps left out of `steps`: podium://runs/{run_id}/steps has all.")
     usage: Usage
+    created_at: str | None = None
+    finished_at: str | None = Field(None, description="When the run settled (none while it runs or waits).")
     gate: GateInfo | None = None
     next_action: str
     history: list[dict[str, Any]] = Field(
@@ -362,6 +364,8 @@ def run_result(
         step_counts=step_counts(records, record.history),
         steps_omitted=len(records) - len(shown),
         usage=usage(record),
+        created_at=iso(record.created_at),
+        finished_at=iso(record.finished_at),
         gate=None if gate is None else gate_info(gate),
         next_action=action,
         history=_with_iso_times(list(record.history)),

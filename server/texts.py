@@ -27,10 +27,7 @@ what to do next in `next_action`. Runs keep going after a call returns.
 
 {STEP_LANGUAGE}"""
 
-_RESULT = (
-    "Returns a RunResult (schema: get_run's output). Not done within options.wait_s? It comes back `running`: "
-    "call wait_run."
-)
+_RESULT = "Returns a RunResult (schema: get_run's); still `running` after options.wait_s? Call wait_run."
 
 # One example per tool, as arguments: each runs as written against the demo's tools (server/demo/tools.toml);
 # <run_id> and <gate_id> stand for ids a RunResult gives. tests/server/test_tool_examples.py calls every one.

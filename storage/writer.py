@@ -14,6 +14,7 @@ failure is reported to that run's next ``flush``.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import threading
 from collections.abc import Callable
@@ -21,7 +22,6 @@ from typing import Any
 
 import anyio
 from sqlalchemy import Connection, Engine, Insert, Table, Update, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.errors import WriteFailed
@@ -53,7 +53,9 @@ def _step_upsert(dialect: str) -> Insert:
     """``INSERT .. ON CONFLICT (run_id, path) DO UPDATE``, built once per dialect."""
     stmt = _upserts.get(dialect)
     if stmt is None:
-        insert = sqlite.insert(_STEPS) if dialect == "sqlite" else postgresql.insert(_STEPS)
+        # the dialect's own module, imported here: a SQLite server never loads PostgreSQL's, and the reverse
+        module = importlib.import_module(f"sqlalchemy.dialects.{dialect}")
+        insert = module.insert(_STEPS)
         stmt = insert.on_conflict_do_update(
             index_elements=[_STEPS.c.run_id, _STEPS.c.path],
             set_={name: insert.excluded[name] for name in _STEP_UPDATE_COLUMNS},

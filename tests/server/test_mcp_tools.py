@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Any
 
@@ -79,6 +80,8 @@ async def test_every_contract_tool_is_listed_with_a_description_and_a_compact_sc
         "step_counts",
         "steps_omitted",
         "usage",
+        "created_at",
+        "finished_at",
         "gate",
         "next_action",
         "history",
@@ -105,6 +108,9 @@ async def test_run_chain_returns_the_finished_run_with_its_steps(settings: Setti
     ]
     assert result.usage.steps == 2
     assert "use its output" in result.next_action
+    assert result.created_at is not None and result.finished_at is not None
+    created, finished = (datetime.datetime.fromisoformat(t) for t in (result.created_at, result.finished_at))
+    assert result.finished_at.endswith("Z") and created <= finished
 
 
 async def test_a_slow_run_comes_back_running_and_wait_run_gets_the_outcome(settings: Settings, mode: str):
@@ -121,7 +127,7 @@ async def test_a_slow_run_comes_back_running_and_wait_run_gets_the_outcome(setti
         )
         assert started.structured_content is not None
         first = RunResult.model_validate(started.structured_content)
-        assert first.status == "running"
+        assert first.status == "running" and first.finished_at is None and first.created_at is not None
         assert "wait_run" in first.next_action and first.run_id in first.next_action
         done = RunResult.model_validate(await call(client, "wait_run", {"run_id": first.run_id, "timeout_s": 10}))
     assert done.status == "succeeded"

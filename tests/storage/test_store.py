@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -10,7 +12,8 @@ import anyio
 import pytest
 
 from storage import NewRun, RunNotFound, RunUpdate, StepWrite, Store, UnsupportedDatabase, parse_database_url
-from storage.migrate import current_revision, head_revision
+from storage.migrate import HEAD, current_revision, head_revision
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.anyio
 
@@ -32,6 +35,26 @@ async def test_opening_a_new_database_creates_the_schema_at_the_head_migration(d
     async with Store.open(db_url):
         pass
     assert await current_revision(parse_database_url(db_url)) == head_revision()
+
+
+def test_the_head_revision_podium_checks_for_is_the_newest_migration() -> None:
+    assert head_revision() == HEAD
+
+
+async def test_a_database_at_the_head_opens_without_importing_alembic(db_url: str, tmp_path: Path) -> None:
+    async with Store.open(db_url):
+        pass
+    script = (
+        "import sys, anyio\n"
+        "from storage import Store\n"
+        "async def main():\n"
+        f"    async with Store.open({db_url!r}) as store:\n"
+        "        await store.list_runs()\n"
+        "anyio.run(main)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'yaml')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 async def test_opening_twice_at_once_migrates_once_without_errors(db_url: str) -> None:
