@@ -310,10 +310,12 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
 
     @mcp.tool(description=TOOL_DOCS["wait_run"], annotations=READ)
     async def wait_run(
-        ctx: Context[Any], run_id: RunId, timeout_s: Seconds = 20.0, step_limit: StepLimit = DEFAULT_STEP_LIMIT
+        ctx: Context[Any], run_id: RunId, timeout_s: Seconds | None = None, step_limit: StepLimit = DEFAULT_STEP_LIMIT
     ) -> CallToolResult:
+        app = app_state(ctx)
+        wait_s = app.settings.default_wait_s if timeout_s is None else timeout_s
         with tool_errors():
-            return reply(await settle(app_state(ctx), ctx, run_id, timeout_s, step_limit))
+            return reply(await settle(app, ctx, run_id, wait_s, step_limit))
 
     @mcp.tool(description=TOOL_DOCS["list_runs"], annotations=READ)
     async def list_runs(

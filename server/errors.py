@@ -88,6 +88,17 @@ def argument_problems(exc: ValidationError, schema: dict[str, Any] | None = None
     return f"invalid_input: {text}"
 
 
+def unknown_arguments(tool: str, unknown: list[str], allowed: list[str]) -> str:
+    """A call that names arguments ``tool`` does not take: each, with the closest valid name or the valid ones."""
+    lines = []
+    for key in unknown[:ARGUMENT_PROBLEMS_SHOWN]:
+        guess = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
+        hint = f"did you mean {guess[0]}?" if guess else f"{tool} takes {', '.join(allowed)}"
+        lines.append(f"argument {clip(key, 40)}: unknown argument; {hint}")
+    more = f"; and {len(unknown) - ARGUMENT_PROBLEMS_SHOWN} more" if len(unknown) > ARGUMENT_PROBLEMS_SHOWN else ""
+    return f"invalid_input: {'; '.join(lines)}{more}"
+
+
 def _properties_at(schema: dict[str, Any], loc: tuple[int | str, ...]) -> list[str]:
     """The property names of the object at ``loc`` in an input schema, following ``$ref`` and ``anyOf``."""
     defs = schema.get("$defs", {})

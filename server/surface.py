@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from patterns.errors import clip
 from registry.errors import closest
 from server import logs
-from server.errors import INTERNAL, PodiumToolError, argument_problems
+from server.errors import INTERNAL, PodiumToolError, argument_problems, unknown_arguments
 
 
 def compact(model: BaseModel) -> str:
@@ -75,12 +75,21 @@ class PodiumServer(MCPServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._arguments: dict[str, list[str]] | None = None  # each tool's argument names, once listed
         # the SDK offers logging/setLevel only as a (deprecated) constructor argument of its low-level server
         self._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, logs.set_level)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        if self._arguments is None:
+            self._arguments = {
+                tool.name: list(tool.input_schema.get("properties", {})) for tool in await super().list_tools()
+            }
+        allowed = self._arguments.get(name)
+        unknown = [key for key in arguments if allowed is not None and key not in allowed]
+        if unknown:  # the SDK would ignore them: a model that passed one must learn that it had no effect
+            raise ToolError(unknown_arguments(name, unknown, allowed or []))
         try:
             return await super().call_tool(name, arguments, context)
         except UnexpectedToolError as exc:  # still unexpected: the SDK logs it with its traceback

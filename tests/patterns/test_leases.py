@@ -30,7 +30,8 @@ async def test_the_heartbeat_notices_a_lost_lease_and_the_engine_stops_the_run(
     first, second = counters(tmp_path, "first", "second")
     step = {
         "chain": [
-            {"tool": "sleepy", "input": {"seconds": 1.0, "value": 1, "counter": first}},
+            # long enough that a loaded machine's heartbeat notices the loss before the step would end
+            {"tool": "sleepy", "input": {"seconds": 5.0, "value": 1, "counter": first}},
             {"tool": "double", "input": {"value": {"$": "prev.value"}, "counter": second}},
         ]
     }

@@ -11,6 +11,7 @@ import pytest
 from mcp import Client
 
 from server import Settings, build_server
+from server.config import ConfigError
 from server.results import RunResult
 
 pytestmark = pytest.mark.anyio
@@ -211,6 +212,14 @@ async def test_map_reduce_route_and_refine_run_through_their_tools(settings: Set
                     "threshold": 1, "max_iterations": 500}, "limit_exceeded: limit max_iterations=25"),
         ("get_run", {"run_id": "nope"}, "invalid_input: no run with id 'nope'"),
         ("describe_tool", {"ref": "add@^^1"}, "is not a valid tool reference"),
+        ("run_chain", {"steps": [{"tool": "add"}], "options": {"wait": 1}},
+         "invalid_input: argument options.wait: Extra inputs are not permitted; did you mean wait_s?"),
+        ("run_chain", {"step": [{"tool": "add"}], "steps": [{"tool": "add"}]},
+         "invalid_input: argument step: unknown argument; did you mean steps?"),
+        ("map_reduce", {"items": [1], "map": {"tool": "echo"}, "input": {"x": 1}},
+         "invalid_input: argument input: unknown argument; map_reduce takes items, map, reduce, chunk_size,"),
+        ("await_approval", {"title": "t", "brief": "b", "answer": {"decision": "approve"}},
+         "invalid_input: argument answer: unknown argument"),  # the human's answer, never the model's
     ],
 )  # fmt: skip
 async def test_bad_calls_are_specific_tool_errors_and_start_nothing(
@@ -318,3 +327,25 @@ async def test_reading_a_run_or_tool_that_does_not_exist_says_so(
     assert version.value.error.code == -32602
     assert "no version of 'add' satisfies '9.9.9'" in version.value.error.message
     assert "Traceback" not in caplog.text and "ERROR" not in caplog.text
+
+
+async def test_default_wait_s_bounds_run_starting_calls_and_wait_run_for_clients_with_short_timeouts(
+    settings: Settings, mode: str
+):
+    # e.g. the OpenAI Agents SDK gives up on a request after 5 s: the model must get the run id before that
+    quick = settings.model_copy(update={"default_wait_s": 0.2})
+    slow = {"steps": [{"tool": "sleepy", "input": {"seconds": 30}}]}
+    async with Client(build_server(quick), mode=mode) as client:
+        with anyio.fail_after(5):
+            started = await call(client, "run_chain", slow)
+            assert started["status"] == "running" and "wait_run" in started["next_action"]
+            waited = await call(client, "wait_run", {"run_id": started["run_id"]})  # no timeout_s: the default
+            assert waited["status"] == "running"
+        cancelled = await call(client, "cancel_run", {"run_id": started["run_id"]})
+    assert cancelled["status"] == "cancelled"
+
+
+def test_default_wait_s_comes_from_the_environment_and_is_at_most_50() -> None:
+    assert Settings.load(environ={"PODIUM_DEFAULT_WAIT_S": "4"}).default_wait_s == 4
+    with pytest.raises(ConfigError, match="default_wait_s"):
+        Settings.load(environ={"PODIUM_DEFAULT_WAIT_S": "60"})

@@ -83,6 +83,38 @@ async def test_http_server_serves_mcp_at_slash_mcp(tmp_path: Path, registry_file
     assert listed.structured_content is not None and len(listed.structured_content["runs"]) == 1
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_run_with_a_large_output_answers_over_http_in_both_protocol_eras(
+    tmp_path: Path, registry_file: Path, mode: Any
+) -> None:
+    # 1,000 outputs of ~900 bytes: a result carrying the output and every step would exceed the 1 MiB a 2025-11-25
+    # client accepts in one server-sent event; the result carries a pointer to the output instead
+    port = free_port()
+    args = [PODIUM, *serve_args(tmp_path, registry_file, "--http", "--port", str(port))]
+    process = await anyio.open_process(args, env=server_env(), cwd=REPO, stderr=subprocess.DEVNULL)
+    try:
+        await wait_for_port(port, process)
+        with anyio.fail_after(60):
+            async with Client(f"http://127.0.0.1:{port}/mcp", mode=mode) as client:
+                items = [f"{n:04d}" + "x" * 896 for n in range(1000)]
+                done = await client.call_tool(
+                    "map_reduce", {"items": items, "map": {"tool": "echo", "input": {"text": {"$": "item"}}}}
+                )
+                run = done.structured_content
+                assert run is not None and run["status"] == "succeeded"
+                whole = await client.read_resource(f"podium://runs/{run['run_id']}/output")
+    finally:
+        process.terminate()
+        await process.wait()
+    text = done.content[0].text  # type: ignore[union-attr]
+    assert len(text) < 64 * 1024 and json.loads(text) == run
+    assert run["output"] is None and run["output_truncated"] is True
+    assert f"podium://runs/{run['run_id']}/output" in run["next_action"]
+    assert run["step_counts"]["completed"] == 1001 and len(run["steps"]) == 20 and run["steps_omitted"] == 981
+    output = json.loads(whole.contents[0].text)  # type: ignore[union-attr]
+    assert [o["text"] for o in output] == items
+
+
 def test_http_on_a_public_interface_without_principals_is_refused(tmp_path: Path) -> None:
     done = subprocess.run(
         [PODIUM, "serve", "--http", "--host", "0.0.0.0", "--db", str(tmp_path / "p.db")],
