@@ -418,14 +418,8 @@ def tool_info(spec: ToolSpec, versions: list[str] | None = None) -> ToolInfo:
 
 
 def tool_summary(info: ToolInfo) -> ToolSummary:
-    return ToolSummary(
-        name=info.name,
-        version=info.version,
-        versions=info.versions,
-        description=info.description,
-        tags=info.tags,
-        deprecated=info.deprecated,
-    )
+    """What ``find_tools`` lists of a tool: its info without the schemas."""
+    return ToolSummary.model_validate(info.model_dump(include=set(ToolSummary.model_fields)))
 
 
 def catalogue(specs: list[ToolSpec]) -> list[ToolInfo]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,20 +67,26 @@ async def test_the_stdio_wire_carries_only_json_rpc_even_when_a_tool_prints(
     assert reply["result"]["structuredContent"]["status"] == "succeeded"
 
 
-@pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_http_server_serves_mcp_at_slash_mcp(tmp_path: Path, registry_file: Path, mode: Any) -> None:
+@asynccontextmanager
+async def http_server(tmp_path: Path, registry_file: Path) -> AsyncIterator[str]:
+    """``podium serve --http`` in a subprocess, for as long as the block runs; yields its MCP URL."""
     port = free_port()
     args = [PODIUM, *serve_args(tmp_path, registry_file, "--http", "--port", str(port))]
     process = await anyio.open_process(args, env=server_env(), cwd=REPO, stderr=subprocess.DEVNULL)
     try:
         await wait_for_port(port, process)
         with anyio.fail_after(60):
-            async with Client(f"http://127.0.0.1:{port}/mcp", mode=mode) as client:
-                run = await client.call_tool("run_chain", {"steps": [{"tool": "add"}], "input": {"a": 1, "b": 2}})
-                listed = await client.call_tool("list_runs", {})
+            yield f"http://127.0.0.1:{port}/mcp"
     finally:
         process.terminate()
         await process.wait()
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_http_server_serves_mcp_at_slash_mcp(tmp_path: Path, registry_file: Path, mode: Any) -> None:
+    async with http_server(tmp_path, registry_file) as url, Client(url, mode=mode) as client:
+        run = await client.call_tool("run_chain", {"steps": [{"tool": "add"}], "input": {"a": 1, "b": 2}})
+        listed = await client.call_tool("list_runs", {})
     assert run.structured_content is not None and run.structured_content["output"] == {"sum": 3}
     assert listed.structured_content is not None and len(listed.structured_content["runs"]) == 1
 
@@ -89,23 +97,14 @@ async def test_a_run_with_a_large_output_answers_over_http_in_both_protocol_eras
 ) -> None:
     # 1,000 outputs of ~900 bytes: a result carrying the output and every step would exceed the 1 MiB a 2025-11-25
     # client accepts in one server-sent event; the result carries a pointer to the output instead
-    port = free_port()
-    args = [PODIUM, *serve_args(tmp_path, registry_file, "--http", "--port", str(port))]
-    process = await anyio.open_process(args, env=server_env(), cwd=REPO, stderr=subprocess.DEVNULL)
-    try:
-        await wait_for_port(port, process)
-        with anyio.fail_after(60):
-            async with Client(f"http://127.0.0.1:{port}/mcp", mode=mode) as client:
-                items = [f"{n:04d}" + "x" * 896 for n in range(1000)]
-                done = await client.call_tool(
-                    "map_reduce", {"items": items, "map": {"tool": "echo", "input": {"text": {"$": "item"}}}}
-                )
-                run = done.structured_content
-                assert run is not None and run["status"] == "succeeded"
-                whole = await client.read_resource(f"podium://runs/{run['run_id']}/output")
-    finally:
-        process.terminate()
-        await process.wait()
+    items = [f"{n:04d}" + "x" * 896 for n in range(1000)]
+    async with http_server(tmp_path, registry_file) as url, Client(url, mode=mode) as client:
+        done = await client.call_tool(
+            "map_reduce", {"items": items, "map": {"tool": "echo", "input": {"text": {"$": "item"}}}}
+        )
+        run = done.structured_content
+        assert run is not None and run["status"] == "succeeded"
+        whole = await client.read_resource(f"podium://runs/{run['run_id']}/output")
     text = done.content[0].text  # type: ignore[union-attr]
     assert len(text) < 64 * 1024 and json.loads(text) == run
     assert run["output"] is None and run["output_truncated"] is True
