@@ -76,7 +76,7 @@ def effective_limits(server: Limits, options: RunOptions) -> Limits:
 def steps_option(server: Limits, options: RunOptions, limits: Limits) -> str:
     """Which option sets the ``max_steps`` in force: the caller's budget, the caller's limits, or the server."""
     if limits.max_steps < server.max_steps:
-        return "budget.max_steps" if options.max_steps == limits.max_steps else "limits.max_steps"
+        return "options.budget.max_steps" if options.max_steps == limits.max_steps else "limits.max_steps"
     return "max_steps"
 
 

@@ -241,7 +241,7 @@ async def test_a_caller_can_lower_max_steps(engine, counter):
 
     assert (raised.value.limit, raised.value.value) == ("max_steps", 2)
     assert "at least 3 tool steps" in raised.value.message
-    assert "raise budget.max_steps" in raised.value.message  # names the option that is too low
+    assert "raise options.budget.max_steps" in raised.value.message  # names the option that is too low
     assert calls(counter) == 0
 
     run = await engine.run(doubles(2, counter), options=RunOptions(max_steps=2))

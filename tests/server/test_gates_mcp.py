@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -12,6 +15,7 @@ from mcp.types import ElicitResult
 from patterns.gates import decide
 from server import Settings, build_server
 from storage import Store
+from tests.helpers import podium
 
 pytestmark = pytest.mark.anyio
 
@@ -152,3 +156,35 @@ async def test_an_unanswered_gate_escalates_then_on_timeout_decides(settings: Se
         ("escalated", "general-counsel"),
         ("decided", None),
     ]
+
+
+async def test_the_command_in_next_action_decides_the_gate_when_run_as_written(
+    settings: Settings, mode: str, tmp_path: Path
+):
+    async with Client(build_server(settings), mode=mode) as client:
+        opened = await call(client, "await_approval", REQUEST)
+        gate_id = opened["gate"]["gate_id"]
+        commands = re.findall(r"`(podium gates [^`]+)`", opened["next_action"])
+        assert commands == [f"podium gates approve {gate_id} --as legal", f"podium gates reject {gate_id} --as legal"]
+        # a person pastes it where their podium is configured for this database (here: by the environment)
+        done = podium(*shlex.split(commands[0])[1:], env={"PODIUM_DATABASE_URL": settings.database_url}, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        with anyio.fail_after(15):
+            finished = await call(client, "wait_run", {"run_id": opened["run_id"], "timeout_s": 10})
+    assert finished["status"] == "succeeded" and finished["output"]["decided_by"] == "legal"
+
+
+async def test_a_gate_for_the_requester_on_a_client_that_cannot_ask_says_a_person_must_decide_it(
+    settings: Settings, mode: str, tmp_path: Path
+):
+    async with Client(build_server(settings), mode=mode) as client:  # no elicitation callback
+        opened = await call(client, "await_approval", {**REQUEST, "approvers": ["requester"]})
+        assert opened["status"] == "waiting"
+        assert "your client cannot ask them (no elicitation)" in opened["next_action"]
+        command = f"podium gates approve {opened['gate']['gate_id']} --as requester"
+        assert f"`{command}`" in opened["next_action"]
+        done = podium(*shlex.split(command)[1:], env={"PODIUM_DATABASE_URL": settings.database_url}, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        with anyio.fail_after(15):
+            finished = await call(client, "wait_run", {"run_id": opened["run_id"], "timeout_s": 10})
+    assert finished["status"] == "succeeded" and finished["output"]["decided_by"] == "requester"

@@ -349,3 +349,68 @@ def test_default_wait_s_comes_from_the_environment_and_is_at_most_50() -> None:
     assert Settings.load(environ={"PODIUM_DEFAULT_WAIT_S": "4"}).default_wait_s == 4
     with pytest.raises(ConfigError, match="default_wait_s"):
         Settings.load(environ={"PODIUM_DEFAULT_WAIT_S": "60"})
+
+
+async def test_a_running_runs_usage_and_progress_count_the_tool_steps_finished_so_far(settings: Settings, mode: str):
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    chain = {
+        "steps": [{"tool": "echo"}, {"tool": "echo"}, {"tool": "sleepy", "input": {"seconds": 30}}],
+        "input": {"x": 1},
+        "options": {"wait_s": 1.5},
+    }
+    async with Client(build_server(settings), mode=mode) as client:
+        started = await client.call_tool("run_chain", chain, progress_callback=on_progress)
+        run = started.structured_content
+        assert run is not None and run["status"] == "running"
+        now = await call(client, "get_run", {"run_id": run["run_id"]})
+        await call(client, "cancel_run", {"run_id": run["run_id"]})
+    assert run["usage"]["steps"] == 2 and now["usage"]["steps"] == 2  # live, not the zero stored until the end
+    assert now["usage"]["duration_ms"] >= run["usage"]["duration_ms"] > 0
+    assert seen and seen[-1] == (2, 3, "2 steps done")  # finished steps, not started ones (3 had started)
+
+
+async def test_a_call_without_input_sends_an_empty_object_and_a_budget_too_small_is_refused_before_the_run(
+    settings: Settings, mode: str
+):
+    async with Client(build_server(settings), mode=mode) as client:
+        run = await call(client, "run_chain", {"steps": [{"tool": "echo"}]})  # no input
+        refused = await error_text(
+            client, "run_chain", {"steps": [{"tool": "echo"}] * 3, "options": {"budget": {"max_steps": 2}}}
+        )
+        runs = (await call(client, "list_runs", {}))["runs"]
+    assert run["status"] == "succeeded" and run["output"] == {}  # echo got {} rather than null
+    assert refused.startswith("limit_exceeded:") and "raise options.budget.max_steps" in refused
+    assert "at least 3 tool steps" in refused
+    assert [r["run_id"] for r in runs] == [run["run_id"]]  # the refused call started nothing
+
+
+async def test_a_large_run_answers_with_a_small_result_listing_its_problems_first(settings: Settings, mode: str):
+    branches = [{"tool": "broken"} if n in (7, 150, 299) else {"tool": "echo", "input": {"n": n}} for n in range(300)]
+    small = settings.model_copy(update={"max_result_bytes": 1024})
+    async with Client(build_server(small), mode=mode) as client:
+        result = await client.call_tool("fan_out", {"branches": branches, "strategy": "best_effort"})
+        run = result.structured_content
+        assert run is not None
+        run_id = run["run_id"]
+        fewer = await call(client, "get_run", {"run_id": run_id, "step_limit": 5})
+        none = await call(client, "wait_run", {"run_id": run_id, "step_limit": 0})
+        steps = json.loads((await client.read_resource(f"podium://runs/{run_id}/steps")).contents[0].text)  # type: ignore[union-attr]
+        output = json.loads((await client.read_resource(f"podium://runs/{run_id}/output")).contents[0].text)  # type: ignore[union-attr]
+
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert json.loads(text) == run and "\n" not in text and len(text) < 8 * 1024  # compact JSON, the same data
+    assert run["status"] == "partial" and run["missing"] == ["fan_out/7", "fan_out/150", "fan_out/299"]
+    assert [s["path"] for s in run["steps"][:3]] == ["fan_out/7", "fan_out/150", "fan_out/299"]  # problems first
+    assert [s["status"] for s in run["steps"][3:]] == ["completed"] * 17 and run["steps"][3]["path"] == ""
+    assert run["step_counts"] == {"completed": 298, "failed": 3, "cancelled": 0, "running": 0, "skipped": 0}
+    assert len(run["steps"]) == 20 and run["steps_omitted"] == 281
+    assert run["output"] is None and run["output_truncated"] is True  # over max_result_bytes (1 KiB here)
+    assert f"podium://runs/{run_id}/output" in run["next_action"]
+    assert len(fewer["steps"]) == 5 and fewer["steps_omitted"] == 296
+    assert none["steps"] == [] and none["steps_omitted"] == 301 and none["step_counts"] == run["step_counts"]
+    assert steps["run_id"] == run_id and len(steps["steps"]) == 301
+    assert len(output) == 300 and output[0] == {"n": 0} and output[7] is None
