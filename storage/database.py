@@ -17,7 +17,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, QueuePool
 
 from storage.errors import UnsupportedDatabase
 
@@ -111,6 +111,21 @@ def create_store_engine(db: Database, durability: Durability = "normal", *, imme
         _sqlite_events(engine.sync_engine, durability, "BEGIN IMMEDIATE" if immediate else "BEGIN")
         return engine
     return create_async_engine(db.url, pool_pre_ping=True)
+
+
+def create_sqlite_reader_engine(db: Database, durability: Durability, readers: int) -> Engine:
+    """A synchronous engine for reads in worker threads: a query is one hand-off to a thread and back, where the
+    async driver makes one per cursor operation (a point read: about 18 of them)."""
+    assert db.path is not None
+    engine = create_engine(
+        URL.create("sqlite+pysqlite", database=str(db.path)),
+        poolclass=QueuePool,
+        pool_size=readers,
+        max_overflow=0,
+        connect_args={"check_same_thread": False},  # a pooled connection serves one thread at a time, any thread
+    )
+    _sqlite_events(engine, durability, "BEGIN")
+    return engine
 
 
 def create_sqlite_writer_engine(db: Database, durability: Durability) -> Engine:

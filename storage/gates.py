@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 
 from storage.errors import Duplicate, NotFound, quoted_id
 from storage.models import GateRow, RunRow
@@ -20,7 +20,8 @@ class GateNotFound(NotFound):
         self.gate_id = gate_id
 
 
-def _gate(row: GateRow) -> GateRecord:
+def _gate(row: Any) -> GateRecord:
+    """A gate record from a ``GateRow`` or a row of its columns."""
     return GateRecord(
         id=row.id,
         run_id=row.run_id,
@@ -49,6 +50,10 @@ def _gate(row: GateRow) -> GateRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def _maybe_gate(row: Any) -> GateRecord | None:
+    return None if row is None else _gate(row)
 
 
 class GateStore:
@@ -92,16 +97,15 @@ class GateStore:
             return existing, False
 
     async def get(self, gate_id: str) -> GateRecord:
-        async with self._sessions.read() as session:
-            row = await session.get(GateRow, gate_id)
-            if row is None:
-                raise GateNotFound(gate_id)
-            return _gate(row)
+        query = select(GateRow).where(GateRow.id == gate_id)
+        found = await self._sessions.query(lambda connection: _maybe_gate(connection.execute(query).first()))
+        if found is None:
+            raise GateNotFound(gate_id)
+        return found
 
     async def at(self, run_id: str, path: str) -> GateRecord | None:
-        async with self._sessions.read() as session:
-            row = await session.scalar(select(GateRow).where(GateRow.run_id == run_id, GateRow.path == path))
-            return None if row is None else _gate(row)
+        query = select(GateRow).where(GateRow.run_id == run_id, GateRow.path == path)
+        return await self._sessions.query(lambda connection: _maybe_gate(connection.execute(query).first()))
 
     async def find(self, status: str | None = None, run_id: str | None = None, limit: int = 100) -> list[GateRecord]:
         """Oldest first: the gate waiting longest is the most urgent."""
@@ -110,8 +114,10 @@ class GateStore:
             query = query.where(GateRow.status == status)
         if run_id is not None:
             query = query.where(GateRow.run_id == run_id)
-        async with self._sessions.read() as session:
-            return [_gate(r) for r in await session.scalars(query)]
+        return await self._gates(query)
+
+    async def _gates(self, query: Select[GateRow]) -> list[GateRecord]:
+        return await self._sessions.query(lambda connection: [_gate(r) for r in connection.execute(query)])
 
     async def _transition(
         self, gate: GateRecord, conditions: Sequence[Any], values: dict[str, Any], event: dict[str, Any]
@@ -194,8 +200,7 @@ class GateStore:
     async def due(self, now: float, reminder_fraction: float) -> list[GateRecord]:
         """Pending gates whose SLA has passed or whose reminder is due."""
         query = select(GateRow).where(GateRow.status == GATE_PENDING).order_by(GateRow.sla_at)
-        async with self._sessions.read() as session:
-            rows = [_gate(r) for r in await session.scalars(query)]
+        rows = await self._gates(query)
         return [
             g
             for g in rows
@@ -224,5 +229,4 @@ class GateStore:
             )
             .distinct()
         )
-        async with self._sessions.read() as session:
-            return list(await session.scalars(query))
+        return await self._sessions.query(lambda connection: list(connection.scalars(query)))

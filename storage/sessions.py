@@ -10,13 +10,17 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
+import anyio
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.errors import DatabaseError, Duplicate, StorageError
 
 DRIVER_ERRORS = (SQLAlchemyError, OSError)
+T = TypeVar("T")
 
 
 @asynccontextmanager
@@ -33,11 +37,40 @@ async def translated() -> AsyncIterator[None]:
 
 
 class Sessions:
-    """The store's way to its database. ``clock`` gives the time the records are stamped with."""
+    """The store's way to its database. ``clock`` gives the time the records are stamped with.
 
-    def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time) -> None:
+    ``readers`` (SQLite): a synchronous engine whose connections serve ``query`` in worker threads, at most
+    ``reader_threads`` at once; without it (PostgreSQL), ``query`` runs on a connection of the async engine.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        clock: Callable[[], float] = time.time,
+        readers: Engine | None = None,
+        reader_threads: int = 1,
+    ) -> None:
+        self._engine = engine
         self._maker = async_sessionmaker(engine, expire_on_commit=False)
         self.clock = clock
+        self._readers = readers
+        self._threads = anyio.CapacityLimiter(reader_threads)
+
+    async def query(self, read: Callable[[Connection], T]) -> T:
+        """``read(connection)``: a synchronous function of a connection in a read transaction, and its result.
+
+        On SQLite it runs in a worker thread, one hand-off for the whole read where the async driver makes one per
+        cursor operation; on PostgreSQL, on the async engine's connection (without a thread)."""
+        async with translated():
+            if self._readers is None:
+                async with self._engine.connect() as connection:
+                    return await connection.run_sync(read)
+            return await anyio.to_thread.run_sync(self._query, read, limiter=self._threads)
+
+    def _query(self, read: Callable[[Connection], T]) -> T:
+        assert self._readers is not None
+        with self._readers.connect() as connection:
+            return read(connection)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

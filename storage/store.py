@@ -8,11 +8,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from sqlalchemy import or_, select, update
+from sqlalchemy import Engine, Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import migrate
-from storage.database import Database, Durability, create_sqlite_writer_engine, create_store_engine, parse_database_url
+from storage.database import (
+    Database,
+    Durability,
+    create_sqlite_reader_engine,
+    create_sqlite_writer_engine,
+    create_store_engine,
+    parse_database_url,
+)
 from storage.errors import Duplicate, RunChanged, RunNotFound
 from storage.gates import GateStore
 from storage.leases import LeaseStore
@@ -23,7 +30,8 @@ from storage.tools import ToolStore
 from storage.writer import AsyncWriter, StepWriter, ThreadedWriter
 
 
-def _run(row: RunRow) -> RunRecord:
+def _run(row: Any) -> RunRecord:
+    """A run record from a ``RunRow`` or a row of its columns."""
     return RunRecord(
         id=row.id,
         status=row.status,
@@ -53,6 +61,7 @@ def _run(row: RunRow) -> RunRecord:
 
 
 STEP_PARTITION = 500
+SQLITE_READERS = 4  # threads (and connections) serving reads of a SQLite store at once
 _SUMMARY_COLUMNS = (
     StepRow.run_id,
     StepRow.path,
@@ -67,6 +76,10 @@ _SUMMARY_COLUMNS = (
     StepRow.started_at,
     StepRow.finished_at,
 )
+
+
+def _maybe_run(row: Any) -> RunRecord | None:
+    return None if row is None else _run(row)
 
 
 def _step(row: Any, payloads: bool = True) -> StepRecord:
@@ -106,11 +119,12 @@ class Store:
         writer: StepWriter,
         durability: Durability,
         clock: Callable[[], float],
+        readers: Engine | None = None,
     ) -> None:
         self.db = db
         self.durability = durability
         self._engine = engine
-        self._sessions = Sessions(engine, clock)
+        self._sessions = Sessions(engine, clock, readers, SQLITE_READERS)
         self._writer = writer
         self.tools = ToolStore(self._sessions)
         self.leases = LeaseStore(self._sessions, db.dialect)
@@ -139,11 +153,13 @@ class Store:
         try:
             if db.dialect == "sqlite":
                 writer: StepWriter = ThreadedWriter(create_sqlite_writer_engine(db, durability), clock)
+                readers = create_sqlite_reader_engine(db, durability, SQLITE_READERS)
                 try:
-                    yield cls(db, engine, writer, durability, clock)
+                    yield cls(db, engine, writer, durability, clock, readers)
                 finally:
                     with anyio.CancelScope(shield=True):  # release the thread and its connection even when cancelled
                         await writer.aclose()
+                        readers.dispose()
             else:
                 async_writer = AsyncWriter(engine, clock)
                 async with anyio.create_task_group() as tg:
@@ -204,16 +220,15 @@ class Store:
             return existing, False
 
     async def find_run_by_key(self, idempotency_key: str) -> RunRecord | None:
-        async with self._sessions.read() as session:
-            row = await session.scalar(select(RunRow).where(RunRow.idempotency_key == idempotency_key))
-            return None if row is None else _run(row)
+        query = select(RunRow).where(RunRow.idempotency_key == idempotency_key)
+        return await self._sessions.query(lambda connection: _maybe_run(connection.execute(query).first()))
 
     async def get_run(self, run_id: str) -> RunRecord:
-        async with self._sessions.read() as session:
-            row = await session.get(RunRow, run_id)
-            if row is None:
-                raise RunNotFound(run_id)
-            return _run(row)
+        query = select(RunRow).where(RunRow.id == run_id)
+        found = await self._sessions.query(lambda connection: _maybe_run(connection.execute(query).first()))
+        if found is None:
+            raise RunNotFound(run_id)
+        return found
 
     async def list_runs(self, status: str | Sequence[str] | None = None, limit: int = 20) -> list[RunRecord]:
         """Newest first."""
@@ -222,8 +237,10 @@ class Store:
             query = query.where(RunRow.status == status)
         elif status is not None:
             query = query.where(RunRow.status.in_(list(status)))
-        async with self._sessions.read() as session:
-            return [_run(r) for r in await session.scalars(query)]
+        return await self._runs(query)
+
+    async def _runs(self, query: Select[RunRow]) -> list[RunRecord]:
+        return await self._sessions.query(lambda connection: [_run(r) for r in connection.execute(query)])
 
     async def cancelled_among(self, run_ids: Sequence[str]) -> list[RunRecord]:
         """Those of ``run_ids`` that are recorded ``cancelled`` (by this process or another), or whose parent run
@@ -235,16 +252,14 @@ class Store:
             RunRow.id.in_(list(run_ids)),
             or_(RunRow.status == "cancelled", RunRow.parent_run_id.in_(cancelled_parents)),
         )
-        async with self._sessions.read() as session:
-            return [_run(r) for r in await session.scalars(query)]
+        return await self._runs(query)
 
     async def child_runs(self, run_id: str, statuses: Sequence[str] | None = None) -> list[RunRecord]:
         """The runs started with ``parent_run_id`` = ``run_id`` (in those ``statuses``), oldest first."""
         query = select(RunRow).where(RunRow.parent_run_id == run_id).order_by(RunRow.created_at, RunRow.id)
         if statuses is not None:
             query = query.where(RunRow.status.in_(list(statuses)))
-        async with self._sessions.read() as session:
-            return [_run(r) for r in await session.scalars(query)]
+        return await self._runs(query)
 
     async def reopen_run(
         self, seen: RunRecord, entry: dict[str, Any], steps: Sequence[StepWrite], deadline_at: float | None
@@ -319,10 +334,12 @@ class Store:
         """
         columns = (*_SUMMARY_COLUMNS, StepRow.input, StepRow.output) if payloads else _SUMMARY_COLUMNS
         query = select(*columns).where(StepRow.run_id == run_id).order_by(StepRow.started_at)
+        if not payloads:  # small rows, read at once
+            return await self._sessions.query(
+                lambda session: [_step(r, payloads=False) for r in session.execute(query)]
+            )
         found: list[StepRecord] = []
         async with self._sessions.read() as session:
-            if not payloads:  # small rows, read at once (a stream costs round trips to the driver's thread)
-                return [_step(row, payloads=False) for row in await session.execute(query)]
             # a run may have thousands of records with their payloads: read and decode them a partition at a time,
             # giving the event loop back in between, so that recovering a large run does not hold the server
             result = await session.stream(query.execution_options(yield_per=STEP_PARTITION))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from storage.errors import Duplicate
 from storage.models import ToolRow
@@ -12,7 +12,8 @@ from storage.records import StoredTool, dumps, loads
 from storage.sessions import Sessions
 
 
-def _tool(row: ToolRow) -> StoredTool:
+def _tool(row: Any) -> StoredTool:
+    """A stored tool from a ``ToolRow`` or a row of its columns."""
     return StoredTool(
         name=row.name,
         version=row.version,
@@ -51,23 +52,25 @@ class ToolStore:
             return existing, False
 
     async def get(self, name: str, version: str) -> StoredTool | None:
-        async with self._sessions.read() as session:
-            row = await session.get(ToolRow, (name, version))
+        query = select(ToolRow).where(ToolRow.name == name, ToolRow.version == version)
+
+        def read(connection: Connection) -> StoredTool | None:
+            row = connection.execute(query).first()
             return None if row is None else _tool(row)
 
+        return await self._sessions.query(read)
+
     async def versions(self, name: str) -> list[StoredTool]:
-        async with self._sessions.read() as session:
-            rows = await session.scalars(select(ToolRow).where(ToolRow.name == name))
-            return [_tool(r) for r in rows]
+        query = select(ToolRow).where(ToolRow.name == name)
+        return await self._sessions.query(lambda connection: [_tool(r) for r in connection.execute(query)])
 
     async def all(self) -> list[StoredTool]:
-        async with self._sessions.read() as session:
-            rows = await session.scalars(select(ToolRow).order_by(ToolRow.name, ToolRow.created_at))
-            return [_tool(r) for r in rows]
+        query = select(ToolRow).order_by(ToolRow.name, ToolRow.created_at)
+        return await self._sessions.query(lambda connection: [_tool(r) for r in connection.execute(query)])
 
     async def names(self) -> list[str]:
-        async with self._sessions.read() as session:
-            return list(await session.scalars(select(ToolRow.name).distinct().order_by(ToolRow.name)))
+        query = select(ToolRow.name).distinct().order_by(ToolRow.name)
+        return await self._sessions.query(lambda connection: list(connection.scalars(query)))
 
     async def set_deprecated(self, name: str, version: str, deprecated: bool) -> StoredTool | None:
         async with self._sessions.write() as session:

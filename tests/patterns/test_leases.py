@@ -1,6 +1,7 @@
 """Lease fencing: an engine that stalled past its lease, and whose run another engine took over, stops executing it,
 never makes a non-idempotent call for it, and records nothing more for it."""
 
+import math
 import sqlite3
 import time
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
-from patterns import Engine
+from patterns import Engine, scheduler
 from storage import Store
 from tests.conftest import calls, tool_spec
 from tests.helpers import counters, wait_for_steps
@@ -82,8 +83,11 @@ async def test_a_non_idempotent_call_is_not_made_by_an_engine_that_lost_the_run(
 
 
 async def test_a_run_cancelled_elsewhere_makes_no_non_idempotent_call_and_is_recorded_cancelled(
-    store: Store, registry, limits, tmp_path: Path
+    store: Store, registry, limits, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
+    # The scheduler's poll for cancellations would stop the run during its first step or not, by its tick's phase;
+    # without it, the lease check before the payment is what finds the cancellation, every time.
+    monkeypatch.setattr(scheduler, "CANCEL_POLL_S", math.inf)
     step, _, payment = await then_pay(registry, tmp_path, 0.3)
     async with Engine(store, registry, limits) as engine:
         started = await engine.start(step)

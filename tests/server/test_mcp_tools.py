@@ -301,14 +301,19 @@ async def test_an_unexpected_failure_is_internal_and_leaks_nothing(
     import sqlite3
 
     db_file = settings.database_url.removeprefix("sqlite:///")
+
+    def rename(old: str, new: str) -> None:
+        with sqlite3.connect(db_file, timeout=30) as conn:
+            conn.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
     async with Client(build_server(settings), mode=mode) as client:
-        with sqlite3.connect(db_file, timeout=30) as conn:  # a real fault under a live server: the table goes
-            conn.execute("ALTER TABLE runs RENAME TO runs_gone")
+        # A real fault under a live server: the table goes. The rename runs in a thread, so the server's loop goes
+        # on and a write transaction it has open (the scheduler's) can finish instead of waiting on the rename.
+        await anyio.to_thread.run_sync(rename, "runs", "runs_gone")
         try:
             text = await error_text(client, "list_runs", {})
         finally:
-            with sqlite3.connect(db_file, timeout=30) as conn:
-                conn.execute("ALTER TABLE runs_gone RENAME TO runs")
+            await anyio.to_thread.run_sync(rename, "runs_gone", "runs")
     assert text == "internal: the run store failed; see the server log", text
     assert "no such table: runs" in caplog.text  # what failed went to the log
 
