@@ -5,39 +5,26 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
-
 from patterns.bounds import check_payload
 from patterns.errors import ContractViolation, LimitExceeded, clip, describe_path
 from patterns.limits import Limits
 from registry.models import ToolSpec
+from registry.schemacheck import SchemaCheck, schema_problem
 from storage.jsonshape import shape, text_deeper_than
 from storage.records import dumps
 
-
-def _field(error: ValidationError) -> str:
-    location = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-    return location.lstrip(".") or "(whole value)"
+__all__ = ["check", "check_built", "check_caller_payload", "is_number", "schema_problem", "to_json"]
 
 
-def check(validator: Draft202012Validator | None, spec: ToolSpec, which: str, value: Any, path: str) -> None:
-    """Raise ``ContractViolation`` if ``value`` breaks ``spec``'s input or output schema (its ``validator``)."""
-    if validator is None:
+def check(schema: SchemaCheck | None, spec: ToolSpec, which: str, value: Any, path: str) -> None:
+    """Raise ``ContractViolation`` if ``value`` breaks ``spec``'s input or output schema (checked by ``schema``)."""
+    if schema is None:
         return
-    problem = schema_problem(validator, value)
+    problem = schema.problem(value)
     if problem is not None:
         raise ContractViolation(
             f"step {describe_path(path)}: {which} of {spec.ref} breaks its schema {problem}", step=path
         )
-
-
-def schema_problem(validator: Draft202012Validator, value: Any) -> str | None:
-    """``at field F: MESSAGE (rule: R)`` for the most relevant violation, or None when ``value`` is valid."""
-    error = best_match(validator.iter_errors(value))  # one pass; the most relevant error when several rules fail
-    if error is None:
-        return None
-    return f"at field {_field(error)}: {error.message} (rule: {error.validator})"
 
 
 def to_json(value: Any, path: str, what: str, limits: Limits) -> str:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from jsonschema import Draft202012Validator
 
 from patterns import contracts
 from patterns.drain import Drain
@@ -24,6 +23,7 @@ from patterns.events import EventKind, Level, Listener, RunEvent, ignore
 from patterns.limits import Limits
 from registry.models import ToolSpec
 from registry.providers import Invoker
+from registry.schemacheck import SchemaCheck
 from storage import STEP_CANCELLED, STEP_COMPLETED, STEP_FAILED, STEP_STARTED, StepRecord, StepWrite, Store
 
 
@@ -107,7 +107,7 @@ class RunState:
     limits: Limits
     specs: dict[str, ToolSpec]
     invokers: dict[str, Invoker]
-    validators: dict[tuple[str, str], Draft202012Validator | None]
+    validators: dict[tuple[str, str], SchemaCheck | None]
     drain: Drain
     """The engine's: while it drains for shutdown, no new step starts."""
     confirm_lease: Callable[[], Awaitable[None]]

@@ -1,8 +1,8 @@
 """Providers: how a tool is invoked. ``python``: a callable, sync ones off the event loop, async ones on it.
 
-Sync callables share a few worker threads (``Registry(sync_threads=...)``): every thread that runs Python code
-competes with the event loop for the interpreter lock, and dozens of busy ones (a wide fan-out of a CPU-bound sync
-tool) would hold the loop back by a tenth of a second at a time.
+Sync callables share a few worker threads (``Registry(sync_threads=...)``, ``registry.threads``): every thread
+that runs Python code competes with the event loop for the interpreter lock, and dozens of busy ones (a wide fan-out
+of a CPU-bound sync tool) would hold the loop back by a tenth of a second at a time.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
 from pydantic import BaseModel
 
 from registry.errors import InvalidToolSpec
 from registry.models import PythonProvider, ToolSpec
+from registry.threads import WorkerThreads
 
 Invoker = Callable[[Any], Awaitable[Any]]
 
@@ -61,7 +61,7 @@ def to_data(value: Any) -> Any:
     return value
 
 
-def _python(provider: PythonProvider, threads: anyio.CapacityLimiter | None) -> Invoker:
+def _python(provider: PythonProvider, threads: WorkerThreads) -> Invoker:
     fn = load_target(provider.target)
     if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):  # noqa: B004
 
@@ -73,13 +73,21 @@ def _python(provider: PythonProvider, threads: anyio.CapacityLimiter | None) -> 
 
     async def call_sync(payload: Any) -> Any:
         bound = functools.partial(fn, **payload) if isinstance(payload, dict) else functools.partial(fn, payload)
-        # abandon_on_cancel: a cancelled or timed-out run stops waiting at once; the thread finishes on its own
-        return to_data(await anyio.to_thread.run_sync(bound, abandon_on_cancel=True, limiter=threads))
+        # a cancelled or timed-out run stops waiting at once; a call already running finishes in its thread
+        return to_data(await threads.run(bound))
 
     return call_sync
 
 
-def make_invoker(spec: ToolSpec, threads: anyio.CapacityLimiter | None = None) -> Invoker:
+def make_invoker(spec: ToolSpec, threads: WorkerThreads | None = None) -> Invoker:
     """The coroutine function that calls ``spec``'s provider with one input. Sync callables run in worker threads,
-    at most as many at once as ``threads`` allows (anyio's default pool of 40 when None)."""
+    at most as many at once as ``threads`` allows (when None, a pool of ``DEFAULT_THREADS`` shared by such
+    invokers)."""
+    global _shared
+    if threads is None:
+        threads = _shared = _shared or WorkerThreads(DEFAULT_THREADS)
     return _python(spec.provider, threads)
+
+
+DEFAULT_THREADS = 40
+_shared: WorkerThreads | None = None

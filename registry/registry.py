@@ -6,15 +6,14 @@ import os
 from collections.abc import Iterable
 from typing import Literal
 
-import anyio
-from jsonschema import Draft202012Validator
-
 from registry.errors import InvalidToolSpec, NoMatchingVersion, ToolConflict, ToolNotFound
 from registry.files import load_registry_file
 from registry.models import ToolSpec, trust_schemas
 from registry.providers import Invoker, load_target, make_invoker
 from registry.resolve import ToolRef, parse_ref, resolve_version
+from registry.schemacheck import SchemaCheck
 from registry.semver import Version
+from registry.threads import WorkerThreads
 from storage import Store, StoredTool
 
 SYNC_TOOL_THREADS = 8
@@ -30,10 +29,10 @@ class Registry:
     def __init__(self, store: Store, *, sync_threads: int = SYNC_TOOL_THREADS) -> None:
         """``sync_threads``: how many calls of sync python tools run at once (each in a worker thread)."""
         self._store = store
-        self._threads = anyio.CapacityLimiter(sync_threads)
+        self._threads = WorkerThreads(sync_threads)
         self._specs: dict[tuple[str, str], ToolSpec] = {}
         self._invokers: dict[tuple[str, str], Invoker] = {}
-        self._validators: dict[tuple[str, str, str], Draft202012Validator | None] = {}
+        self._validators: dict[tuple[str, str, str], SchemaCheck | None] = {}
 
     async def register(self, spec: ToolSpec, *, check_provider: bool = True) -> bool:
         """Publish ``spec``. Returns False if the identical definition was already there.
@@ -160,10 +159,10 @@ class Registry:
             invoker = self._invokers[key] = make_invoker(spec, self._threads)
         return invoker
 
-    def validator(self, spec: ToolSpec, which: Literal["input", "output"]) -> Draft202012Validator | None:
-        """The compiled validator of ``spec``'s input or output schema (None when it has none), built once."""
+    def validator(self, spec: ToolSpec, which: Literal["input", "output"]) -> SchemaCheck | None:
+        """The compiled check of ``spec``'s input or output schema (None when it has none), built once."""
         key = (spec.name, spec.version, which)
         if key not in self._validators:
             schema = spec.input_schema if which == "input" else spec.output_schema
-            self._validators[key] = Draft202012Validator(schema) if schema else None
+            self._validators[key] = SchemaCheck.of(schema) if schema else None
         return self._validators[key]

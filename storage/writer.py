@@ -36,6 +36,7 @@ _RUNS: Table = RunRow.__table__  # type: ignore[assignment]
 _STEP_UPDATE_COLUMNS = [c.name for c in _STEPS.columns if c.name not in ("run_id", "path")]
 _upserts: dict[str, Insert] = {}
 _compiled: dict[str, tuple[str, tuple[str, ...]]] = {}
+COALESCE_S = 0.002  # the SQLite writer gathers records nobody waits for this long before writing them
 
 
 def _compiled_upsert(connection: Connection) -> tuple[str, tuple[str, ...]]:
@@ -163,7 +164,7 @@ class StepWriter:
         with b.lock:
             b.pending.append(op)
             b.submitted += 1
-        self._kick()
+        self._kick(urgent=False)
 
     async def flush(self, run_id: str | None = None) -> None:
         """Durability barrier: wait until every record submitted so far is committed (or has failed).
@@ -180,12 +181,12 @@ class StepWriter:
                 event = anyio.Event()
                 b.waiters.append((target, event))
         if event is not None:
-            self._kick()
+            self._kick(urgent=True)
             await event.wait()
         b.check(run_id)
 
-    def _kick(self) -> None:
-        """Make sure the writer is awake."""
+    def _kick(self, urgent: bool) -> None:
+        """Make sure the writer is awake; ``urgent``: someone waits for what is pending to be durable."""
         raise NotImplementedError
 
     def _take(self) -> tuple[list[Op], int]:
@@ -229,17 +230,24 @@ class StepWriter:
 
 
 class ThreadedWriter(StepWriter):
-    """SQLite: a thread with one synchronous connection; one handoff and one commit per batch."""
+    """SQLite: a thread with one synchronous connection; one handoff and one commit per batch.
+
+    Records nobody waits for yet are gathered for up to ``COALESCE_S`` before they are written: fewer, larger
+    batches, and a writer that wakes (and takes the interpreter's lock from the steps executing) once per batch
+    instead of once per record. A ``flush`` ends the gathering at once, so no barrier waits longer for it."""
 
     def __init__(self, engine: Engine, clock: Callable[[], float]) -> None:
         super().__init__(clock)
         self._engine = engine
         self._wake = threading.Event()
+        self._urgent = threading.Event()
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._main, name="podium-writer", daemon=True)
         self._thread.start()
 
-    def _kick(self) -> None:
+    def _kick(self, urgent: bool) -> None:
+        if urgent and not self._urgent.is_set():
+            self._urgent.set()
         if not self._wake.is_set():
             self._wake.set()
 
@@ -247,8 +255,11 @@ class ThreadedWriter(StepWriter):
         with self._engine.connect() as connection:
             while True:
                 self._wake.wait()
+                if not self._closing:
+                    self._urgent.wait(COALESCE_S)  # gather more, unless a flush waits
                 with self._b.lock:
                     self._wake.clear()
+                    self._urgent.clear()
                     closing = self._closing
                 ops, upto = self._take()
                 if ops:
@@ -264,6 +275,7 @@ class ThreadedWriter(StepWriter):
             await self.flush()
         finally:
             self._closing = True
+            self._urgent.set()
             self._wake.set()
             await anyio.to_thread.run_sync(self._thread.join)
             self._engine.dispose()
@@ -277,7 +289,7 @@ class AsyncWriter(StepWriter):
         self._engine = engine
         self._wake = anyio.Event()
 
-    def _kick(self) -> None:
+    def _kick(self, urgent: bool) -> None:
         self._wake.set()
 
     async def run(self) -> None:

@@ -1,0 +1,100 @@
+"""The sync tools' worker threads: bounded, cancellable, and gone when idle."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+
+import anyio
+import pytest
+
+from registry.threads import WorkerThreads
+
+pytestmark = pytest.mark.anyio
+
+who = contextvars.ContextVar("who", default="nobody")
+
+
+async def test_a_call_returns_its_result_or_raises_its_exception_with_the_callers_context() -> None:
+    pool = WorkerThreads(2)
+    who.set("caller")
+    assert await pool.run(lambda: (who.get(), threading.current_thread().name)) == ("caller", "podium-tool")
+
+    def boom() -> None:
+        raise KeyError("missing")
+
+    with pytest.raises(KeyError, match="missing"):
+        await pool.run(boom)
+
+
+async def test_no_more_calls_run_at_once_than_the_pool_allows_and_the_rest_wait_their_turn() -> None:
+    pool = WorkerThreads(3)
+    lock = threading.Lock()
+    running = peak = 0
+    release = threading.Event()
+    started: list[int] = []
+
+    def call(i: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+            started.append(i)
+        release.wait(10)
+        with lock:
+            running -= 1
+        return i
+
+    results: dict[int, int] = {}
+
+    async def one(i: int) -> None:
+        results[i] = await pool.run(lambda: call(i))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for i in range(10):
+                tg.start_soon(one, i)
+            while len(started) < 3:  # three threads busy, seven calls queued
+                await anyio.sleep(0.005)
+            assert pool.threads == 3 and len(started) == 3
+            release.set()
+    assert results == {i: i for i in range(10)}
+    assert peak == 3 and sorted(started) == list(range(10))
+
+
+async def test_a_cancelled_caller_stops_waiting_at_once_and_a_queued_call_never_runs() -> None:
+    pool = WorkerThreads(1)
+    release = threading.Event()
+    ran: list[str] = []
+
+    def blocking() -> None:
+        ran.append("blocking")
+        release.wait(10)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pool.run, blocking)
+            while not ran:
+                await anyio.sleep(0.005)
+            with anyio.move_on_after(0.05) as queued:
+                await pool.run(lambda: ran.append("queued"))
+            assert queued.cancelled_caught
+            tg.cancel_scope.cancel()  # the running call's caller goes too; its thread finishes on its own
+    release.set()
+    assert await pool.run(lambda: "next") == "next"  # the pool still serves
+    assert ran == ["blocking"]
+
+
+async def test_idle_threads_end() -> None:
+    pool = WorkerThreads(4, idle_s=0.05)
+    await pool.run(lambda: None)
+    assert pool.threads == 1
+    with anyio.fail_after(5):
+        while pool.threads:
+            await anyio.sleep(0.01)
+    assert await pool.run(lambda: 7) == 7  # and start again when needed
+
+
+def test_a_pool_needs_a_thread() -> None:
+    with pytest.raises(ValueError, match="max_threads must be at least 1"):
+        WorkerThreads(0)
