@@ -607,6 +607,14 @@ class Engine:
         await self.store.flush()
         return await self.store.get_steps(run_id, payloads=payloads)
 
+    async def step_overview(
+        self, run_id: str, pick: Callable[[list[tuple[str, str]]], list[str]]
+    ) -> tuple[list[tuple[str, str]], list[StepRecord]]:
+        """Every step's ``(path, status)`` and the records ``pick`` chooses (``Store.step_overview``), once
+        written."""
+        await self.store.flush()
+        return await self.store.step_overview(run_id, pick)
+
     def is_active(self, run_id: str) -> bool:
         return run_id in self._active
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from typing import Literal
 
@@ -17,6 +18,8 @@ from registry.threads import WorkerThreads
 from storage import Store, StoredTool
 
 SYNC_TOOL_THREADS = 8
+VERSIONS_TTL_S = 1.0  # how long resolve trusts the versions it read of a name
+MAX_CACHED_NAMES = 4096
 
 
 def _spec(stored: StoredTool) -> ToolSpec:
@@ -33,6 +36,7 @@ class Registry:
         self._specs: dict[tuple[str, str], ToolSpec] = {}
         self._invokers: dict[tuple[str, str], Invoker] = {}
         self._validators: dict[tuple[str, str, str], SchemaCheck | None] = {}
+        self._versions: dict[str, tuple[float, list[StoredTool]]] = {}
 
     async def register(self, spec: ToolSpec, *, check_provider: bool = True) -> bool:
         """Publish ``spec``. Returns False if the identical definition was already there.
@@ -47,6 +51,7 @@ class Registry:
         stored, created = await self._store.tools.put(
             spec.name, spec.version, spec.definition(), spec.definition_hash(), spec.deprecated
         )
+        self._versions.pop(spec.name, None)
         if not created and stored.definition_hash != spec.definition_hash():
             raise ToolConflict(spec.name, spec.version, spec.differences(_spec(stored)))
         return created
@@ -119,7 +124,7 @@ class Registry:
             InvalidReference, ToolNotFound, NoMatchingVersion
         """
         parsed = parse_ref(ref) if isinstance(ref, str) else ref
-        versions = await self._store.tools.versions(parsed.name)
+        versions = await self._recent_versions(parsed.name)
         if not versions:
             await self._not_found(parsed.name)
         version = resolve_version(parsed, [(v.version, v.deprecated) for v in versions])
@@ -127,6 +132,21 @@ class Registry:
         if key not in self._specs:
             self._specs[key] = _spec(next(v for v in versions if v.version == version))
         return self._specs[key]
+
+    async def _recent_versions(self, name: str) -> list[StoredTool]:
+        """The stored versions of ``name``, read at most ``VERSIONS_TTL_S`` ago (a run resolves every tool it
+        names, and most runs name the same few). What this registry publishes or deprecates is seen at once; what
+        another process does, within ``VERSIONS_TTL_S``. A name with no version is never remembered."""
+        now = time.monotonic()
+        cached = self._versions.get(name)
+        if cached is not None and now - cached[0] < VERSIONS_TTL_S:
+            return cached[1]
+        versions = await self._store.tools.versions(name)
+        if versions:
+            if len(self._versions) >= MAX_CACHED_NAMES:
+                self._versions.clear()
+            self._versions[name] = (now, versions)
+        return versions
 
     async def versions(self, name: str) -> list[ToolSpec]:
         """Every registered version of ``name``, highest first."""
@@ -148,6 +168,7 @@ class Registry:
             await self._not_found(parsed.name)
         version = resolve_version(parsed, [(v.version, v.deprecated) for v in versions])
         stored = await self._store.tools.set_deprecated(parsed.name, version, deprecated)
+        self._versions.pop(parsed.name, None)
         assert stored is not None, "the version was just resolved from the store"
         return _spec(stored)
 

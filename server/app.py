@@ -30,6 +30,7 @@ from server.calls import (
     run_options,
     settle,
     start,
+    step_view,
     wait_seconds,
 )
 from server.config import Settings
@@ -332,7 +333,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         app = app_state(ctx)
         with tool_errors():
             record = await app.engine.cancel(run_id, reason, by=current_principal())
-            steps = await app.engine.steps(record.id, payloads=False)
+            steps = await step_view(app, record, DEFAULT_STEP_LIMIT)
             return reply(run_result(record, steps, max_output_bytes=app.settings.max_result_bytes))
 
     @mcp.tool(description=TOOL_DOCS["find_tools"], annotations=READ)

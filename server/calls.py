@@ -14,7 +14,7 @@ from server import logs
 from server.auth import current_principal
 from server.errors import tool_errors
 from server.lifespan import AppState
-from server.results import DEFAULT_STEP_LIMIT, MAX_STEP_LIMIT, RunResult, run_result
+from server.results import DEFAULT_STEP_LIMIT, MAX_STEP_LIMIT, RunResult, StepView, pick_steps, run_result
 from storage import GATE_PENDING, GateRecord, RunRecord
 
 MAX_WAIT_S = 50.0
@@ -105,7 +105,7 @@ async def settle(
         with app.engine.events.listen(run_id, told):
             record = await _wait(app, ctx, run_id, wait_s, told)
         await told.flush()
-    steps = await app.engine.steps(run_id, payloads=False)
+    steps = await step_view(app, record, step_limit)
     gate = None
     if record.status == "waiting":
         pending = await app.store.gates.find(GATE_PENDING, run_id, limit=1)
@@ -119,6 +119,12 @@ async def settle(
         max_output_bytes=app.settings.max_result_bytes,
         can_elicit=can_elicit(ctx),
     )
+
+
+async def step_view(app: AppState, record: RunRecord, step_limit: int) -> StepView:
+    """What a result with ``step_limit`` steps needs of the run's steps, read at a cost that grows with the limit."""
+    statuses, shown = await app.engine.step_overview(record.id, lambda pairs: pick_steps(pairs, step_limit))
+    return StepView(statuses, shown)
 
 
 async def _wait(app: AppState, ctx: Context[Any], run_id: str, wait_s: float, told: logs.Forwarder | None) -> RunRecord:

@@ -8,8 +8,10 @@ whole under ``RESULT_BUDGET``. Times are ISO-8601 UTC strings.
 from __future__ import annotations
 
 import datetime
+import heapq
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -258,20 +260,44 @@ def step_info(record: StepRecord) -> StepInfo:
     )
 
 
-def step_counts(steps: list[StepRecord], history: list[dict[str, Any]]) -> StepCounts:
+def step_counts(statuses: list[tuple[str, str]], history: list[dict[str, Any]]) -> StepCounts:
+    """Counts by status of a run's ``(path, status)`` pairs; a completed step an operator skipped counts as
+    skipped."""
     skipped = {p for e in history if e.get("action") == "skip" for p in e.get("steps", [])}
     counts = StepCounts()
-    for step in steps:
-        if step.status == "completed":
-            if step.path in skipped:
+    for path, status in statuses:
+        if status == "completed":
+            if path in skipped:
                 counts.skipped += 1
             else:
                 counts.completed += 1
-        elif step.status in ("failed", "cancelled"):
-            setattr(counts, step.status, getattr(counts, step.status) + 1)
+        elif status in ("failed", "cancelled"):
+            setattr(counts, status, getattr(counts, status) + 1)
         else:
             counts.running += 1
     return counts
+
+
+def pick_steps(statuses: list[tuple[str, str]], limit: int | None) -> list[str]:
+    """The paths a result lists, from a run's ``(path, status)`` pairs: problems first (failed, cancelled,
+    unfinished), then in tree order; at most ``limit`` of them (None: all)."""
+    if limit == 0:
+        return []
+
+    def order(pair: tuple[str, str]) -> tuple[int, list[tuple[int, int | str]]]:
+        return _PROBLEMS.get(pair[1], 3), path_key(pair[0])
+
+    chosen = sorted(statuses, key=order) if limit is None else heapq.nsmallest(limit, statuses, key=order)
+    return [path for path, _ in chosen]
+
+
+@dataclass(frozen=True, slots=True)
+class StepView:
+    """What a result needs of a run's steps, read without the rest: every ``(path, status)``, and the records of
+    those it lists (``pick_steps``), in order."""
+
+    statuses: list[tuple[str, str]]
+    shown: list[StepRecord]
 
 
 def usage(record: RunRecord) -> Usage:
@@ -330,7 +356,7 @@ def gate_action(gate: GateRecord, run_id: str, approval_url: str | None, can_eli
 
 def run_result(
     record: RunRecord,
-    steps: list[StepRecord] | None = None,
+    steps: list[StepRecord] | StepView | None = None,
     gate: GateRecord | None = None,
     approval_url: str | None = None,
     *,
@@ -339,10 +365,14 @@ def run_result(
     can_elicit: bool = True,
 ) -> RunResult:
     """The result a caller sees. ``step_limit`` None lists every step and ``max_output_bytes`` None keeps any output
-    (the CLI's views); otherwise the result stays within ``RESULT_BUDGET``."""
-    records = steps or []
-    ordered = sorted(records, key=lambda s: (_PROBLEMS.get(s.status, 3), path_key(s.path)))
-    shown = ordered if step_limit is None else ordered[:step_limit]
+    (the CLI's views); otherwise the result stays within ``RESULT_BUDGET``. ``steps``: every record of the run, or
+    a ``StepView`` picked with the same ``step_limit``."""
+    if isinstance(steps, StepView):
+        statuses, shown = steps.statuses, steps.shown
+    else:
+        records = {s.path: s for s in steps or []}
+        statuses = [(s.path, s.status) for s in records.values()]
+        shown = [records[path] for path in pick_steps(statuses, step_limit)]
     action = next_action(record) if gate is None else gate_action(gate, record.id, approval_url, can_elicit)
     output, truncated = record.output, False
     if max_output_bytes is not None and record.output is not None:
@@ -361,8 +391,8 @@ def run_result(
         error=None if record.error is None else ErrorInfo(**record.error),
         missing=list(record.missing),
         steps=[step_info(s) for s in shown],
-        step_counts=step_counts(records, record.history),
-        steps_omitted=len(records) - len(shown),
+        step_counts=step_counts(statuses, record.history),
+        steps_omitted=len(statuses) - len(shown),
         usage=usage(record),
         created_at=iso(record.created_at),
         finished_at=iso(record.finished_at),

@@ -128,6 +128,21 @@ def create_sqlite_reader_engine(db: Database, durability: Durability, readers: i
     return engine
 
 
+def create_sqlite_change_engine(db: Database, durability: Durability) -> Engine:
+    """A synchronous engine for single writes in a worker thread (``Sessions.change``): one pooled connection
+    that takes the write lock at BEGIN, so a write never fails to upgrade a read lock."""
+    assert db.path is not None
+    engine = create_engine(
+        URL.create("sqlite+pysqlite", database=str(db.path)),
+        poolclass=QueuePool,
+        pool_size=1,
+        max_overflow=0,
+        connect_args={"check_same_thread": False},
+    )
+    _sqlite_events(engine, durability, "BEGIN IMMEDIATE")
+    return engine
+
+
 def create_sqlite_writer_engine(db: Database, durability: Durability) -> Engine:
     """A synchronous engine for the step writer's own thread: one connection, no thread handoff per statement."""
     assert db.path is not None

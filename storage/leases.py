@@ -23,9 +23,7 @@ class LeaseStore:
         return or_(RunRow.lease_expires_at.is_(None), RunRow.lease_expires_at < now)
 
     async def _changed_one(self, statement: Any) -> bool:
-        async with self._sessions.write() as session:
-            result = await session.execute(statement)
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        return await self._sessions.change(lambda connection: connection.execute(statement).rowcount == 1)
 
     async def claim(self, run_id: str, owner: str, lease_s: float) -> bool:
         """Take the lease of a running run whose lease expired (or is already ``owner``'s). One claimer wins."""

@@ -40,7 +40,8 @@ class Sessions:
     """The store's way to its database. ``clock`` gives the time the records are stamped with.
 
     ``readers`` (SQLite): a synchronous engine whose connections serve ``query`` in worker threads, at most
-    ``reader_threads`` at once; without it (PostgreSQL), ``query`` runs on a connection of the async engine.
+    ``reader_threads`` at once; ``writers`` (SQLite) likewise serves ``change``, one at a time. Without them
+    (PostgreSQL), both run on connections of the async engine.
     """
 
     def __init__(
@@ -49,12 +50,15 @@ class Sessions:
         clock: Callable[[], float] = time.time,
         readers: Engine | None = None,
         reader_threads: int = 1,
+        writers: Engine | None = None,
     ) -> None:
         self._engine = engine
         self._maker = async_sessionmaker(engine, expire_on_commit=False)
         self.clock = clock
         self._readers = readers
         self._threads = anyio.CapacityLimiter(reader_threads)
+        self._writers = writers
+        self._writer_threads = anyio.CapacityLimiter(1)  # SQLite has one writer at a time anyway
 
     async def query(self, read: Callable[[Connection], T]) -> T:
         """``read(connection)``: a synchronous function of a connection in a read transaction, and its result.
@@ -71,6 +75,21 @@ class Sessions:
         assert self._readers is not None
         with self._readers.connect() as connection:
             return read(connection)
+
+    async def change(self, write: Callable[[Connection], T]) -> T:
+        """``write(connection)``: a synchronous function of a connection in a write transaction, committed when it
+        returns (rolled back if it raises), and its result. On SQLite it runs in a worker thread holding the write
+        lock from its start; on PostgreSQL, on a connection of the async engine."""
+        async with translated():
+            if self._writers is None:
+                async with self._engine.begin() as connection:
+                    return await connection.run_sync(write)
+            return await anyio.to_thread.run_sync(self._change, write, limiter=self._writer_threads)
+
+    def _change(self, write: Callable[[Connection], T]) -> T:
+        assert self._writers is not None
+        with self._writers.begin() as connection:
+            return write(connection)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
-from sqlalchemy import Engine, Select, or_, select, update
+from sqlalchemy import Connection, Engine, Select, Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import migrate
 from storage.database import (
     Database,
     Durability,
+    create_sqlite_change_engine,
     create_sqlite_reader_engine,
     create_sqlite_writer_engine,
     create_store_engine,
@@ -62,6 +64,8 @@ def _run(row: Any) -> RunRecord:
 
 STEP_PARTITION = 500
 SQLITE_READERS = 4  # threads (and connections) serving reads of a SQLite store at once
+_RUNS: Table = RunRow.__table__  # type: ignore[assignment]
+_INSERT_RUN = _RUNS.insert()
 _SUMMARY_COLUMNS = (
     StepRow.run_id,
     StepRow.path,
@@ -120,11 +124,12 @@ class Store:
         durability: Durability,
         clock: Callable[[], float],
         readers: Engine | None = None,
+        writers: Engine | None = None,
     ) -> None:
         self.db = db
         self.durability = durability
         self._engine = engine
-        self._sessions = Sessions(engine, clock, readers, SQLITE_READERS)
+        self._sessions = Sessions(engine, clock, readers, SQLITE_READERS, writers)
         self._writer = writer
         self.tools = ToolStore(self._sessions)
         self.leases = LeaseStore(self._sessions, db.dialect)
@@ -154,12 +159,14 @@ class Store:
             if db.dialect == "sqlite":
                 writer: StepWriter = ThreadedWriter(create_sqlite_writer_engine(db, durability), clock)
                 readers = create_sqlite_reader_engine(db, durability, SQLITE_READERS)
+                writers = create_sqlite_change_engine(db, durability)
                 try:
-                    yield cls(db, engine, writer, durability, clock, readers)
+                    yield cls(db, engine, writer, durability, clock, readers, writers)
                 finally:
                     with anyio.CancelScope(shield=True):  # release the thread and its connection even when cancelled
                         await writer.aclose()
                         readers.dispose()
+                        writers.dispose()
             else:
                 async_writer = AsyncWriter(engine, clock)
                 async with anyio.create_task_group() as tg:
@@ -181,36 +188,35 @@ class Store:
     async def create_run(self, new: NewRun) -> tuple[RunRecord, bool]:
         """Insert a run. With an idempotency key already used, return that run instead (``created`` False)."""
         now = self._sessions.clock()
-        row = RunRow(
-            id=new.id,
-            status=new.status,
-            step=dumps(new.step),
-            input=dumps(new.input),
-            output=None,
-            error=None,
-            missing="[]",
-            lock=dumps(new.lock),
-            limits=dumps(new.limits),
-            tags=dumps(new.tags),
-            usage_steps=0,
-            usage_cost=0.0,
-            idempotency_key=new.idempotency_key,
-            parent_run_id=new.parent_run_id,
-            principal=new.principal,
-            trace_id=new.trace_id,
-            lease_owner=new.lease_owner,
-            lease_expires_at=new.lease_expires_at,
-            deadline_at=new.deadline_at,
-            history="[]",
-            created_at=now,
-            started_at=None,
-            finished_at=None,
-            updated_at=now,
-        )
+        row = {
+            "id": new.id,
+            "status": new.status,
+            "step": dumps(new.step),
+            "input": dumps(new.input),
+            "output": None,
+            "error": None,
+            "missing": "[]",
+            "lock": dumps(new.lock),
+            "limits": dumps(new.limits),
+            "tags": dumps(new.tags),
+            "usage_steps": 0,
+            "usage_cost": 0.0,
+            "idempotency_key": new.idempotency_key,
+            "parent_run_id": new.parent_run_id,
+            "principal": new.principal,
+            "trace_id": new.trace_id,
+            "lease_owner": new.lease_owner,
+            "lease_expires_at": new.lease_expires_at,
+            "deadline_at": new.deadline_at,
+            "history": "[]",
+            "created_at": now,
+            "started_at": None,
+            "finished_at": None,
+            "updated_at": now,
+        }
         try:
-            async with self._sessions.write() as session:
-                session.add(row)
-            return _run(row), True
+            await self._sessions.change(lambda connection: connection.execute(_INSERT_RUN, row))
+            return _run(SimpleNamespace(**row)), True
         except Duplicate:
             if new.idempotency_key is None:
                 raise
@@ -346,6 +352,28 @@ class Store:
             async for partition in result.partitions():
                 found.extend(_step(row) for row in partition)
         return found
+
+    async def step_overview(
+        self, run_id: str, pick: Callable[[list[tuple[str, str]]], list[str]]
+    ) -> tuple[list[tuple[str, str]], list[StepRecord]]:
+        """``(path, status)`` of every step record of a run, and the records (without payloads) of the paths that
+        ``pick`` chooses from those pairs, in its order: one read, whose cost grows with what is picked rather than
+        with the run's size. ``pick`` runs where the read runs (on SQLite, a worker thread)."""
+        statuses = select(StepRow.path, StepRow.status).where(StepRow.run_id == run_id)
+
+        def read(connection: Connection) -> tuple[list[tuple[str, str]], list[StepRecord]]:
+            pairs = [(path, status) for path, status in connection.execute(statuses)]
+            chosen = pick(pairs)
+            found: dict[str, StepRecord] = {}
+            for start in range(0, len(chosen), STEP_PARTITION):
+                some = chosen[start : start + STEP_PARTITION]
+                rows = connection.execute(
+                    select(*_SUMMARY_COLUMNS).where(StepRow.run_id == run_id, StepRow.path.in_(some))
+                )
+                found.update((row.path, _step(row, payloads=False)) for row in rows)
+            return pairs, [found[path] for path in chosen if path in found]
+
+        return await self._sessions.query(read)
 
     # -- the hot path ----------------------------------------------------------------------------------------
 

@@ -99,3 +99,27 @@ provider = { type = "python", target = "tests.tools:double" }
     specs = await registry.register_file(path)
     assert [s.ref for s in specs] == ["add@1.0.0", "double@1.0.0"]
     assert (await registry.resolve("double")).idempotent is False
+
+
+async def test_what_this_registry_publishes_resolves_at_once_and_what_another_does_within_the_ttl(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import registry.registry as module
+
+    here, elsewhere = Registry(store), Registry(store)  # elsewhere: another process on the same database
+    await here.register(tool_spec("add"))
+    assert (await here.resolve("add")).version == "1.0.0"
+    await here.register(tool_spec("add", version="1.1.0"))
+    assert (await here.resolve("add")).version == "1.1.0"  # its own publication: at once
+    await here.deprecate("add@1.1.0")
+    assert (await here.resolve("add")).version == "1.0.0"
+
+    await elsewhere.register(tool_spec("add", version="1.2.0"))
+    assert (await here.resolve("add")).version == "1.0.0"  # read less than VERSIONS_TTL_S ago
+    monkeypatch.setattr(module, "VERSIONS_TTL_S", 0.0)  # as if the time had passed
+    assert (await here.resolve("add")).version == "1.2.0"
+    with pytest.raises(ToolNotFound):
+        await here.resolve("double")
+    monkeypatch.setattr(module, "VERSIONS_TTL_S", 60.0)
+    await elsewhere.register(tool_spec("double"))
+    assert (await here.resolve("double")).version == "1.0.0"  # a name without versions is never remembered

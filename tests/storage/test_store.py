@@ -226,3 +226,37 @@ async def test_a_step_listing_without_payloads_reads_no_input_or_output(db_url: 
     assert (light.path, light.tool, light.version, light.status, light.attempts, light.cost, light.error) == (
         full.path, full.tool, full.version, full.status, full.attempts, full.cost, full.error
     )  # fmt: skip
+
+
+async def test_a_step_overview_reads_every_status_and_only_the_records_picked(db_url: str) -> None:
+    async with Store.open(db_url) as store:
+        await store.create_run(new_run("run-1"))
+        for i in range(1200):  # more than one partition of picked paths
+            status = "failed" if i % 400 == 7 else "completed"
+            store.submit_step(StepWrite("run-1", str(i), "tool", status, time.time(), tool="noop", version="1.0.0"))
+        await store.flush("run-1")
+        seen: list[int] = []
+
+        def pick(pairs: list[tuple[str, str]]) -> list[str]:
+            seen.append(len(pairs))
+            failed = sorted((p for p, s in pairs if s == "failed"), key=int)
+            return [*failed, "nope", *(str(i) for i in range(1100, 600, -1))]
+
+        statuses, shown = await store.step_overview("run-1", pick)
+        nothing = await store.step_overview("run-1", lambda pairs: [])
+    assert seen == [1200] and len(statuses) == 1200
+    assert sorted(p for p, s in statuses if s == "failed") == ["407", "7", "807"]
+    assert [r.path for r in shown] == ["7", "407", "807", *(str(i) for i in range(1100, 600, -1))]  # picked order
+    assert all(r.input is None and r.output is None for r in shown) and shown[0].status == "failed"
+    assert nothing[1] == [] and len(nothing[0]) == 1200
+
+
+async def test_a_run_created_twice_with_one_id_is_refused_and_loses_nothing(db_url: str) -> None:
+    from storage.errors import Duplicate
+
+    async with Store.open(db_url) as store:
+        await store.create_run(new_run("run-1", input={"first": True}))
+        with pytest.raises(Duplicate):
+            await store.create_run(new_run("run-1", input={"second": True}))
+        run = await store.get_run("run-1")
+    assert run.input == {"first": True} and run.status == "pending"
