@@ -14,9 +14,13 @@ STEP_CANCELLED = "cancelled"
 STEP_WAITING = "waiting"  # a gate step whose gate awaits a decision
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def dumps(value: Any) -> str:
-    """Compact JSON, the one serialisation used for every stored payload."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """Compact JSON, the one serialisation used for every stored payload. (One encoder for every call: building
+    one, as ``json.dumps`` with options does each time, costs more than encoding a small value.)"""
+    return _ENCODE(value)
 
 
 def loads(text: str | None) -> Any:
@@ -112,6 +116,12 @@ class RunUpdate:
     """Set when the run parks at a gate: the execution time it has left, restored as its deadline on resuming."""
 
 
+STEP_COLUMNS = (
+    "run_id", "path", "kind", "tool", "version", "status", "input", "output", "error", "missing", "attempts", "cost",
+    "started_at", "finished_at",
+)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class StepWrite:
     """A full step row as the engine knows it now. Later writes of the same (run, path) replace earlier ones."""
@@ -131,6 +141,25 @@ class StepWrite:
     cost: float = 0.0
     finished_at: float | None = None
 
+    def values(self) -> tuple[Any, ...]:
+        """The row's values in the order of ``STEP_COLUMNS``."""
+        return (
+            self.run_id,
+            self.path,
+            self.kind,
+            self.tool,
+            self.version,
+            self.status,
+            self.input_json,
+            self.output_json,
+            None if self.error is None else dumps(self.error),
+            dumps(list(self.missing)) if self.missing else "[]",
+            dumps(list(self.attempts)) if self.attempts else "[]",
+            self.cost,
+            self.started_at,
+            self.finished_at,
+        )
+
     def row(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
@@ -142,8 +171,8 @@ class StepWrite:
             "input": self.input_json,
             "output": self.output_json,
             "error": None if self.error is None else dumps(self.error),
-            "missing": dumps(list(self.missing)),
-            "attempts": dumps(list(self.attempts)),
+            "missing": dumps(list(self.missing)) if self.missing else "[]",
+            "attempts": dumps(list(self.attempts)) if self.attempts else "[]",
             "cost": self.cost,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
