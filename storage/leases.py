@@ -65,8 +65,7 @@ class LeaseStore:
             .values(lease_owner=owner, lease_expires_at=now + lease_s, updated_at=now)
             .returning(RunRow.id)
         )
-        async with self._sessions.write() as session:
-            return sorted(await session.scalars(statement))
+        return await self._sessions.change(lambda connection: sorted(connection.scalars(statement)))
 
     async def renew(self, owner: str, run_ids: Sequence[str], lease_s: float) -> set[str]:
         """Heartbeat: extend the leases ``owner`` holds on ``run_ids``. Returns the ids whose lease ``owner`` still
@@ -79,8 +78,7 @@ class LeaseStore:
             .values(lease_expires_at=self._sessions.clock() + lease_s)
             .returning(RunRow.id)
         )
-        async with self._sessions.write() as session:
-            return set(await session.scalars(statement))
+        return await self._sessions.change(lambda connection: set(connection.scalars(statement)))
 
     async def extend(self, run_id: str, owner: str, lease_s: float) -> bool:
         """Extend ``owner``'s lease on a running run; False if it no longer holds it (nothing is changed then)."""
