@@ -27,6 +27,7 @@ import anyio.abc
 from patterns import contracts, gates
 from patterns.drain import Drain
 from patterns.errors import (
+    ContractViolation,
     ErrorType,
     GateRejected,
     GateTimedOut,
@@ -37,6 +38,7 @@ from patterns.errors import (
     PatternError,
     RunCancelled,
     ShuttingDown,
+    UnknownTool,
 )
 from patterns.events import Level, RunEvents
 from patterns.limits import Limits
@@ -46,10 +48,12 @@ from patterns.scheduler import schedule
 from patterns.state import RunState, Scope
 from patterns.steps import AnyStep
 from patterns.validate import static_tool_steps
+from patterns.workflows import WORKFLOW_LOCK_PREFIX, plan_workflow, workflow_lock
 from registry import Registry
 from registry.errors import RegistryError
 from registry.models import ToolSpec
 from registry.resolve import parse_ref
+from registry.schemacheck import SchemaCheck
 from storage import GateRecord, NewRun, RunRecord, RunUpdate, StepRecord, StorageError, Store, dumps, loads
 
 # how loud a run's ending is, for whoever follows it (the others: error)
@@ -291,12 +295,46 @@ class Engine:
             existing = await self.store.find_run_by_key(options.idempotency_key)
             if existing is not None:
                 return existing
+        plan = await self.plan(step, options)
+        return await self._create(
+            step if isinstance(step, dict) else plan.step.model_dump(mode="json", exclude_unset=True),
+            input,
+            plan,
+            plan.lock,
+            options,
+        )
+
+    async def start_workflow(self, ref: str, input: Any = None, options: RunOptions | None = None) -> RunRecord:
+        """Start a run of the workflow ``ref`` (``name@spec``) with ``input``, checked against its input schema.
+        The run's lock holds the workflow's version beside its tools'.
+
+        Raises:
+            UnknownTool (no such workflow, or version), ContractViolation (the input), and as ``start``.
+        """
+        options = options or RunOptions()
+        if options.idempotency_key is not None:
+            existing = await self.store.find_run_by_key(options.idempotency_key)
+            if existing is not None:
+                return existing
+        try:
+            spec = await self.registry.workflow(ref)
+        except RegistryError as exc:
+            raise UnknownTool(exc.message) from None
+        if spec.input_schema is not None:
+            problem = SchemaCheck.of(spec.input_schema).problem(input)
+            if problem is not None:
+                raise ContractViolation(f"the input of workflow {spec.ref} breaks its input_schema {problem}")
+        plan = await plan_workflow(spec, options, self.limits, self.registry)
+        return await self._create(spec.step, input, plan, workflow_lock(spec, plan), options)
+
+    async def _create(
+        self, step: dict[str, Any], input: Any, plan: Plan, lock: dict[str, str], options: RunOptions
+    ) -> RunRecord:
         if self._closing:
             raise ShuttingDown(
                 "this server is shutting down and starts no new runs; send the request to another "
                 "replica, or again once the server is back"
             )
-        plan = await self.plan(step, options)
         contracts.check_caller_payload(input, "input", plan.limits)
         if options.parent_run_id is not None:
             parent = await self.store.get_run(options.parent_run_id)
@@ -306,9 +344,9 @@ class Engine:
         record, created = await self.store.create_run(
             NewRun(
                 id=run_id,
-                step=step if isinstance(step, dict) else plan.step.model_dump(mode="json", exclude_unset=True),
+                step=step,
                 input=input,
-                lock=plan.lock,
+                lock=lock,
                 limits=plan.limits.model_dump(mode="json"),
                 trace_id=uuid.uuid4().hex,
                 status="running",
@@ -350,7 +388,8 @@ class Engine:
                 tree, _ = await checked_tree(record.step, limits)  # a tree stored before a bound existed is refused
                 specs: dict[str, ToolSpec] = {}
                 for ref, version in record.lock.items():
-                    specs[ref] = await self.registry.get(parse_ref(ref).name, version)
+                    if not ref.startswith(WORKFLOW_LOCK_PREFIX):  # the workflow's own version: its tree is stored
+                        specs[ref] = await self.registry.get(parse_ref(ref).name, version)
             except (PatternError, RegistryError, ValueError) as exc:
                 return await self._refuse_to_resume(record, exc)
             records = {r.path: r for r in await self.store.get_steps(run_id)}

@@ -193,13 +193,13 @@ def static_tool_steps(step: AnyStep) -> int | None:
     return total
 
 
-def _required(schema: dict[str, Any] | None) -> list[str]:
+def required(schema: dict[str, Any] | None) -> list[str]:
     if not schema or schema.get("type") not in (None, "object"):
         return []
     return [str(name) for name in schema.get("required", [])]
 
 
-def _produces(schema: dict[str, Any] | None) -> set[str] | None:
+def produces(schema: dict[str, Any] | None) -> set[str] | None:
     """Fields an output schema promises, or None when it does not say (then nothing can be concluded)."""
     if not schema or schema.get("type") not in (None, "object"):
         return None
@@ -218,10 +218,10 @@ def schema_gaps(root: AnyStep, specs: dict[str, ToolSpec], path: str = "") -> li
             producer, consumer = root.chain[index - 1], root.chain[index]
             if not isinstance(producer, ToolStep) or not isinstance(consumer, ToolStep) or consumer.has_input:
                 continue
-            made = _produces(specs[producer.tool].output_schema)
+            made = produces(specs[producer.tool].output_schema)
             if made is None:
                 continue
-            lacking = [f for f in _required(specs[consumer.tool].input_schema) if f not in made]
+            lacking = [f for f in required(specs[consumer.tool].input_schema) if f not in made]
             if lacking:
                 gaps.append(
                     f"step {join(path, str(index))}: {specs[consumer.tool].ref} requires {', '.join(lacking)}, "

@@ -8,13 +8,15 @@ from registry.errors import (
     RegistryFileError,
     ToolConflict,
     ToolNotFound,
+    WorkflowNotFound,
 )
-from registry.files import RegistryFile, WorkflowSpec, load_registry_file, parse_registry_text
+from registry.files import RegistryFile, load_registry_file, parse_registry_text
 from registry.models import NO_RETRY, PythonProvider, RetryPolicy, ToolSpec
 from registry.providers import PermanentError, make_invoker
 from registry.registry import Registry
 from registry.resolve import ToolRef, parse_ref, resolve_version
 from registry.semver import Version, VersionRange
+from registry.workflows import WorkflowSpec
 
 __all__ = [
     "InvalidReference",
@@ -34,6 +36,7 @@ __all__ = [
     "ToolSpec",
     "Version",
     "VersionRange",
+    "WorkflowNotFound",
     "WorkflowSpec",
     "load_registry_file",
     "make_invoker",

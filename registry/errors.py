@@ -57,6 +57,22 @@ class ToolNotFound(RegistryError):
         self.suggestions = suggestions
 
 
+class WorkflowNotFound(RegistryError):
+    """No workflow with this name exists."""
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        suggestions = closest(name, known)
+        if suggestions:
+            hint = f"; did you mean {' or '.join(repr(s) for s in suggestions)}?"
+        elif known:
+            hint = f"; {len(known)} workflow(s) are registered: find_tools or `podium workflows list` lists them"
+        else:
+            hint = "; no workflows are registered (`podium workflows add FILE` registers them)"
+        super().__init__(f"unknown workflow {name!r}{hint}")
+        self.name = name
+        self.suggestions = suggestions
+
+
 def closest(name: str, known: Sequence[str], n: int = 3) -> list[str]:
     """At most ``n`` of ``known`` that look like ``name``: close spellings first, then names that contain it (or
     that it contains), e.g. ``invoice`` -> ``extract-invoice``."""

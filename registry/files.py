@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from registry.errors import RegistryFileError
-from registry.models import NAME_PATTERN, ToolSpec, check_json_schema
-from registry.semver import Version
+from registry.models import ToolSpec
+from registry.workflows import WorkflowSpec
 
 __all__ = ["RegistryFile", "WorkflowSpec", "load_registry_file", "parse_registry_text"]
 
@@ -33,38 +33,6 @@ _ALLOWED_TOP = (*_TOOL_KEYS, *_WORKFLOW_KEYS)
 _SINGLE_WORKFLOW_KEYS = ("name", "version", "step")
 
 _M = TypeVar("_M", bound=BaseModel)
-
-
-class WorkflowSpec(BaseModel):
-    """One published version of a workflow: a named, versioned step tree.
-
-    ``step`` is kept as raw JSON data here; the step language validates it.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(pattern=NAME_PATTERN)
-    version: str
-    description: str = ""
-    input_schema: dict[str, Any] | None = None
-    step: dict[str, Any]
-
-    @field_validator("version")
-    @classmethod
-    def _semver(cls, value: str) -> str:
-        Version.parse(value)
-        return value
-
-    @field_validator("input_schema")
-    @classmethod
-    def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        check_json_schema(value, "input_schema")
-        return value
-
-    @property
-    def ref(self) -> str:
-        """``name@version``."""
-        return f"{self.name}@{self.version}"
 
 
 @dataclass(frozen=True)

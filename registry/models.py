@@ -8,7 +8,7 @@ import random
 import re
 import sys
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -111,33 +111,24 @@ def check_json_schema(schema: dict[str, Any] | None, where: str) -> None:
     _remember(key)
 
 
-class ToolSpec(BaseModel):
-    """One published version of a tool. Never changes once registered, except the ``deprecated`` flag."""
+class Published(BaseModel):
+    """What every published ``name@version`` shares (tools and workflows): never changes once registered, except
+    the ``deprecated`` flag."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=NAME_PATTERN)
-    version: str
-    description: str = ""
-    provider: Provider
-    input_schema: dict[str, Any] | None = None
-    output_schema: dict[str, Any] | None = None
-    idempotent: bool = Field(
-        False, description="Safe to invoke again after a crash; non-idempotent calls are never re-run automatically."
-    )
-    cost: float = Field(0.0, ge=0, description="Cost charged per call, in the run's budget unit.")
-    timeout_s: float | None = Field(None, gt=0, description="Default per-attempt timeout.")
-    retry: RetryPolicy | None = None
-    tags: tuple[str, ...] = ()
-    deprecated: bool = False
+    if TYPE_CHECKING:  # declared by each kind, in its own order (error messages list fields in that order)
+        name: str
+        version: str
+        deprecated: bool
 
-    @field_validator("version")
+    @field_validator("version", check_fields=False)
     @classmethod
     def _semver(cls, value: str) -> str:
         Version.parse(value)
         return value
 
-    @field_validator("input_schema", "output_schema")
+    @field_validator("input_schema", "output_schema", check_fields=False)
     @classmethod
     def _schema(cls, value: dict[str, Any] | None, info: Any) -> dict[str, Any] | None:
         check_json_schema(value, info.field_name)
@@ -159,10 +150,29 @@ class ToolSpec(BaseModel):
         canonical = json.dumps(self.definition(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
-    def differences(self, other: ToolSpec) -> list[str]:
+    def differences(self, other: Published) -> list[str]:
         """Names of the immutable fields whose values differ between two specs."""
         mine, theirs = self.definition(), other.definition()
         return sorted(key for key in mine.keys() | theirs.keys() if mine.get(key) != theirs.get(key))
+
+
+class ToolSpec(Published):
+    """One published version of a tool."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    version: str
+    description: str = ""
+    provider: Provider
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+    idempotent: bool = Field(
+        False, description="Safe to invoke again after a crash; non-idempotent calls are never re-run automatically."
+    )
+    cost: float = Field(0.0, ge=0, description="Cost charged per call, in the run's budget unit.")
+    timeout_s: float | None = Field(None, gt=0, description="Default per-attempt timeout.")
+    retry: RetryPolicy | None = None
+    tags: tuple[str, ...] = ()
+    deprecated: bool = False
 
 
 def is_valid_name(name: str) -> bool:

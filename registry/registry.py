@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Literal
 
-from registry.errors import InvalidToolSpec, NoMatchingVersion, ToolConflict, ToolNotFound
+from registry.errors import InvalidToolSpec, NoMatchingVersion, ToolConflict, ToolNotFound, WorkflowNotFound
 from registry.files import load_registry_file
 from registry.models import ToolSpec, trust_schemas
 from registry.providers import Invoker, load_target, make_invoker
@@ -15,6 +15,7 @@ from registry.resolve import ToolRef, parse_ref, resolve_version
 from registry.schemacheck import SchemaCheck
 from registry.semver import Version
 from registry.threads import WorkerThreads
+from registry.workflows import WorkflowSpec
 from storage import Store, StoredTool
 
 SYNC_TOOL_THREADS = 8
@@ -24,6 +25,10 @@ MAX_CACHED_NAMES = 4096
 
 def _spec(stored: StoredTool) -> ToolSpec:
     return ToolSpec.model_validate({**stored.definition, "deprecated": stored.deprecated})
+
+
+def _workflow(stored: StoredTool) -> WorkflowSpec:
+    return WorkflowSpec.model_validate({**stored.definition, "deprecated": stored.deprecated})
 
 
 class Registry:
@@ -66,10 +71,19 @@ class Registry:
         Versions already published with the same definition are left as they are (one read for all of them)."""
         return await self._register_all(list(specs), await self._store.tools.all(), check_provider)
 
-    async def register_file(self, path: str | os.PathLike[str], *, check_provider: bool = True) -> list[ToolSpec]:
-        """Publish the tools of a registry file (TOML, YAML or JSON). Returns the specs it holds.
+    async def register_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        check_provider: bool = True,
+        check_workflow: Callable[[WorkflowSpec], Awaitable[None]] | None = None,
+    ) -> list[ToolSpec]:
+        """Publish the tools and workflows of a registry file (TOML, YAML or JSON). Returns the tool specs it holds.
 
-        The schemas of versions already published are not checked again (they were when they were published)."""
+        The schemas of versions already published are not checked again (they were when they were published).
+        Workflows are published after the tools (they use them), each once ``check_workflow`` (the engine's
+        planning: the step language is not the registry's) has accepted it; a workflow version published before
+        with another definition fails the file before any workflow is published."""
         published = await self._store.tools.all()
         trust_schemas(
             schema
@@ -78,6 +92,15 @@ class Registry:
         )
         loaded = load_registry_file(path)
         await self._register_all(list(loaded.tools), published, check_provider)
+        for workflow in loaded.workflows:
+            stored = await self._store.workflows.get(workflow.name, workflow.version)
+            if stored is not None and stored.definition_hash != workflow.definition_hash():
+                raise ToolConflict(workflow.name, workflow.version, workflow.differences(_workflow(stored)))
+        for workflow in loaded.workflows:
+            if check_workflow is not None:
+                await check_workflow(workflow)
+        for workflow in loaded.workflows:
+            await self.register_workflow(workflow)
         return list(loaded.tools)
 
     async def _register_all(
@@ -154,6 +177,46 @@ class Registry:
         if not stored:
             await self._not_found(name)
         return sorted((_spec(s) for s in stored), key=lambda s: s.parsed_version.sort_key(), reverse=True)
+
+    # -- workflows ---------------------------------------------------------------------------------------------
+
+    async def register_workflow(self, spec: WorkflowSpec) -> bool:
+        """Publish a workflow version (its step tree checked by the caller: the step language is the engine's).
+        Returns False if the identical definition was already there.
+
+        Raises:
+            ToolConflict: the same name@version exists with another definition (the message names the fields).
+        """
+        stored, created = await self._store.workflows.put(
+            spec.name, spec.version, spec.definition(), spec.definition_hash(), spec.deprecated
+        )
+        if not created and stored.definition_hash != spec.definition_hash():
+            raise ToolConflict(spec.name, spec.version, spec.differences(_workflow(stored)))
+        return created
+
+    async def workflow(self, ref: str) -> WorkflowSpec:
+        """The workflow version a reference (``name``, ``name@^1``, ...) resolves to now.
+
+        Raises:
+            InvalidReference, WorkflowNotFound, NoMatchingVersion
+        """
+        parsed = parse_ref(ref)
+        versions = await self._store.workflows.versions(parsed.name)
+        if not versions:
+            raise WorkflowNotFound(parsed.name, await self._store.workflows.names())
+        version = resolve_version(parsed, [(v.version, v.deprecated) for v in versions])
+        return _workflow(next(v for v in versions if v.version == version))
+
+    async def workflow_versions(self, name: str) -> list[WorkflowSpec]:
+        """Every published version of the workflow ``name``, highest first."""
+        stored = await self._store.workflows.versions(name)
+        if not stored:
+            raise WorkflowNotFound(name, await self._store.workflows.names())
+        return sorted((_workflow(s) for s in stored), key=lambda s: s.parsed_version.sort_key(), reverse=True)
+
+    async def list_workflows(self) -> list[WorkflowSpec]:
+        """Every published workflow version, by name, oldest first."""
+        return [_workflow(s) for s in await self._store.workflows.all()]
 
     async def list_tools(self) -> list[ToolSpec]:
         return [_spec(s) for s in await self._store.tools.all()]

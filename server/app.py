@@ -30,6 +30,7 @@ from server.calls import (
     run_options,
     settle,
     start,
+    start_workflow,
     step_view,
     wait_seconds,
 )
@@ -47,11 +48,14 @@ from server.results import (
     Validation,
     catalogue,
     check_plan,
+    check_workflow,
     path_key,
     run_result,
     run_summary,
     tool_info,
     tool_summary,
+    workflow_catalogue,
+    workflow_summary,
 )
 from server.stdio import refuse_oversized
 from server.surface import PodiumServer, compact, reply
@@ -135,6 +139,16 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         options: Options | None = None,
     ) -> CallToolResult:
         return reply(await start(app_state(ctx), ctx, {"chain": steps}, {} if input is None else input, options))
+
+    @mcp.tool(description=TOOL_DOCS["run_workflow"], annotations=RUN)
+    async def run_workflow(
+        ctx: Context[Any],
+        workflow: Annotated[str, Field(min_length=1, max_length=MAX_REF_CHARS)],
+        input: Any = None,
+        options: Options | None = None,
+    ) -> CallToolResult:
+        app = app_state(ctx)
+        return reply(await start_workflow(app, ctx, workflow, {} if input is None else input, options))
 
     @mcp.tool(description=TOOL_DOCS["fan_out"], annotations=RUN)
     async def fan_out(
@@ -293,13 +307,13 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         ctx: Context[Any], step: StepJSON | None = None, workflow: str | None = None
     ) -> Annotated[CallToolResult, Validation]:
         app = app_state(ctx)
-        if workflow is not None:
+        if (step is None) == (workflow is None):
             raise PodiumToolError(
-                "invalid_input", "this server stores no workflows yet; pass the step tree as `step` instead"
+                "invalid_input", "pass one of `step` (a step tree) or `workflow` (a published workflow, name@spec)"
             )
-        if step is None:
-            raise PodiumToolError("invalid_input", "pass `step`: the step tree to check")
         with tool_errors():
+            if workflow is not None:
+                return reply(await check_workflow(app.engine, await app.registry.workflow(workflow)))
             return reply(await check_plan(app.engine, step))
 
     @mcp.tool(description=TOOL_DOCS["get_run"], annotations=READ)
@@ -347,12 +361,18 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         with tool_errors():
             needle = (query or "").lower()
             found = [
-                info
+                tool_summary(info)
                 for info in catalogue(await app.registry.list_tools())
                 if (not needle or needle in info.name.lower() or needle in info.description.lower())
                 and (tag is None or tag in info.tags)
             ]
-            return reply(ToolMatches(tools=[tool_summary(info) for info in found[:limit]], total=len(found)))
+            if tag is None:  # workflows have no tags
+                found += [
+                    workflow_summary(info)
+                    for info in workflow_catalogue(await app.registry.list_workflows())
+                    if not needle or needle in info.name.lower() or needle in info.description.lower()
+                ]
+            return reply(ToolMatches(tools=found[:limit], total=len(found)))
 
     @mcp.tool(description=TOOL_DOCS["describe_tool"], annotations=READ)
     async def describe_tool(
@@ -361,6 +381,17 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         app = app_state(ctx)
         with tool_errors():
             return reply(await _tool_info(app, await app.registry.resolve(ref)))
+
+    @mcp.resource(
+        "podium://workflows/{name}",
+        mime_type="application/json",
+        description="A published workflow: its newest version (step tree, schemas, limits) and every version.",
+    )
+    async def workflow_resource(name: str, ctx: Context[Any]) -> str:
+        app = app_state(ctx)
+        with resource_errors():
+            [info] = workflow_catalogue(await app.registry.workflow_versions(name))
+            return compact(info)
 
     @mcp.resource("podium://runs/{run_id}", mime_type="application/json", description="A run, as get_run gives it.")
     async def run_resource(run_id: str, ctx: Context[Any]) -> str:

@@ -47,25 +47,21 @@ class Options(BaseModel):
         None,
         ge=0,
         allow_inf_nan=False,
-        description="Seconds to wait before returning `running` (<= 50; unset: the server's default_wait_s).",
+        description="Seconds to wait before answering `running` (<= 50; default: default_wait_s).",
     )
-    step_limit: int = Field(DEFAULT_STEP_LIMIT, ge=0, le=MAX_STEP_LIMIT, description="Steps listed in the result.")
+    # The names say what the rest are (step_limit: steps listed in the result; parent_run_id: the run this one
+    # works for; deadline_s: the run's time-out; tags: labels): this schema goes out in seven tools' input schemas.
+    step_limit: int = Field(DEFAULT_STEP_LIMIT, ge=0, le=MAX_STEP_LIMIT)
     idempotency_key: str | None = Field(
         None,
         min_length=1,
         max_length=200,
         description="Calls with the same key get the same run.",
     )
-    parent_run_id: str | None = Field(
-        None, min_length=1, max_length=MAX_ID_CHARS, description="The run this one works for."
-    )
-    deadline_s: float | None = Field(None, gt=0, description="Run time-out, seconds.")
+    parent_run_id: str | None = Field(None, min_length=1, max_length=MAX_ID_CHARS)
+    deadline_s: float | None = Field(None, gt=0)
     budget: Budget | None = None
-    tags: Tags = Field(
-        default_factory=dict,
-        max_length=MAX_TAGS,
-        description="Labels for the run.",
-    )
+    tags: Tags = Field(default_factory=dict, max_length=MAX_TAGS)
 
 
 def run_options(options: Options | None, principal: str = "local") -> RunOptions:
@@ -166,6 +162,16 @@ async def start(
     options = options or Options()
     with tool_errors():
         record = await app.engine.start(tree, input, run_options(options, current_principal()))
+        return await settle(app, ctx, record.id, wait_seconds(app, options), options.step_limit)
+
+
+async def start_workflow(
+    app: AppState, ctx: Context[Any], workflow: str, input: Any, options: Options | None
+) -> RunResult:
+    """Start a run of the published ``workflow`` for the caller and wait for it as its ``options`` say."""
+    options = options or Options()
+    with tool_errors():
+        record = await app.engine.start_workflow(workflow, input, run_options(options, current_principal()))
         return await settle(app, ctx, record.id, wait_seconds(app, options), options.step_limit)
 
 

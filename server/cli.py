@@ -15,7 +15,8 @@ import anyio
 from pydantic import BaseModel
 
 from patterns import SETTLED, Engine, PatternError, gates, interventions
-from registry import Registry, RegistryError
+from patterns.workflows import workflow_checker
+from registry import Registry, RegistryError, load_registry_file
 from server.config import ConfigError, Settings
 from server.render import gate_report, gates_table, run_report, runs_table, step_tree, tools_table
 from server.results import (
@@ -23,11 +24,14 @@ from server.results import (
     RunList,
     RunResult,
     ToolList,
+    WorkflowList,
     catalogue,
     gate_detail,
     run_result,
     run_summary,
     tool_info,
+    workflow_catalogue,
+    workflow_info,
 )
 from storage import RunRecord, StepRecord, StorageError, Store
 
@@ -123,6 +127,19 @@ def _parser() -> argparse.ArgumentParser:
     tools_show.add_argument("ref")
     tools_add = tools.add_parser("add", parents=[common, as_json], help="publish the tools of a registry file")
     tools_add.add_argument("file")
+
+    workflows = commands.add_parser("workflows", help="published workflows").add_subparsers(
+        dest="action", required=True
+    )
+    workflows.add_parser("list", parents=[common, as_json], help="every workflow, newest version")
+    workflows_show = workflows.add_parser("show", parents=[common, as_json], help="one workflow version")
+    workflows_show.add_argument("ref")
+    workflows_add = workflows.add_parser("add", parents=[common, as_json], help="publish the workflows of a file")
+    workflows_add.add_argument("file")
+    workflows_check = workflows.add_parser(
+        "validate", parents=[common, as_json], help="check the workflows of a file without publishing them"
+    )
+    workflows_check.add_argument("file")
 
     gates = commands.add_parser("gates", help="human approval gates").add_subparsers(dest="action", required=True)
     gates_list = gates.add_parser("list", parents=[common, as_json], help="gates, oldest first, with the time left")
@@ -236,14 +253,76 @@ async def _tools_show(store: Store, args: argparse.Namespace) -> int:
 
 
 async def _tools_add(store: Store, args: argparse.Namespace) -> int:
+    settings: Settings = args.settings
     registry = Registry(store)
-    specs = await registry.register_file(args.file)
+    specs = await registry.register_file(args.file, check_workflow=workflow_checker(settings.limits, registry))
     if args.json:
         _print_json({"tools": [f"{s.name}@{s.version}" for s in specs]})
     else:
         for spec in specs:
             print(f"published {spec.name}@{spec.version}")
     return 0
+
+
+async def _workflows_list(store: Store, args: argparse.Namespace) -> int:
+    found = workflow_catalogue(await Registry(store).list_workflows())
+    lines = [f"{w.name}@{w.version}{' (deprecated)' if w.deprecated else ''}  —  {w.description}" for w in found]
+    return _emit(args, WorkflowList(workflows=found), "\n".join(lines) or "no workflows are published")
+
+
+async def _workflows_show(store: Store, args: argparse.Namespace) -> int:
+    registry = Registry(store)
+    spec = await registry.workflow(args.ref)
+    info = workflow_info(spec, [s.version for s in await registry.workflow_versions(spec.name)])
+    text = "\n".join(
+        [
+            f"{info.name}@{info.version}{' (deprecated)' if info.deprecated else ''}  —  {info.description}",
+            f"versions: {', '.join(info.versions)}",
+            f"allowed tools: {', '.join(info.allowed_tools) if info.allowed_tools is not None else 'any'}",
+            f"limits: {json.dumps(info.limits) if info.limits else '-'}",
+            "input schema: " + json.dumps(info.input_schema, indent=2),
+            "output schema: " + json.dumps(info.output_schema, indent=2),
+            "step: " + json.dumps(info.step, indent=2),
+        ]
+    )
+    return _emit(args, info, text)
+
+
+async def _workflows_add(store: Store, args: argparse.Namespace) -> int:
+    settings: Settings = args.settings
+    registry = Registry(store)
+    loaded = load_registry_file(args.file)
+    await registry.register_file(args.file, check_workflow=workflow_checker(settings.limits, registry))
+    if args.json:
+        _print_json({"workflows": [w.ref for w in loaded.workflows], "tools": [t.ref for t in loaded.tools]})
+    else:
+        for spec in loaded.tools:
+            print(f"published {spec.ref}")
+        for workflow in loaded.workflows:
+            print(f"published workflow {workflow.ref}")
+    return 0
+
+
+async def _workflows_validate(store: Store, args: argparse.Namespace) -> int:
+    from server.results import check_workflow
+
+    loaded = load_registry_file(args.file)
+    results = {}
+    async with Engine(store, Registry(store), args.settings.limits, recover=False) as engine:
+        for workflow in loaded.workflows:
+            results[workflow.ref] = await check_workflow(engine, workflow)
+    if args.json:
+        _print_json({ref: result.model_dump(mode="json") for ref, result in results.items()})
+    for ref, result in results.items():
+        if args.json:
+            break
+        if result.valid:
+            print(f"{ref}: valid; resolves to: " + ", ".join(f"{r} -> {v}" for r, v in result.lock.items()))
+        else:
+            print("\n".join([f"{ref}: invalid:", *(f"  - {p}" for p in result.problems)]))
+    if not results and not args.json:
+        print(f"{args.file} holds no workflows")
+    return 0 if all(r.valid for r in results.values()) else 1
 
 
 def _read_tree(path: str) -> Any:
@@ -312,6 +391,10 @@ HANDLERS: dict[tuple[str, str | None], Callable[[Store, argparse.Namespace], Awa
     ("tools", "list"): _tools_list,
     ("tools", "show"): _tools_show,
     ("tools", "add"): _tools_add,
+    ("workflows", "list"): _workflows_list,
+    ("workflows", "show"): _workflows_show,
+    ("workflows", "add"): _workflows_add,
+    ("workflows", "validate"): _workflows_validate,
     ("validate", None): _validate,
     ("gates", "list"): _gates_list,
     ("gates", "show"): _gates_show,

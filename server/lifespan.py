@@ -16,6 +16,7 @@ from typing import Any
 from mcp.server.mcpserver import Context, MCPServer
 
 from patterns import Engine
+from patterns.workflows import workflow_checker
 from registry import Registry
 from server.config import Settings
 from storage import Store
@@ -56,8 +57,9 @@ def lifespan(
         try:
             async with Store.open(settings.database_url, durability=settings.durability) as store:
                 registry = Registry(store, sync_threads=settings.sync_tool_threads)
+                check = workflow_checker(settings.limits, registry)
                 for path in settings.registry:
-                    await registry.register_file(path)
+                    await registry.register_file(path, check_workflow=check)
                 async with Engine(
                     store, registry, settings.limits, lease_s=settings.lease_s, grace_s=settings.shutdown_grace_s
                 ) as engine:

@@ -12,12 +12,14 @@ import heapq
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from patterns import Engine, PatternError
-from registry import ToolSpec
+from patterns import Engine, PatternError, RunOptions
+from patterns.workflows import plan_workflow, workflow_lock
+from patterns.workflows import problems as workflow_problems
+from registry import ToolSpec, WorkflowSpec
 from storage import GateRecord, RunRecord, StepRecord
 
 
@@ -156,6 +158,24 @@ class ToolSummary(BaseModel):
     description: str
     tags: list[str]
     deprecated: bool
+    kind: Literal["tool", "workflow"] = "tool"
+
+
+class WorkflowInfo(BaseModel):
+    name: str
+    version: str
+    description: str
+    versions: list[str] = Field(default_factory=list, description="Every published version, highest first.")
+    input_schema: dict[str, Any] | None
+    output_schema: dict[str, Any] | None
+    step: dict[str, Any]
+    limits: dict[str, float] | None
+    allowed_tools: list[str] | None
+    deprecated: bool
+
+
+class WorkflowList(BaseModel):
+    workflows: list[WorkflowInfo]
 
 
 class ToolMatches(BaseModel):
@@ -445,6 +465,58 @@ def tool_info(spec: ToolSpec, versions: list[str] | None = None) -> ToolInfo:
         tags=list(spec.tags),
         deprecated=spec.deprecated,
     )
+
+
+def workflow_info(spec: WorkflowSpec, versions: list[str] | None = None) -> WorkflowInfo:
+    return WorkflowInfo(
+        name=spec.name,
+        version=spec.version,
+        description=spec.description,
+        versions=versions or [spec.version],
+        input_schema=spec.input_schema,
+        output_schema=spec.output_schema,
+        step=spec.step,
+        limits=spec.limits,
+        allowed_tools=None if spec.allowed_tools is None else list(spec.allowed_tools),
+        deprecated=spec.deprecated,
+    )
+
+
+def workflow_catalogue(specs: list[WorkflowSpec]) -> list[WorkflowInfo]:
+    """One entry per workflow name: its newest stable, non-deprecated version (else its newest), with every
+    version."""
+    by_name: dict[str, list[WorkflowSpec]] = {}
+    for spec in specs:
+        by_name.setdefault(spec.name, []).append(spec)
+    found = []
+    for name in sorted(by_name):
+        ordered = sorted(by_name[name], key=lambda s: s.parsed_version.sort_key(), reverse=True)
+        current = next((s for s in ordered if not s.deprecated and not s.parsed_version.is_prerelease), ordered[0])
+        found.append(workflow_info(current, [s.version for s in ordered]))
+    return found
+
+
+def workflow_summary(info: WorkflowInfo) -> ToolSummary:
+    """What ``find_tools`` lists of a workflow."""
+    return ToolSummary(
+        name=info.name,
+        version=info.version,
+        versions=info.versions,
+        description=info.description,
+        tags=[],
+        deprecated=info.deprecated,
+        kind="workflow",
+    )
+
+
+async def check_workflow(engine: Engine, spec: WorkflowSpec) -> Validation:
+    """What ``validate(workflow=...)`` reports: the workflow's problems, or the versions it resolves to."""
+    try:
+        planned = await plan_workflow(spec, RunOptions(), engine.limits, engine.registry)
+    except PatternError as exc:
+        return Validation(valid=False, problems=[f"{exc.type}: {exc.message}"])
+    problems = [f"contract_violation: {p}" for p in workflow_problems(spec, planned)]
+    return Validation(valid=not problems, lock=workflow_lock(spec, planned), problems=problems)
 
 
 def tool_summary(info: ToolInfo) -> ToolSummary:

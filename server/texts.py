@@ -79,6 +79,10 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "escalate_to": ["general-counsel"],
     },
     "decide_gate": {"gate_id": "<gate_id>", "decision": "approve", "comment": "terms match the benchmark"},
+    "run_workflow": {
+        "workflow": "invoice-intake@^1",
+        "input": {"text": "INVOICE INV-1042\nFrom: ACME Corp\nTotal: 1,250.00 EUR"},
+    },
     "validate": {
         "step": {
             "chain": [
@@ -134,9 +138,13 @@ it escalates to the next name in escalate_to; after the last, on_timeout applies
     "decide_gate": f"""Decide an open gate: approve, modify (payload is the edited version) or reject, with a comment.
 Only for principals with the approver role, never the one that opened the gate: a model does not approve its own
 request. Returns the run's RunResult. {_example("decide_gate")}""",
-    "validate": f"""Check a step tree without running it: it parses, tool references resolve (and to which versions),
-templates name existing steps, static limits hold, and in chains each producer's output can satisfy the next
-tool's required input. Returns {{valid, lock, problems}}. {_example("validate")}""",
+    "run_workflow": f"""Start a published workflow (find_tools lists them as kind "workflow"): workflow is name,
+name@1.2.3 or name@^1; input must fit its input_schema. {_example("run_workflow")}
+{_RESULT}""",
+    "validate": f"""Check a step tree (`step`) or a workflow (`workflow`: name@spec) without running it: it parses,
+tool references resolve (and to which versions), templates name existing steps, static limits hold, and each
+chain producer's output (a workflow's input) can satisfy the next tool's required input. Returns {{valid, lock,
+problems}}. {_example("validate")}""",
     "get_run": f"""Get a run's current state at once (status, output, error, gaps, steps, usage, next_action): a
 RunResult. step_limit (default 20) caps the steps listed; podium://runs/{{run_id}}/steps has them all.
 {_example("get_run")}""",

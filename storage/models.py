@@ -33,6 +33,19 @@ class ToolRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
 
 
+class WorkflowRow(Base):
+    """A published workflow version: the same shape as a tool's."""
+
+    __tablename__ = "workflows"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    definition: Mapped[str] = mapped_column(Text)
+    definition_hash: Mapped[str] = mapped_column(String(64))
+    deprecated: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
 class RunRow(Base):
     __tablename__ = "runs"
 

@@ -25,7 +25,7 @@ from storage.database import (
 from storage.errors import Duplicate, RunChanged, RunNotFound
 from storage.gates import GateStore
 from storage.leases import LeaseStore
-from storage.models import RunRow, StepRow
+from storage.models import RunRow, StepRow, WorkflowRow
 from storage.records import NewRun, RunRecord, RunUpdate, StepRecord, StepWrite, dumps, loads
 from storage.sessions import Sessions, translated
 from storage.tools import ToolStore
@@ -132,6 +132,7 @@ class Store:
         self._sessions = Sessions(engine, clock, readers, SQLITE_READERS, writers)
         self._writer = writer
         self.tools = ToolStore(self._sessions)
+        self.workflows = ToolStore(self._sessions, WorkflowRow)
         self.leases = LeaseStore(self._sessions, db.dialect)
         self.gates = GateStore(self._sessions)
 

@@ -1,13 +1,14 @@
-"""Published tool versions: immutable ``name@version`` definitions, with a deprecated flag that may change."""
+"""Published versions (of tools, and of workflows): immutable ``name@version`` definitions, with a deprecated flag
+that may change."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 
 from storage.errors import Duplicate
-from storage.models import ToolRow
+from storage.models import ToolRow, WorkflowRow
 from storage.records import StoredTool, dumps, loads
 from storage.sessions import Sessions
 
@@ -25,16 +26,17 @@ def _tool(row: Any) -> StoredTool:
 
 
 class ToolStore:
-    """``store.tools``: the registry's table of tool versions."""
+    """``store.tools`` and ``store.workflows``: the registry's tables of published versions."""
 
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: Sessions, table: type[ToolRow] | type[WorkflowRow] = ToolRow) -> None:
         self._sessions = sessions
+        self._table = table
 
     async def put(
         self, name: str, version: str, definition: dict[str, Any], definition_hash: str, deprecated: bool = False
     ) -> tuple[StoredTool, bool]:
         """Insert ``name@version`` unless it exists. Returns the stored tool and whether it was created."""
-        row = ToolRow(
+        row = self._table(
             name=name,
             version=version,
             definition=dumps(definition),
@@ -52,7 +54,7 @@ class ToolStore:
             return existing, False
 
     async def get(self, name: str, version: str) -> StoredTool | None:
-        query = select(ToolRow).where(ToolRow.name == name, ToolRow.version == version)
+        query = select(self._table).where(self._table.name == name, self._table.version == version)
 
         def read(connection: Connection) -> StoredTool | None:
             row = connection.execute(query).first()
@@ -61,21 +63,25 @@ class ToolStore:
         return await self._sessions.query(read)
 
     async def versions(self, name: str) -> list[StoredTool]:
-        query = select(ToolRow).where(ToolRow.name == name)
+        query = select(self._table).where(self._table.name == name)
         return await self._sessions.query(lambda connection: [_tool(r) for r in connection.execute(query)])
 
     async def all(self) -> list[StoredTool]:
-        query = select(ToolRow).order_by(ToolRow.name, ToolRow.created_at)
+        query = select(self._table).order_by(self._table.name, self._table.created_at)
         return await self._sessions.query(lambda connection: [_tool(r) for r in connection.execute(query)])
 
     async def names(self) -> list[str]:
-        query = select(ToolRow.name).distinct().order_by(ToolRow.name)
+        query = select(self._table.name).distinct().order_by(self._table.name)
         return await self._sessions.query(lambda connection: list(connection.scalars(query)))
 
     async def set_deprecated(self, name: str, version: str, deprecated: bool) -> StoredTool | None:
-        async with self._sessions.write() as session:
-            row = await session.get(ToolRow, (name, version))
-            if row is None:
+        table = self._table
+        key = (table.name == name, table.version == version)
+        statement = update(table).where(*key).values(deprecated=deprecated)
+
+        def write(connection: Connection) -> StoredTool | None:
+            if connection.execute(statement).rowcount == 0:
                 return None
-            row.deprecated = deprecated
-            return _tool(row)
+            return _tool(connection.execute(select(table).where(*key)).one())
+
+        return await self._sessions.change(write)

@@ -15,7 +15,7 @@ EXPECTED = {
     "registry": [
         "InvalidReference", "InvalidToolSpec", "NO_RETRY", "NoMatchingVersion", "PermanentError", "PythonProvider",
         "Registry", "RegistryError", "RegistryFile", "RegistryFileError", "RetryPolicy", "ToolConflict",
-        "ToolNotFound", "ToolRef", "ToolSpec", "Version", "VersionRange", "WorkflowSpec",
+        "ToolNotFound", "ToolRef", "ToolSpec", "Version", "VersionRange", "WorkflowNotFound", "WorkflowSpec",
         "load_registry_file", "make_invoker", "parse_ref", "parse_registry_text", "resolve_version",
     ],
     "patterns": [

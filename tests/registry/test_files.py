@@ -300,7 +300,8 @@ def test_a_single_workflow_file_with_problems_names_the_workflow(tmp_path: Path)
     assert message.splitlines() == [
         "2 problems:",
         "  - workflow 'wf': step: Field required",
-        "  - workflow 'wf': steps: unknown field (allowed: name, version, description, input_schema, step)",
+        "  - workflow 'wf': steps: unknown field (allowed: name, version, description, input_schema, output_schema, "
+        "step, limits, allowed_tools, deprecated)",
     ]
 
 

@@ -553,7 +553,7 @@ def test_the_registry_file_declares_every_example_tool() -> None:
     loaded = load_registry_file(TOOLS_FILE)
 
     assert {spec.name: spec.provider.target for spec in loaded.tools} == EXPECTED_TOOLS
-    assert loaded.workflows == ()
+    assert [w.ref for w in loaded.workflows] == ["invoice-intake@1.0.0"]
     for spec in loaded.tools:
         assert spec.version == "1.0.0"
         assert spec.idempotent is (spec.name not in NOT_IDEMPOTENT)

@@ -62,7 +62,7 @@ async def test_await_approval_waits_and_wait_run_returns_when_the_decision_lands
 
 async def test_a_rejected_request_ends_the_run_rejected(settings: Settings, mode: str):
     async with Client(build_server(settings), mode=mode) as client:
-        opened = await call(client, "await_approval", {**REQUEST, "options": {"wait_s": 0.2}})
+        opened = await call(client, "await_approval", {**REQUEST, "options": {"wait_s": 10}})
         await decide_later(settings, opened["gate"]["gate_id"], "reject", "legal", 0)
         done = await call(client, "wait_run", {"run_id": opened["run_id"], "timeout_s": 10})
     assert done["status"] == "rejected"
@@ -72,7 +72,7 @@ async def test_a_rejected_request_ends_the_run_rejected(settings: Settings, mode
 
 async def test_the_model_can_never_decide_a_gate_through_decide_gate(settings: Settings, mode: str):
     async with Client(build_server(settings), mode=mode) as client:
-        opened = await call(client, "await_approval", {**REQUEST, "options": {"wait_s": 0.2}})
+        opened = await call(client, "await_approval", {**REQUEST, "options": {"wait_s": 10}})
         refused = await client.call_tool("decide_gate", {"gate_id": opened["gate"]["gate_id"], "decision": "approve"})
         still = await call(client, "get_run", {"run_id": opened["run_id"]})
     assert refused.is_error
@@ -110,7 +110,7 @@ async def test_a_declined_elicitation_leaves_the_gate_open_for_other_approvers(s
 
     async with Client(build_server(settings), mode=mode, elicitation_callback=on_elicit) as client:
         opened = await call(
-            client, "await_approval", {**REQUEST, "approvers": ["requester", "legal"], "options": {"wait_s": 0.2}}
+            client, "await_approval", {**REQUEST, "approvers": ["requester", "legal"], "options": {"wait_s": 10}}
         )
     assert opened["status"] == "waiting" and opened["gate"]["approvers"] == ["requester", "legal"]
 
@@ -118,7 +118,7 @@ async def test_a_declined_elicitation_leaves_the_gate_open_for_other_approvers(s
 async def test_without_the_capability_a_requester_gate_simply_waits(settings: Settings, mode: str):
     async with Client(build_server(settings), mode=mode) as client:
         opened = await call(
-            client, "await_approval", {**REQUEST, "approvers": ["requester"], "options": {"wait_s": 0.2}}
+            client, "await_approval", {**REQUEST, "approvers": ["requester"], "options": {"wait_s": 10}}
         )
     assert opened["status"] == "waiting"
 
@@ -144,7 +144,7 @@ async def test_an_unanswered_gate_escalates_then_on_timeout_decides(settings: Se
             client,
             "await_approval",
             {**REQUEST, "sla_s": 0.3, "escalate_to": ["general-counsel"], "on_timeout": "approve",
-             "options": {"wait_s": 0.2}},
+             "options": {"wait_s": 10}},
         )  # fmt: skip
         with anyio.fail_after(15):
             done = await call(client, "wait_run", {"run_id": opened["run_id"], "timeout_s": 10})
