@@ -39,16 +39,17 @@ from patterns.errors import (
     RunCancelled,
     ShuttingDown,
     UnknownTool,
+    describe_path,
 )
 from patterns.events import Level, RunEvents
 from patterns.limits import Limits
-from patterns.planning import Plan, RunOptions, checked_tree, effective_limits, plan
+from patterns.planning import WORKFLOW_LOCK_PREFIX, Plan, RunOptions, checked_tree, effective_limits, plan
 from patterns.runner import Runner
 from patterns.scheduler import schedule
 from patterns.state import RunState, Scope
-from patterns.steps import AnyStep
+from patterns.steps import AnyStep, ChildBudget, WorkflowStep
 from patterns.validate import static_tool_steps
-from patterns.workflows import WORKFLOW_LOCK_PREFIX, plan_workflow, workflow_lock
+from patterns.workflows import plan_workflow, workflow_lock
 from registry import Registry
 from registry.errors import RegistryError
 from registry.models import ToolSpec
@@ -76,6 +77,7 @@ RUN_STATUSES = (
     "needs_attention",
 )
 DEFAULT_LEASE_S = 15.0
+CHILD_POLL_S = 0.25  # how often a parent looks at a child run executing elsewhere
 SETTLED = frozenset({"succeeded", "partial", "failed", "rejected", "cancelled", "timed_out", "needs_attention"})
 UNSETTLED = tuple(s for s in RUN_STATUSES if s not in SETTLED)
 
@@ -209,6 +211,76 @@ class Engine:
             active.abandoned = True
             active.scope.cancel()
 
+    # -- delegation --------------------------------------------------------------------------------------------
+
+    async def _depth(self, run_id: str | None) -> int:
+        """How many runs ``run_id`` is below its run tree's root (0: a root; -1: no run)."""
+        depth = -1
+        while run_id is not None and depth <= self.limits.max_run_depth:
+            run_id = (await self.store.get_run(run_id)).parent_run_id
+            depth += 1
+        return depth
+
+    async def _delegate(
+        self, parent: RunRecord, state: RunState, path: str, step: WorkflowStep, value: Any
+    ) -> RunRecord:
+        """Start (or re-attach to) the child run of a delegation step and wait until it finishes. Its budget is
+        drawn from what the parent has left and held back from the parent while it runs; what it used is then the
+        parent's to count (see ``patterns.delegation``)."""
+        depth = await self._depth(parent.id) + 1
+        if depth >= state.limits.max_run_depth:
+            raise LimitExceeded(
+                "max_run_depth",
+                state.limits.max_run_depth,
+                f"step {describe_path(path)} would start a run {depth + 1} deep in its run tree",
+                step=path,
+            )
+        steps_left = state.max_steps - state.steps_used
+        asked = step.budget or ChildBudget()
+        steps = steps_left if asked.max_steps is None else min(asked.max_steps, steps_left)
+        if steps < 1:
+            raise LimitExceeded(
+                "max_steps", state.max_steps, f"step {describe_path(path)} has no steps left to give a child run"
+            )
+        cost = None
+        if state.max_cost is not None:
+            cost = max(0.0, state.max_cost - state.cost_used)
+            cost = cost if asked.max_cost is None else min(asked.max_cost, cost)
+        elif asked.max_cost is not None:
+            cost = asked.max_cost
+        time_left = None if parent.deadline_at is None else max(0.001, parent.deadline_at - self.clock())
+        deadline = step.deadline_s if time_left is None else min(step.deadline_s or time_left, time_left)
+        pinned = parent.lock.get(f"{WORKFLOW_LOCK_PREFIX}{step.workflow}")
+        ref = step.workflow if pinned is None else f"{parse_ref(step.workflow).name}@{pinned}"
+        options = RunOptions(
+            idempotency_key=f"podium:{parent.id}:{path}",  # a replayed parent finds the child it started
+            parent_run_id=parent.id,
+            deadline_s=deadline,
+            max_steps=steps,
+            max_cost=cost,
+            principal=parent.principal,
+        )
+        child = await self.start_workflow(ref, value, options)
+        state.update(path, attempts=({"child_run_id": child.id, "workflow": ref},))
+        active = self._active.get(child.id)
+        # Executing here from its start, the child counted each step against this run as it went (``ancestors``);
+        # re-attached to a child that ran or runs elsewhere, this run counts what it used once it has ended.
+        counted = active is not None and active.runner is not None and active.runner.state.ancestors[:1] == (state,)
+        finished = await self._finished(child.id)
+        if not counted:
+            state.steps_used += finished.usage_steps
+            state.cost_used += finished.usage_cost
+        return finished
+
+    async def _finished(self, run_id: str) -> RunRecord:
+        """The run once it has ended; parked at a gate or waiting for an operator is not ended."""
+        while True:
+            record = await self.wait(run_id, timeout_s=CHILD_POLL_S)
+            if record.status in SETTLED and record.status != "needs_attention":
+                return record
+            if not self.is_active(run_id):
+                await anyio.sleep(CHILD_POLL_S)
+
     async def _confirm_lease(self, run_id: str) -> None:
         """Return if this engine still holds the run; otherwise stop the run (cancelled, if that is why)."""
         if await self.store.leases.extend(run_id, self.owner, self.lease_s):
@@ -340,6 +412,13 @@ class Engine:
             parent = await self.store.get_run(options.parent_run_id)
             if parent.status == "cancelled":
                 raise InvalidStep(f"parent run {parent.id} is cancelled, so no child run can start under it")
+            depth = await self._depth(parent.id) + 1
+            if depth >= plan.limits.max_run_depth:
+                raise LimitExceeded(
+                    "max_run_depth",
+                    plan.limits.max_run_depth,
+                    f"a child of run {parent.id} would be {depth + 1} deep in its run tree",
+                )
         run_id = new_run_id()
         record, created = await self.store.create_run(
             NewRun(
@@ -456,6 +535,10 @@ class Engine:
             confirm_lease=functools.partial(self._confirm_lease, record.id),
             publish=self.events.publish,
         )
+        state.delegate = functools.partial(self._delegate, record, state)
+        parent = self._active.get(record.parent_run_id) if record.parent_run_id is not None else None
+        if parent is not None and parent.runner is not None:
+            state.ancestors = (parent.runner.state, *parent.runner.state.ancestors)
         active = self._active[record.id] = _Active(runner=Runner(state), total=static_tool_steps(tree))
         self._group.start_soon(self._execute, record, tree, state, active)
 

@@ -17,6 +17,7 @@ class Limits(BaseModel):
     max_fan_out: int = Field(1_000, ge=1, description="Branches of one fan-out, or items of one map.")
     max_concurrency: int = Field(64, ge=1, description="Tool calls of one run in flight at once.")
     max_depth: int = Field(16, ge=1, description="Nesting depth of composite steps.")
+    max_run_depth: int = Field(4, ge=1, description="Depth of a run tree: a run, its child runs, theirs, ...")
     max_iterations: int = Field(25, ge=1, description="Iterations of one refine loop.")
     max_run_s: float = Field(3600.0, gt=0, description="Wall-clock seconds one run may take.")
     max_cost_per_run: float | None = Field(None, ge=0, description="Sum of tool costs one run may spend.")

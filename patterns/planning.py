@@ -25,6 +25,11 @@ from registry.models import ToolSpec
 PLAN_INLINE_NODES = 500  # step trees with more steps are parsed and checked off the event loop
 
 
+WORKFLOW_LOCK_PREFIX = "workflow:"
+"""A run's lock records workflow versions under this prefix (tool references never contain a colon): its own
+workflow's, and those of the workflows its delegation steps start."""
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """Per-run options a caller may set. Limits and budgets can only lower the server's limits."""
@@ -47,10 +52,13 @@ class Plan:
     facts: TreeFacts
     limits: Limits
     specs: dict[str, ToolSpec]
+    workflows: dict[str, str] = field(default_factory=dict)
+    """The version each workflow reference of a delegation step resolved to."""
 
     @property
     def lock(self) -> dict[str, str]:
-        return {ref: spec.version for ref, spec in self.specs.items()}
+        pinned = {f"{WORKFLOW_LOCK_PREFIX}{ref}": version for ref, version in self.workflows.items()}
+        return {**{ref: spec.version for ref, spec in self.specs.items()}, **pinned}
 
     def schema_gaps(self) -> list[str]:
         """Chain links whose producer's output cannot satisfy the consumer's required input."""
@@ -111,4 +119,10 @@ async def plan(step: Any, options: RunOptions, server: Limits, registry: Registr
             specs[ref] = await registry.resolve(ref)
         except RegistryError as exc:
             raise UnknownTool(f"step {describe_path(path)}: {exc.message}", step=path) from None
-    return Plan(tree, facts, limits, specs)
+    workflows: dict[str, str] = {}
+    for ref, path in facts.workflows.items():
+        try:
+            workflows[ref] = (await registry.workflow(ref)).version
+        except RegistryError as exc:
+            raise UnknownTool(f"step {describe_path(path)}: {exc.message}", step=path) from None
+    return Plan(tree, facts, limits, specs, workflows)

@@ -11,6 +11,7 @@ import anyio.lowlevel
 from patterns import contracts
 from patterns.base import NodeRunner
 from patterns.chain import run_chain
+from patterns.delegation import run_delegation
 from patterns.errors import GateWaiting, PatternError, RunCancelled, StepFailed, describe_path
 from patterns.expressions import ExpressionError, step_error
 from patterns.fan_out import run_fan_out
@@ -160,4 +161,5 @@ _HANDLERS: dict[str, Handler] = {
     "map_reduce": run_map_reduce,
     "route": run_route,
     "refine": run_refine,
+    "workflow": run_delegation,
 }

@@ -21,10 +21,11 @@ from patterns.drain import Drain
 from patterns.errors import LimitExceeded, PatternError, describe_path
 from patterns.events import EventKind, Level, Listener, RunEvent, ignore
 from patterns.limits import Limits
+from patterns.steps import WorkflowStep
 from registry.models import ToolSpec
 from registry.providers import Invoker
 from registry.schemacheck import SchemaCheck
-from storage import STEP_CANCELLED, STEP_COMPLETED, STEP_FAILED, STEP_STARTED, StepRecord, StepWrite, Store
+from storage import STEP_CANCELLED, STEP_COMPLETED, STEP_FAILED, STEP_STARTED, RunRecord, StepRecord, StepWrite, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,9 @@ class LiveRecords:
         return found
 
 
+Delegate = Callable[[str, WorkflowStep, Any], Awaitable[RunRecord]]
+
+
 @dataclass
 class RunState:
     run_id: str
@@ -131,6 +135,11 @@ class RunState:
     """Workers parallel composites may add beyond their first, run-wide: nested fan-outs share them."""
     publish: Listener = ignore
     """Where the run's events go (the engine's RunEvents)."""
+    delegate: Delegate | None = None
+    """The engine's: start (or re-attach to) a delegation step's child run and wait until it finishes."""
+    ancestors: tuple[RunState, ...] = ()
+    """The states of this run's parent, grandparent, ... while they execute in the same engine: every step and
+    cost is counted against each of their budgets too, at once."""
     limiter: anyio.CapacityLimiter = field(init=False)
     run_info: dict[str, Any] = field(init=False)
     _missing_seen: list[str] = field(init=False, default_factory=list)
@@ -183,25 +192,33 @@ class RunState:
     # -- usage -----------------------------------------------------------------------------------------------
 
     def take_step(self, path: str) -> None:
-        if self.steps_used >= self.max_steps:
-            raise LimitExceeded(
-                "max_steps",
-                self.max_steps,
-                f"step {describe_path(path)} would be step {self.steps_used + 1}",
-                step=path,
-            )
-        self.steps_used += 1
+        """Count a tool step against this run's ``max_steps`` and every ancestor's executing here: all of them
+        have room, or none counts it (no await in between: siblings cannot take the same last step)."""
+        for state in (self, *self.ancestors):
+            if state.steps_used >= state.max_steps:
+                whose = "" if state is self else f" (its ancestor run {state.run_id} has none left)"
+                raise LimitExceeded(
+                    "max_steps",
+                    state.max_steps,
+                    f"step {describe_path(path)} would be step {state.steps_used + 1}{whose}",
+                    step=path,
+                )
+        for state in (self, *self.ancestors):
+            state.steps_used += 1
 
     def charge(self, spec: ToolSpec, path: str) -> None:
-        if self.max_cost is not None and self.cost_used + spec.cost > self.max_cost + 1e-12:
-            raise LimitExceeded(
-                "max_cost_per_run",
-                self.max_cost,
-                f"calling {spec.ref} (cost {spec.cost}) at step {describe_path(path)} would bring the run's cost "
-                f"to {self.cost_used + spec.cost:g}",
-                step=path,
-            )
-        self.cost_used += spec.cost
+        for state in (self, *self.ancestors):
+            if state.max_cost is not None and state.cost_used + spec.cost > state.max_cost + 1e-12:
+                whose = "the run's" if state is self else f"its ancestor run {state.run_id}'s"
+                raise LimitExceeded(
+                    "max_cost_per_run",
+                    state.max_cost,
+                    f"calling {spec.ref} (cost {spec.cost}) at step {describe_path(path)} would bring {whose} cost "
+                    f"to {state.cost_used + spec.cost:g}",
+                    step=path,
+                )
+        for state in (self, *self.ancestors):
+            state.cost_used += spec.cost
         for prefix in self.cost_scopes:  # loops with a cost budget of their own (refine) see their spending
             if path.startswith(prefix):
                 self.cost_scopes[prefix] += spec.cost

@@ -1,6 +1,7 @@
 """The step language: JSON step trees as pydantic models (a discriminated union on the step's kind key).
 
-A step is a tool call ``{"tool": "name@spec", ...}`` or a composite: ``{"chain": [...]}``,
+A step is a tool call ``{"tool": "name@spec", ...}``, a child run of a published workflow ``{"workflow":
+"name@spec", "budget"?, "deadline_s"?}``, or a composite: ``{"chain": [...]}``,
 ``{"fan_out": {...}}``, ``{"map_reduce": {...}}``, ``{"route": {...}}``, ``{"refine": {...}}``. Composites nest
 freely. Every step may carry ``id`` (its output is then ``steps.<id>`` in templates), ``input`` (a template that
 replaces what flows in), ``timeout_s`` and ``critical`` (``false``: a failure leaves a named gap instead of failing
@@ -17,7 +18,7 @@ from patterns.errors import InvalidStep, clip
 from registry.models import RetryPolicy, check_json_schema
 from storage.records import dumps
 
-KINDS = ("tool", "chain", "fan_out", "map_reduce", "route", "refine", "gate")
+KINDS = ("tool", "chain", "fan_out", "map_reduce", "route", "refine", "gate", "workflow")
 Strategy = Literal["all", "best_effort", "quorum"]
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
 MAX_REF_CHARS = 256
@@ -57,6 +58,25 @@ class ToolStep(_Step):
     @property
     def kind(self) -> str:
         return "tool"
+
+
+class ChildBudget(BaseModel):
+    model_config = _MODEL
+
+    max_steps: int | None = Field(None, ge=1, description="Tool steps the child run may take (from the parent's).")
+    max_cost: float | None = Field(None, ge=0, description="Cost the child run may spend (from the parent's).")
+
+
+class WorkflowStep(_Step):
+    """Delegation: run a published workflow as a child run and take its output."""
+
+    workflow: Ref = Field(description="Workflow reference: name, name@1.2.3, name@^1.")
+    budget: ChildBudget | None = None
+    deadline_s: float | None = Field(None, gt=0, description="The child run's time-out (within the parent's).")
+
+    @property
+    def kind(self) -> str:
+        return "workflow"
 
 
 class ChainStep(_Step):
@@ -215,10 +235,11 @@ Step = Annotated[
         Annotated[RouteStep, Tag("route")],
         Annotated[RefineStep, Tag("refine")],
         Annotated[GateStep, Tag("gate")],
+        Annotated[WorkflowStep, Tag("workflow")],
     ],
     Discriminator(_kind_of, custom_error_type="step_kind", custom_error_message=_UNION_ERROR),
 ]
-AnyStep = ToolStep | ChainStep | FanOutStep | MapReduceStep | RouteStep | RefineStep | GateStep
+AnyStep = ToolStep | ChainStep | FanOutStep | MapReduceStep | RouteStep | RefineStep | GateStep | WorkflowStep
 
 for _model in (
     ChainStep,

@@ -17,6 +17,7 @@ from patterns.steps import (
     RefineStep,
     RouteStep,
     ToolStep,
+    WorkflowStep,
     children,
     join,
 )
@@ -31,6 +32,8 @@ class TreeFacts:
     """What a static walk learns: tool references (each with the first step using it), ids and the deepest nesting."""
 
     refs: dict[str, str] = field(default_factory=dict)
+    workflows: dict[str, str] = field(default_factory=dict)
+    """Workflow references of delegation steps, each with the first step using it."""
     ids: dict[str, str] = field(default_factory=dict)
     depth: int = 0
     references: list[tuple[str, str]] = field(default_factory=list)
@@ -96,7 +99,7 @@ def _compile(path: str, what: str, expression: str) -> None:
 
 
 def _walk(step: AnyStep, path: str, depth: int, limits: Limits, facts: TreeFacts) -> None:
-    if not isinstance(step, ToolStep):
+    if not isinstance(step, ToolStep | WorkflowStep):
         facts.depth = max(facts.depth, depth)
         if depth > limits.max_depth:
             raise LimitExceeded(
@@ -113,6 +116,13 @@ def _walk(step: AnyStep, path: str, depth: int, limits: Limits, facts: TreeFacts
         _tool_ref(path, step.tool, limits, facts)
         if step.fallback is not None:
             _tool_ref(path, step.fallback, limits, facts)
+    elif isinstance(step, WorkflowStep):
+        if step.workflow not in facts.workflows:
+            try:
+                parse_ref(step.workflow)
+            except InvalidReference as exc:
+                raise InvalidStep(f"step {describe_path(path)}: {exc.message}", step=path) from None
+            facts.workflows[step.workflow] = path
     elif isinstance(step, FanOutStep) and len(step.fan_out.branches) > limits.max_fan_out:
         raise LimitExceeded(
             "max_fan_out",
@@ -179,10 +189,11 @@ def _has_refs(value: Any) -> bool:
 
 
 def static_tool_steps(step: AnyStep) -> int | None:
-    """How many tool steps the tree runs, when that is known before it runs (no map, route or refine)."""
+    """How many tool steps the tree runs, when that is known before it runs (no map, route, refine or child
+    run)."""
     if isinstance(step, ToolStep):
         return 1
-    if isinstance(step, MapReduceStep | RouteStep | RefineStep):
+    if isinstance(step, MapReduceStep | RouteStep | RefineStep | WorkflowStep):
         return None
     total = 0
     for _segment, child in children(step):

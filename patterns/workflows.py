@@ -16,13 +16,12 @@ from typing import Any
 
 from patterns.errors import ContractViolation, InvalidStep, describe_path
 from patterns.limits import Limits
-from patterns.planning import Plan, RunOptions, plan
-from patterns.steps import AnyStep, ChainStep, ToolStep
+from patterns.planning import WORKFLOW_LOCK_PREFIX, Plan, RunOptions, plan
+from patterns.steps import AnyStep, ChainStep, ToolStep, WorkflowStep, children, parse_step
 from patterns.validate import produces, required
 from registry import Registry, WorkflowSpec
-
-WORKFLOW_LOCK_PREFIX = "workflow:"
-"""A run's lock records its workflow's version under this prefix (tool references never contain a colon)."""
+from registry.errors import RegistryError
+from registry.resolve import parse_ref
 
 
 def _lowered(workflow: dict[str, int | float] | None, asked: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -108,9 +107,35 @@ def workflow_checker(server: Limits, registry: Registry) -> Callable[[WorkflowSp
     """
 
     async def check(spec: WorkflowSpec) -> None:
+        await refuse_cycles(spec, registry)
         planned = await plan_workflow(spec, RunOptions(), server, registry)
         found = problems(spec, planned)
         if found:
             raise ContractViolation(f"workflow {spec.ref}: {'; '.join(found)}")
 
     return check
+
+
+def _delegations(step: AnyStep) -> list[str]:
+    if isinstance(step, WorkflowStep):
+        return [step.workflow]
+    return [ref for _segment, child in children(step) for ref in _delegations(child)]
+
+
+async def refuse_cycles(spec: WorkflowSpec, registry: Registry) -> None:
+    """Raise ``InvalidStep`` if ``spec`` starts itself, directly or through the workflows it delegates to (as
+    they resolve now), naming the loop; such a run tree would only stop at ``max_run_depth``."""
+
+    async def visit(current: WorkflowSpec, trail: tuple[str, ...]) -> None:
+        for ref in _delegations(parse_step(current.step)):
+            name = parse_ref(ref).name
+            if name in trail:
+                loop = " -> ".join((*trail, name))
+                raise InvalidStep(f"workflow {spec.ref} starts itself: {loop}; a workflow may not delegate to itself")
+            try:
+                child = await registry.workflow(ref)
+            except RegistryError:
+                continue  # planning names what does not resolve
+            await visit(child, (*trail, child.name))
+
+    await visit(spec, (spec.name,))

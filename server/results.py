@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from patterns import Engine, PatternError, RunOptions
-from patterns.workflows import plan_workflow, workflow_lock
+from patterns.workflows import plan_workflow, refuse_cycles, workflow_lock
 from patterns.workflows import problems as workflow_problems
 from registry import ToolSpec, WorkflowSpec
 from storage import GateRecord, RunRecord, StepRecord
@@ -512,6 +512,7 @@ def workflow_summary(info: WorkflowInfo) -> ToolSummary:
 async def check_workflow(engine: Engine, spec: WorkflowSpec) -> Validation:
     """What ``validate(workflow=...)`` reports: the workflow's problems, or the versions it resolves to."""
     try:
+        await refuse_cycles(spec, engine.registry)
         planned = await plan_workflow(spec, RunOptions(), engine.limits, engine.registry)
     except PatternError as exc:
         return Validation(valid=False, problems=[f"{exc.type}: {exc.message}"])

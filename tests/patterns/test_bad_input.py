@@ -47,7 +47,9 @@ def in_chain(bad: Any) -> dict[str, Any]:
         pytest.param("add", ["chain[1]", "expected a step object, got str"], id="a-bare-string"),
         pytest.param({"gate": {}}, ["chain[1].gate.title", "Field required"], id="gate-without-a-title"),
         pytest.param(
-            {"workflow": "x@1"}, ["chain[1]", "unknown step kind", "workflow", KINDS], id="unimplemented-kind"
+            {"workflow": "x@1", "budget": {"max_steps": 0}},
+            ["chain[1].budget.max_steps", "greater than or equal to 1"],
+            id="child-budget-below-one",
         ),
         pytest.param({"toll": "x"}, ["chain[1]", "unknown step kind", "toll"], id="misspelt-kind"),
         pytest.param({}, ["chain[1]", "unknown step kind", "none"], id="empty-object"),
