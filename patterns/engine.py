@@ -730,12 +730,12 @@ class Engine:
         return await self.store.get_steps(run_id, payloads=payloads)
 
     async def step_overview(
-        self, run_id: str, pick: Callable[[list[tuple[str, str]]], list[str]]
-    ) -> tuple[list[tuple[str, str]], list[StepRecord]]:
-        """Every step's ``(path, status)`` and the records ``pick`` chooses (``Store.step_overview``), once
-        written."""
+        self, run_id: str, pick: Callable[[list[tuple[str, str]]], list[str]], children: int = 0
+    ) -> tuple[list[tuple[str, str]], list[StepRecord], list[RunRecord]]:
+        """Every step's ``(path, status)``, the records ``pick`` chooses and the first ``children`` child runs
+        (``Store.step_overview``), once written."""
         await self.store.flush()
-        return await self.store.step_overview(run_id, pick)
+        return await self.store.step_overview(run_id, pick, children)
 
     def is_active(self, run_id: str) -> bool:
         return run_id in self._active

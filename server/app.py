@@ -334,10 +334,13 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
 
     @mcp.tool(description=TOOL_DOCS["list_runs"], annotations=READ)
     async def list_runs(
-        ctx: Context[Any], status: RunStatus | None = None, limit: Annotated[int, Field(ge=1, le=200)] = 20
+        ctx: Context[Any],
+        status: RunStatus | None = None,
+        limit: Annotated[int, Field(ge=1, le=200)] = 20,
+        parent_run_id: Annotated[str, Field(max_length=MAX_ID_CHARS)] | None = None,
     ) -> Annotated[CallToolResult, RunList]:
         with tool_errors():
-            records = await app_state(ctx).store.list_runs(status, limit)
+            records = await app_state(ctx).store.list_runs(status, limit, parent_run_id)
             return reply(RunList(runs=[run_summary(r) for r in records]))
 
     @mcp.tool(description=TOOL_DOCS["cancel_run"], annotations=RUN)

@@ -47,7 +47,7 @@ class Options(BaseModel):
         None,
         ge=0,
         allow_inf_nan=False,
-        description="Seconds to wait before answering `running` (<= 50; default: default_wait_s).",
+        description="Seconds to wait before answering `running` (<= 50).",
     )
     # The names say what the rest are (step_limit: steps listed in the result; parent_run_id: the run this one
     # works for; deadline_s: the run's time-out; tags: labels): this schema goes out in seven tools' input schemas.
@@ -119,8 +119,10 @@ async def settle(
 
 async def step_view(app: AppState, record: RunRecord, step_limit: int) -> StepView:
     """What a result with ``step_limit`` steps needs of the run's steps, read at a cost that grows with the limit."""
-    statuses, shown = await app.engine.step_overview(record.id, lambda pairs: pick_steps(pairs, step_limit))
-    return StepView(statuses, shown)
+    statuses, shown, children = await app.engine.step_overview(
+        record.id, lambda pairs: pick_steps(pairs, step_limit), children=step_limit
+    )
+    return StepView(statuses, shown, children)
 
 
 async def _wait(app: AppState, ctx: Context[Any], run_id: str, wait_s: float, told: logs.Forwarder | None) -> RunRecord:

@@ -11,12 +11,13 @@ import datetime
 import heapq
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from patterns import Engine, PatternError, RunOptions
+from patterns.planning import WORKFLOW_LOCK_PREFIX
 from patterns.workflows import plan_workflow, refuse_cycles, workflow_lock
 from patterns.workflows import problems as workflow_problems
 from registry import ToolSpec, WorkflowSpec
@@ -91,6 +92,12 @@ class GateList(BaseModel):
     gates: list[GateDetail]
 
 
+class ChildInfo(BaseModel):
+    run_id: str
+    status: str
+    workflow: str | None
+
+
 class RunResult(BaseModel):
     """The state of a run and what to do next."""
 
@@ -117,6 +124,9 @@ class RunResult(BaseModel):
     history: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Operator actions on the run, oldest first: action (retry, skip, cancel), by, at, steps, reason.",
+    )
+    children: list[ChildInfo] = Field(
+        default_factory=list, description="Child runs, oldest first (at most step_limit)."
     )
 
 
@@ -314,10 +324,23 @@ def pick_steps(statuses: list[tuple[str, str]], limit: int | None) -> list[str]:
 @dataclass(frozen=True, slots=True)
 class StepView:
     """What a result needs of a run's steps, read without the rest: every ``(path, status)``, and the records of
-    those it lists (``pick_steps``), in order."""
+    those it lists (``pick_steps``), in order; and its first child runs."""
 
     statuses: list[tuple[str, str]]
     shown: list[StepRecord]
+    children: list[RunRecord] = field(default_factory=list)
+
+
+def child_info(record: RunRecord) -> ChildInfo:
+    workflow = next(
+        (
+            f"{ref.removeprefix(WORKFLOW_LOCK_PREFIX)}@{v}"
+            for ref, v in record.lock.items()
+            if ref.startswith(WORKFLOW_LOCK_PREFIX) and "@" not in ref
+        ),
+        None,
+    )
+    return ChildInfo(run_id=record.id, status=record.status, workflow=workflow)
 
 
 def usage(record: RunRecord) -> Usage:
@@ -387,8 +410,9 @@ def run_result(
     """The result a caller sees. ``step_limit`` None lists every step and ``max_output_bytes`` None keeps any output
     (the CLI's views); otherwise the result stays within ``RESULT_BUDGET``. ``steps``: every record of the run, or
     a ``StepView`` picked with the same ``step_limit``."""
+    children: list[RunRecord] = []
     if isinstance(steps, StepView):
-        statuses, shown = steps.statuses, steps.shown
+        statuses, shown, children = steps.statuses, steps.shown, steps.children
     else:
         records = {s.path: s for s in steps or []}
         statuses = [(s.path, s.status) for s in records.values()]
@@ -419,6 +443,7 @@ def run_result(
         gate=None if gate is None else gate_info(gate),
         next_action=action,
         history=_with_iso_times(list(record.history)),
+        children=[child_info(c) for c in children],
     )
     return result if step_limit is None and max_output_bytes is None else _within_budget(result)
 

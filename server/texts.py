@@ -14,6 +14,7 @@ Step language (JSON). A step is one of:
   {"route": {"on": "input.kind", "cases": {"a": step}, "default"?: step}}
   {"refine": {"generate": step, "evaluate": step, "score": "score", "threshold": 0.8}}
   {"gate": {"title": "...", "brief": "...", "approvers": ["legal"], "sla_s": 14400, "escalate_to": ["gc"]}}
+  {"workflow": "name@^1", "budget"?: {"max_steps": 20}}  (a published workflow as a child run)
 Without "input" a step gets what flows in (a chain step: the previous output). A template's {"$": "<JMESPath>"}
 values are read from {input, prev, steps, item, results, feedback, missing, run}; e.g. {"amount": {"$":
 "steps.inv.total"}}. critical: false turns a failure into a named gap (status partial, path listed in `missing`);
@@ -111,35 +112,34 @@ validate -> post. A run-starting call with no input gets {{}}. {_example("run_ch
 
 {STEP_LANGUAGE}""",
     "fan_out": f"""Run independent branches in parallel on the same input, then optionally reduce the results.
-strategy: "all" (any failure fails), "best_effort" (failures become gaps named in `missing`; the output list has
-null there), "quorum" (done once `quorum` branches succeed). branch_timeout_s turns a slow branch into a gap.
-The reduce step gets the results list (`results` in templates). {_example("fan_out")}
+strategy: "all" (any failure fails), "best_effort" (failures become gaps named in `missing`, null in the
+output), "quorum" (done once `quorum` branches succeed). branch_timeout_s makes a slow branch a gap. reduce
+gets the results list (`results`). {_example("fan_out")}
 {_RESULT}""",
     "map_reduce": f"""Run one step per item of a list in parallel (map), then optionally combine them (reduce).
-The map step gets the item (`item` in templates; a list of chunk_size items when chunk_size > 1); reduce gets the
-results in item order. strategy, quorum and item_timeout_s work as in fan_out. {_example("map_reduce")}
+map gets the item (`item`; a list of chunk_size items when chunk_size > 1); reduce gets the results in item
+order. strategy, quorum and item_timeout_s work as in fan_out. {_example("map_reduce")}
 {_RESULT}""",
     "route": f"""Choose one step by a value of the input (conditional routing). `on` is JMESPath over {{input}};
 its value (strings as-is, others as JSON text such as true or 3) picks the case; `default` runs when none matches.
 {_example("route")}
 {_RESULT}""",
     "refine": f"""Improve a result in a loop: generate, evaluate, score; stop at the threshold or a hard limit.
-generate gets the input first, then its last output (`feedback` holds the last evaluation); evaluate gets the
-generated output; `score` is JMESPath into the evaluation. Stops at threshold, max_iterations, min_improvement,
-time_budget_s or cost_budget. Output: {{output, score, iteration, reached_threshold, iterations, history,
-stop_reason}}. {_example("refine")}
+generate gets the input, then its last output (`feedback`: the last evaluation); evaluate gets the generated
+output; `score` is JMESPath into the evaluation. Also stops at max_iterations, min_improvement, time_budget_s or
+cost_budget. Output: {{output, score, iteration, reached_threshold, stop_reason, ...}}. {_example("refine")}
 {_RESULT}""",
     "await_approval": f"""Ask a human to approve, modify or reject something before you go on (a gate).
-Give a brief the approver can decide on in minutes: what, why, the recommendation and its risks. The run waits
-(`waiting`; `gate` shows who is asked and the SLA deadline); it never approves itself. After sla_s (default 24 h)
-it escalates to the next name in escalate_to; after the last, on_timeout applies. An approved gate outputs
-{{gate_id, decision, payload, decided_by, comment}}. {_example("await_approval")}
+Give a brief the approver can decide on in minutes: what, why, the recommendation, its risks. The run waits
+(`waiting`; `gate` shows who is asked and the deadline). After sla_s (default 24 h) it escalates to the next
+name in escalate_to, after the last on_timeout applies. An approved gate outputs {{gate_id, decision, payload,
+decided_by, comment}}. {_example("await_approval")}
 {_RESULT}""",
     "decide_gate": f"""Decide an open gate: approve, modify (payload is the edited version) or reject, with a comment.
-Only for principals with the approver role, never the one that opened the gate: a model does not approve its own
-request. Returns the run's RunResult. {_example("decide_gate")}""",
-    "run_workflow": f"""Start a published workflow (find_tools lists them as kind "workflow"): workflow is name,
-name@1.2.3 or name@^1; input must fit its input_schema. {_example("run_workflow")}
+Only for principals with the approver role, never the one that opened the gate (a model never approves its own
+request). Returns the RunResult. {_example("decide_gate")}""",
+    "run_workflow": f"""Start a published workflow (find_tools lists them, kind "workflow"): name, name@1.2.3 or
+name@^1; input must fit its input_schema. {_example("run_workflow")}
 {_RESULT}""",
     "validate": f"""Check a step tree (`step`) or a workflow (`workflow`: name@spec) without running it: it parses,
 tool references resolve (and to which versions), templates name existing steps, static limits hold, and each

@@ -237,13 +237,17 @@ class Store:
             raise RunNotFound(run_id)
         return found
 
-    async def list_runs(self, status: str | Sequence[str] | None = None, limit: int = 20) -> list[RunRecord]:
-        """Newest first."""
+    async def list_runs(
+        self, status: str | Sequence[str] | None = None, limit: int = 20, parent_run_id: str | None = None
+    ) -> list[RunRecord]:
+        """Newest first; with ``parent_run_id``, only that run's children."""
         query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc()).limit(limit)
         if isinstance(status, str):
             query = query.where(RunRow.status == status)
         elif status is not None:
             query = query.where(RunRow.status.in_(list(status)))
+        if parent_run_id is not None:
+            query = query.where(RunRow.parent_run_id == parent_run_id)
         return await self._runs(query)
 
     async def _runs(self, query: Select[RunRow]) -> list[RunRecord]:
@@ -355,14 +359,18 @@ class Store:
         return found
 
     async def step_overview(
-        self, run_id: str, pick: Callable[[list[tuple[str, str]]], list[str]]
-    ) -> tuple[list[tuple[str, str]], list[StepRecord]]:
-        """``(path, status)`` of every step record of a run, and the records (without payloads) of the paths that
-        ``pick`` chooses from those pairs, in its order: one read, whose cost grows with what is picked rather than
-        with the run's size. ``pick`` runs where the read runs (on SQLite, a worker thread)."""
+        self, run_id: str, pick: Callable[[list[tuple[str, str]]], list[str]], children: int = 0
+    ) -> tuple[list[tuple[str, str]], list[StepRecord], list[RunRecord]]:
+        """``(path, status)`` of every step record of a run, the records (without payloads) of the paths that
+        ``pick`` chooses from those pairs, in its order, and its first ``children`` child runs: one read, whose cost
+        grows with what is picked rather than with the run's size. ``pick`` runs where the read runs (on SQLite, a
+        worker thread)."""
         statuses = select(StepRow.path, StepRow.status).where(StepRow.run_id == run_id)
+        kids = (
+            select(RunRow).where(RunRow.parent_run_id == run_id).order_by(RunRow.created_at, RunRow.id).limit(children)
+        )
 
-        def read(connection: Connection) -> tuple[list[tuple[str, str]], list[StepRecord]]:
+        def read(connection: Connection) -> tuple[list[tuple[str, str]], list[StepRecord], list[RunRecord]]:
             pairs = [(path, status) for path, status in connection.execute(statuses)]
             chosen = pick(pairs)
             found: dict[str, StepRecord] = {}
@@ -372,7 +380,8 @@ class Store:
                     select(*_SUMMARY_COLUMNS).where(StepRow.run_id == run_id, StepRow.path.in_(some))
                 )
                 found.update((row.path, _step(row, payloads=False)) for row in rows)
-            return pairs, [found[path] for path in chosen if path in found]
+            found_children = [_run(row) for row in connection.execute(kids)] if children > 0 else []
+            return pairs, [found[path] for path in chosen if path in found], found_children
 
         return await self._sessions.query(read)
 

@@ -86,6 +86,7 @@ async def test_every_contract_tool_is_listed_with_a_description_and_a_compact_sc
         "gate",
         "next_action",
         "history",
+        "children",
     }
 
 

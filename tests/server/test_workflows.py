@@ -127,3 +127,18 @@ async def test_the_cli_adds_lists_shows_and_validates_workflows_and_refuses_a_ba
     assert gap.returncode == 1 and "does not provide text, which its first step (extract-invoice@1.0.0)" in gap.stdout
     async with Store.open(f"sqlite:///{db}") as store:  # nothing refused was published
         assert [w.version for w in await store.workflows.versions("intake")] == ["1.0.0"]
+
+
+async def test_a_delegation_step_shows_its_child_and_list_runs_finds_children(demo_settings: Settings, mode: str):
+    async with Client(build_server(demo_settings), mode=mode) as client:
+        run = await call(
+            client,
+            "run_chain",
+            {"steps": [{"workflow": "invoice-intake@^1", "budget": {"max_steps": 5}}], "input": {"text": INVOICE}},
+        )
+        children = await call(client, "list_runs", {"parent_run_id": run["run_id"]})
+        none = await call(client, "list_runs", {"parent_run_id": children["runs"][0]["run_id"]})
+    assert run["status"] == "succeeded" and run["usage"]["steps"] == 2
+    [child] = run["children"]
+    assert child["status"] == "succeeded" and child["workflow"] == "invoice-intake@1.0.0"
+    assert [r["run_id"] for r in children["runs"]] == [child["run_id"]] and none["runs"] == []

@@ -242,7 +242,7 @@ async def test_a_step_overview_reads_every_status_and_only_the_records_picked(db
             failed = sorted((p for p, s in pairs if s == "failed"), key=int)
             return [*failed, "nope", *(str(i) for i in range(1100, 600, -1))]
 
-        statuses, shown = await store.step_overview("run-1", pick)
+        statuses, shown, _ = await store.step_overview("run-1", pick)
         nothing = await store.step_overview("run-1", lambda pairs: [])
     assert seen == [1200] and len(statuses) == 1200
     assert sorted(p for p, s in statuses if s == "failed") == ["407", "7", "807"]
