@@ -148,3 +148,58 @@ async def test_a_payment_in_flight_at_a_crash_needs_attention_and_the_cli_retrie
 
 async def _podium(*args: str) -> subprocess.CompletedProcess[str]:
     return await anyio.to_thread.run_sync(lambda: podium(*args))
+
+
+async def test_a_parent_killed_while_its_child_runs_reattaches_to_that_child_after_restart(
+    tmp_path: Path, registry_file: Path
+) -> None:
+    import sqlite3
+
+    slow = tmp_path / "slow.txt"
+    slow.touch()
+    workflows = tmp_path / "workflows.json"
+    child_step = {"tool": "slow-once", "input": {"seconds": 60, "value": {"$": "input.value"}, "counter": str(slow)}}
+    workflows.write_text(json.dumps({"workflow": [{"name": "slow-child", "version": "1.0.0", "step": child_step}]}))
+    port = free_port()
+    args = [PODIUM, *serve_args(tmp_path, registry_file, "--http", "--port", str(port), "--registry", str(workflows))]
+    env = {**server_env(), "PODIUM_LEASE_S": "1"}
+    steps = [
+        {"workflow": "slow-child", "input": {"value": 3}},
+        {"tool": "double", "input": {"value": {"$": "prev.value"}}},
+    ]
+
+    def children(parent: str) -> list[str]:
+        with sqlite3.connect(tmp_path / "podium.db") as conn:
+            return [r[0] for r in conn.execute("SELECT id FROM runs WHERE parent_run_id = ?", (parent,))]
+
+    server = await anyio.open_process(args, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
+    try:
+        await wait_for_port(port, server)
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            started = await client.call_tool("run_chain", {"steps": steps, "options": {"wait_s": 0.2}})
+        assert started.structured_content is not None, started.content
+        run_id = started.structured_content["run_id"]
+        with anyio.fail_after(20):
+            while calls(str(slow)) < 1:  # the child's slow step is in flight
+                await anyio.sleep(0.05)
+    finally:
+        os.kill(server.pid, signal.SIGKILL)  # parent and child both interrupted, leases held
+        await server.wait()
+    [child] = children(run_id)
+
+    server = await anyio.open_process(args, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
+    try:
+        await wait_for_port(port, server)
+        with anyio.fail_after(30):
+            async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                done = await client.call_tool("wait_run", {"run_id": run_id, "timeout_s": 20})
+                finished_child = await client.call_tool("get_run", {"run_id": child})
+    finally:
+        server.terminate()
+        await server.wait()
+    assert done.structured_content is not None and finished_child.structured_content is not None
+    assert done.structured_content["status"] == "succeeded", done.structured_content
+    assert done.structured_content["output"] == {"value": 6}
+    assert finished_child.structured_content["status"] == "succeeded"
+    assert children(run_id) == [child]  # re-attached: one child, not two
+    assert calls(str(slow)) == 2  # the child's interrupted step ran again, once
