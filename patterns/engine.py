@@ -149,6 +149,7 @@ class Engine:
         self._drain = Drain()
         self._drain_started: float | None = None
         self._active: dict[str, _Active] = {}
+        self._depths: dict[str, int] = {}  # how deep in its run tree each run executing here is (0: a root)
         self._interrupted: set[str] = set()  # runs stopped unfinished: their leases are released at exit
         self._group: anyio.abc.TaskGroup | None = None
         self._closing = False
@@ -227,7 +228,10 @@ class Engine:
         """Start (or re-attach to) the child run of a delegation step and wait until it finishes. Its budget is
         drawn from what the parent has left and held back from the parent while it runs; what it used is then the
         parent's to count (see ``patterns.delegation``)."""
-        depth = await self._depth(parent.id) + 1
+        known = self._depths.get(parent.id)
+        if known is None:  # resumed here: its depth is the store's to tell
+            known = self._depths[parent.id] = await self._depth(parent.id)
+        depth = known + 1
         if depth >= state.limits.max_run_depth:
             raise LimitExceeded(
                 "max_run_depth",
@@ -260,7 +264,9 @@ class Engine:
             max_cost=cost,
             principal=parent.principal,
         )
-        child = await self.start_workflow(ref, value, options)
+        # A step with no record from before this run was resumed cannot have started a child yet, except in the
+        # moment before its record was written: creating the run with the same key then finds that child.
+        child = await self.start_workflow(ref, value, options, look_up_key=path in state.records)
         state.update(path, attempts=({"child_run_id": child.id, "workflow": ref},))
         active = self._active.get(child.id)
         # Executing here from its start, the child counted each step against this run as it went (``ancestors``);
@@ -376,7 +382,9 @@ class Engine:
             options,
         )
 
-    async def start_workflow(self, ref: str, input: Any = None, options: RunOptions | None = None) -> RunRecord:
+    async def start_workflow(
+        self, ref: str, input: Any = None, options: RunOptions | None = None, *, look_up_key: bool = True
+    ) -> RunRecord:
         """Start a run of the workflow ``ref`` (``name@spec``) with ``input``, checked against its input schema.
         The run's lock holds the workflow's version beside its tools'.
 
@@ -384,7 +392,7 @@ class Engine:
             UnknownTool (no such workflow, or version), ContractViolation (the input), and as ``start``.
         """
         options = options or RunOptions()
-        if options.idempotency_key is not None:
+        if options.idempotency_key is not None and look_up_key:  # else creating the run finds an existing one
             existing = await self.store.find_run_by_key(options.idempotency_key)
             if existing is not None:
                 return existing
@@ -408,16 +416,21 @@ class Engine:
                 "replica, or again once the server is back"
             )
         contracts.check_caller_payload(input, "input", plan.limits)
+        depth = 0
         if options.parent_run_id is not None:
-            parent = await self.store.get_run(options.parent_run_id)
-            if parent.status == "cancelled":
-                raise InvalidStep(f"parent run {parent.id} is cancelled, so no child run can start under it")
-            depth = await self._depth(parent.id) + 1
+            parent_id = options.parent_run_id
+            known = self._depths.get(parent_id) if parent_id in self._active else None
+            if known is None:  # not executing here: ask the store (and refuse a cancelled parent)
+                parent = await self.store.get_run(parent_id)
+                if parent.status == "cancelled":
+                    raise InvalidStep(f"parent run {parent.id} is cancelled, so no child run can start under it")
+                known = await self._depth(parent_id)
+            depth = known + 1
             if depth >= plan.limits.max_run_depth:
                 raise LimitExceeded(
                     "max_run_depth",
                     plan.limits.max_run_depth,
-                    f"a child of run {parent.id} would be {depth + 1} deep in its run tree",
+                    f"a child of run {parent_id} would be {depth + 1} deep in its run tree",
                 )
         run_id = new_run_id()
         record, created = await self.store.create_run(
@@ -440,6 +453,7 @@ class Engine:
         )
         if not created:
             return record
+        self._depths[record.id] = depth
         self._launch(record, plan.step, plan.specs, plan.limits, {})
         return record
 
@@ -599,6 +613,7 @@ class Engine:
                     await store.flush()
                 active.done.set()
                 self._active.pop(record.id, None)
+                self._depths.pop(record.id, None)
                 state.release()
 
     async def _settle(

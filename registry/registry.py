@@ -41,7 +41,8 @@ class Registry:
         self._specs: dict[tuple[str, str], ToolSpec] = {}
         self._invokers: dict[tuple[str, str], Invoker] = {}
         self._validators: dict[tuple[str, str, str], SchemaCheck | None] = {}
-        self._versions: dict[str, tuple[float, list[StoredTool]]] = {}
+        self._versions: dict[tuple[str, str], tuple[float, list[StoredTool]]] = {}
+        self._workflows: dict[tuple[str, str], WorkflowSpec] = {}
 
     async def register(self, spec: ToolSpec, *, check_provider: bool = True) -> bool:
         """Publish ``spec``. Returns False if the identical definition was already there.
@@ -56,7 +57,7 @@ class Registry:
         stored, created = await self._store.tools.put(
             spec.name, spec.version, spec.definition(), spec.definition_hash(), spec.deprecated
         )
-        self._versions.pop(spec.name, None)
+        self._versions.pop(("tool", spec.name), None)
         if not created and stored.definition_hash != spec.definition_hash():
             raise ToolConflict(spec.name, spec.version, spec.differences(_spec(stored)))
         return created
@@ -156,19 +157,22 @@ class Registry:
             self._specs[key] = _spec(next(v for v in versions if v.version == version))
         return self._specs[key]
 
-    async def _recent_versions(self, name: str) -> list[StoredTool]:
-        """The stored versions of ``name``, read at most ``VERSIONS_TTL_S`` ago (a run resolves every tool it
-        names, and most runs name the same few). What this registry publishes or deprecates is seen at once; what
-        another process does, within ``VERSIONS_TTL_S``. A name with no version is never remembered."""
+    async def _recent_versions(self, name: str, kind: str = "tool") -> list[StoredTool]:
+        """The stored versions of the tool (or workflow) ``name``, read at most ``VERSIONS_TTL_S`` ago (a run
+        resolves every tool it names, and most runs name the same few). What this registry publishes or deprecates
+        is seen at once; what another process does, within ``VERSIONS_TTL_S``. A name with no version is never
+        remembered."""
         now = time.monotonic()
-        cached = self._versions.get(name)
+        key = (kind, name)
+        cached = self._versions.get(key)
         if cached is not None and now - cached[0] < VERSIONS_TTL_S:
             return cached[1]
-        versions = await self._store.tools.versions(name)
+        table = self._store.tools if kind == "tool" else self._store.workflows
+        versions = await table.versions(name)
         if versions:
             if len(self._versions) >= MAX_CACHED_NAMES:
                 self._versions.clear()
-            self._versions[name] = (now, versions)
+            self._versions[key] = (now, versions)
         return versions
 
     async def versions(self, name: str) -> list[ToolSpec]:
@@ -190,6 +194,7 @@ class Registry:
         stored, created = await self._store.workflows.put(
             spec.name, spec.version, spec.definition(), spec.definition_hash(), spec.deprecated
         )
+        self._versions.pop(("workflow", spec.name), None)
         if not created and stored.definition_hash != spec.definition_hash():
             raise ToolConflict(spec.name, spec.version, spec.differences(_workflow(stored)))
         return created
@@ -201,11 +206,14 @@ class Registry:
             InvalidReference, WorkflowNotFound, NoMatchingVersion
         """
         parsed = parse_ref(ref)
-        versions = await self._store.workflows.versions(parsed.name)
+        versions = await self._recent_versions(parsed.name, "workflow")
         if not versions:
             raise WorkflowNotFound(parsed.name, await self._store.workflows.names())
         version = resolve_version(parsed, [(v.version, v.deprecated) for v in versions])
-        return _workflow(next(v for v in versions if v.version == version))
+        key = (parsed.name, version)
+        if key not in self._workflows:
+            self._workflows[key] = _workflow(next(v for v in versions if v.version == version))
+        return self._workflows[key]
 
     async def workflow_versions(self, name: str) -> list[WorkflowSpec]:
         """Every published version of the workflow ``name``, highest first."""
@@ -231,7 +239,7 @@ class Registry:
             await self._not_found(parsed.name)
         version = resolve_version(parsed, [(v.version, v.deprecated) for v in versions])
         stored = await self._store.tools.set_deprecated(parsed.name, version, deprecated)
-        self._versions.pop(parsed.name, None)
+        self._versions.pop(("tool", parsed.name), None)
         assert stored is not None, "the version was just resolved from the store"
         return _spec(stored)
 
