@@ -11,6 +11,8 @@ All measurements run in one process, interleaved (a, b, c, a, b, c, ...), and th
   ``synchronous=NORMAL``, one INSERT + COMMIT per step (the floor for durable checkpointing); (c) the engine on a
   fresh SQLite file, timed from ``engine.run`` being called until it returns the settled run (final flush included);
 - a fan-out of 1,000 branches of 20 ms sleeps at ``max_concurrency`` 64 through the engine, against its ideal;
+- delegation: a chain of 100 workflow steps (each a child run of a one-no-op-step workflow) against a chain of
+  100 tool steps, per step; and a fan-out of 1,000 such children, every one of them recorded;
 - last, a 10,000-branch no-op fan-out through the engine: wall time, step records found, and peak RSS.
 
 Opening the store, migrating it and registering the tools are outside the timings. This is a report, not a test:
@@ -46,7 +48,7 @@ if str(REPO_ROOT) not in sys.path:
 from bench.noop_tools import noop  # noqa: E402
 from patterns.engine import Engine  # noqa: E402
 from patterns.limits import Limits  # noqa: E402
-from registry import PythonProvider, Registry, ToolSpec  # noqa: E402
+from registry import PythonProvider, Registry, ToolSpec, WorkflowSpec  # noqa: E402
 from storage import Store  # noqa: E402
 
 LIMITS = Limits(max_fan_out=20_000, max_steps=100_000, max_concurrency=64)
@@ -59,6 +61,10 @@ WARMUP_N = 50
 CHAIN_TARGET = 2.0  # engine chain / sqlite floor
 SLEEP_TARGET = 1.15  # 1000 x 20 ms fan-out / ideal
 RSS_TARGET_MB = 300.0
+DELEGATIONS = 100  # workflow steps per chain (each is a whole child run: milliseconds, not microseconds)
+CHILD_FAN_OUT = 1_000
+WORKFLOW_TARGET = 5.0  # workflow step / tool step
+ONE_STEP = WorkflowSpec(name="one-noop", version="1.0.0", step={"tool": "noop"})
 
 TOOLS = [
     ToolSpec(
@@ -208,6 +214,8 @@ class EngineRun:
     status: str
     steps_used: int
     records: int | None
+    children: int | None = None
+    """Child runs that succeeded (counted with the records)."""
 
 
 async def engine_once(files: Files, label: str, step: dict[str, Any], *, count_records: bool = False) -> EngineRun:
@@ -218,6 +226,7 @@ async def engine_once(files: Files, label: str, step: dict[str, Any], *, count_r
             registry = Registry(store)
             for spec in TOOLS:
                 await registry.register(spec)
+            await registry.register_workflow(ONE_STEP)
             async with Engine(store, registry, LIMITS) as engine:
                 gc.collect()
                 start = time.perf_counter()
@@ -227,7 +236,10 @@ async def engine_once(files: Files, label: str, step: dict[str, Any], *, count_r
                 if run.status != "succeeded":
                     raise RuntimeError(f"benchmark run {label} ended {run.status}: {run.error}")
                 records = len(await engine.steps(run.id)) if count_records else None
-        return EngineRun(seconds, run.status, run.usage_steps, records)
+                children = None
+                if count_records:
+                    children = sum(c.status == "succeeded" for c in await store.child_runs(run.id))
+        return EngineRun(seconds, run.status, run.usage_steps, records, children)
     finally:
         files.remove(path)
 
@@ -238,6 +250,11 @@ async def engine_chain(n: int, files: Files) -> float:
 
 async def engine_fan_out(n: int, files: Files) -> float:
     return (await engine_once(files, "engine-fan-out", fan_out_step(n))).seconds
+
+
+async def engine_workflow_chain(n: int, files: Files) -> float:
+    step = {"chain": [{"workflow": ONE_STEP.name}] * n}
+    return (await engine_once(files, "engine-workflows", step)).seconds
 
 
 async def engine_sleep_fan_out(n: int, files: Files) -> float:
@@ -343,7 +360,18 @@ async def main(n: int, reps: int, big: bool) -> None:
                 ("(c) engine, max_concurrency 64", engine_sleep_fan_out),
             ],
         )
-        rows = [*chain, *fan, *sleep]
+        delegation_case = f"chain of {DELEGATIONS} steps"
+        delegation = await interleaved(
+            files,
+            DELEGATIONS,
+            reps,
+            delegation_case,
+            [
+                ("(c) engine, tool steps", engine_chain),
+                ("(d) engine, workflow steps (child runs)", engine_workflow_chain),
+            ],
+        )
+        rows = [*chain, *fan, *sleep, *delegation]
         floors = {chain_case: chain[1].median, fan_case: fan[1].median}
         print_table(rows, floors)
 
@@ -367,6 +395,18 @@ async def main(n: int, reps: int, big: bool) -> None:
             f"{ideal * 1000:.0f} ms)   target <= {SLEEP_TARGET}: {verdict(sleep_ratio <= SLEEP_TARGET)}"
         )
         print(f"  (raw anyio, same pool, no engine: {sleep[0].median / ideal:.3f} x ideal)")
+        workflow_ratio = delegation[1].median / delegation[0].median
+        print(
+            f"workflow step / tool step:     {workflow_ratio:6.2f}  "
+            f"({delegation[1].per_item_us:.0f} vs {delegation[0].per_item_us:.0f} µs/step)   "
+            f"target <= {WORKFLOW_TARGET}: {verdict(workflow_ratio <= WORKFLOW_TARGET)}"
+        )
+        delegates = {"fan_out": {"branches": [{"workflow": ONE_STEP.name}] * CHILD_FAN_OUT}}
+        children = await engine_once(files, "engine-children", delegates, count_records=True)
+        print(
+            f"fan-out of {CHILD_FAN_OUT} child workflows: {children.seconds:.2f} s, children succeeded "
+            f"{children.children} of {CHILD_FAN_OUT}: {verdict(children.children == CHILD_FAN_OUT)}"
+        )
 
         if not big:
             print(f"\n{BIG_FAN_OUT}-branch fan-out: skipped (--quick)")
