@@ -55,7 +55,21 @@ from registry.errors import RegistryError
 from registry.models import ToolSpec
 from registry.resolve import parse_ref
 from registry.schemacheck import SchemaCheck
-from storage import GateRecord, NewRun, RunRecord, RunUpdate, StepRecord, StorageError, Store, dumps, loads
+from storage import (
+    STEP_STARTED,
+    GateRecord,
+    NewRun,
+    RunRecord,
+    RunUpdate,
+    StepRecord,
+    StorageError,
+    Store,
+    dumps,
+    loads,
+)
+from storage.errors import NoBudget
+from storage.ledger import ENDED as LEDGER_ENDED
+from storage.ledger import Draw, share_of_cost, share_of_steps
 
 # how loud a run's ending is, for whoever follows it (the others: error)
 _SETTLED_LEVELS: dict[str, Level] = {"succeeded": "info", "partial": "warning", "cancelled": "warning"}
@@ -80,6 +94,16 @@ DEFAULT_LEASE_S = 15.0
 CHILD_POLL_S = 0.25  # how often a parent looks at a child run executing elsewhere
 SETTLED = frozenset({"succeeded", "partial", "failed", "rejected", "cancelled", "timed_out", "needs_attention"})
 UNSETTLED = tuple(s for s in RUN_STATUSES if s not in SETTLED)
+
+
+def _hold(chain: tuple[RunState, ...], steps: int, cost: float, granted: tuple[int, float] = (0, 0.0)) -> None:
+    """Hold ``steps`` and ``cost`` pending in the states of ``chain`` (negative: release them), and add ``granted``
+    to what they hold for good."""
+    for state in chain:
+        state.pending_steps += steps
+        state.pending_cost += cost
+        state.held_steps += granted[0]
+        state.held_cost += granted[1]
 
 
 def _child_reason(parent_id: str, reason: str) -> str:
@@ -239,7 +263,7 @@ class Engine:
                 f"step {describe_path(path)} would start a run {depth + 1} deep in its run tree",
                 step=path,
             )
-        steps_left = state.max_steps - state.steps_used
+        steps_left = state.max_steps - state.steps_used - state.held_steps
         asked = step.budget or ChildBudget()
         steps = steps_left if asked.max_steps is None else min(asked.max_steps, steps_left)
         if steps < 1:
@@ -248,7 +272,7 @@ class Engine:
             )
         cost = None
         if state.max_cost is not None:
-            cost = max(0.0, state.max_cost - state.cost_used)
+            cost = max(0.0, state.max_cost - state.cost_used - state.held_cost)
             cost = cost if asked.max_cost is None else min(asked.max_cost, cost)
         elif asked.max_cost is not None:
             cost = asked.max_cost
@@ -266,26 +290,43 @@ class Engine:
         )
         # A step with no record from before this run was resumed cannot have started a child yet, except in the
         # moment before its record was written: creating the run with the same key then finds that child.
-        child = await self.start_workflow(ref, value, options, look_up_key=path in state.records)
+        child = await self.start_workflow(ref, value, options, look_up_key=path in state.records, delegated=True)
         state.update(path, attempts=({"child_run_id": child.id, "workflow": ref},))
-        active = self._active.get(child.id)
-        # Executing here from its start, the child counted each step against this run as it went (``ancestors``);
-        # re-attached to a child that ran or runs elsewhere, this run counts what it used once it has ended.
-        counted = active is not None and active.runner is not None and active.runner.state.ancestors[:1] == (state,)
         finished = await self._finished(child.id)
-        if not counted:
-            state.steps_used += finished.usage_steps
-            state.cost_used += finished.usage_cost
+        # What the child's run tree did while executing under this run here was counted as it went (``ancestors``);
+        # the rest (before a crash, or executed elsewhere) is counted now that it has ended.
+        counted = state.counted_for.pop(child.id, (0, 0.0))
+        state.steps_used += finished.usage_steps - int(counted[0])
+        state.cost_used += finished.usage_cost - counted[1]
         return finished
 
+    async def sync_budgets(self) -> None:
+        """The heartbeat's budget pass: write the usage of runs executing here that changed since it was last
+        written (a child drawing from one of them elsewhere sees it), and read what runs started under them hold
+        of their budgets (``storage.ledger``)."""
+        states = {run_id: active.runner.state for run_id, active in self._active.items() if active.runner is not None}
+        for run_id, state in states.items():
+            if (state.steps_used, state.cost_used) != state.usage_written:
+                state.usage_written = (state.steps_used, state.cost_used)
+                self.store.submit_run(
+                    RunUpdate(run_id, usage_steps=state.steps_used, usage_cost=state.cost_used, owner=self.owner)
+                )
+        for run_id, (steps, cost) in (await self.store.ledger.held(list(states))).items():
+            states[run_id].held_steps, states[run_id].held_cost = steps, cost
+
     async def _finished(self, run_id: str) -> RunRecord:
-        """The run once it has ended; parked at a gate or waiting for an operator is not ended."""
+        """The child run once it has ended; parked at a gate or waiting for an operator is not ended. Recovery
+        leaves a child of a running parent to the parent (``LeaseStore.claim_expired``), so a child nobody executes
+        is resumed here, under its parent."""
         while True:
             record = await self.wait(run_id, timeout_s=CHILD_POLL_S)
             if record.status in SETTLED and record.status != "needs_attention":
                 return record
             if not self.is_active(run_id):
-                await anyio.sleep(CHILD_POLL_S)
+                if record.status == "running" and (record.lease_expires_at or 0.0) < self.clock():
+                    await self.resume(run_id)
+                if not self.is_active(run_id):
+                    await anyio.sleep(CHILD_POLL_S)
 
     async def _confirm_lease(self, run_id: str) -> None:
         """Return if this engine still holds the run; otherwise stop the run (cancelled, if that is why)."""
@@ -383,7 +424,13 @@ class Engine:
         )
 
     async def start_workflow(
-        self, ref: str, input: Any = None, options: RunOptions | None = None, *, look_up_key: bool = True
+        self,
+        ref: str,
+        input: Any = None,
+        options: RunOptions | None = None,
+        *,
+        look_up_key: bool = True,
+        delegated: bool = False,
     ) -> RunRecord:
         """Start a run of the workflow ``ref`` (``name@spec``) with ``input``, checked against its input schema.
         The run's lock holds the workflow's version beside its tools'.
@@ -405,11 +452,19 @@ class Engine:
             if problem is not None:
                 raise ContractViolation(f"the input of workflow {spec.ref} breaks its input_schema {problem}")
         plan = await plan_workflow(spec, options, self.limits, self.registry)
-        return await self._create(spec.step, input, plan, workflow_lock(spec, plan), options)
+        return await self._create(spec.step, input, plan, workflow_lock(spec, plan), options, delegated)
 
     async def _create(
-        self, step: dict[str, Any], input: Any, plan: Plan, lock: dict[str, str], options: RunOptions
+        self,
+        step: dict[str, Any],
+        input: Any,
+        plan: Plan,
+        lock: dict[str, str],
+        options: RunOptions,
+        delegated: bool = False,
     ) -> RunRecord:
+        """Create the run and launch it. A run with a parent that its own delegation step did not start draws its
+        budget from the parent's through the ledger (``storage.ledger``)."""
         if self._closing:
             raise ShuttingDown(
                 "this server is shutting down and starts no new runs; send the request to another "
@@ -417,6 +472,7 @@ class Engine:
             )
         contracts.check_caller_payload(input, "input", plan.limits)
         depth = 0
+        deadline_at = self.clock() + plan.limits.max_run_s
         if options.parent_run_id is not None:
             parent_id = options.parent_run_id
             known = self._depths.get(parent_id) if parent_id in self._active else None
@@ -425,6 +481,8 @@ class Engine:
                 if parent.status == "cancelled":
                     raise InvalidStep(f"parent run {parent.id} is cancelled, so no child run can start under it")
                 known = await self._depth(parent_id)
+                if parent.status == "running" and parent.deadline_at is not None:
+                    deadline_at = min(deadline_at, parent.deadline_at)  # no later than its running parent's
             depth = known + 1
             if depth >= plan.limits.max_run_depth:
                 raise LimitExceeded(
@@ -432,30 +490,113 @@ class Engine:
                     plan.limits.max_run_depth,
                     f"a child of run {parent_id} would be {depth + 1} deep in its run tree",
                 )
-        run_id = new_run_id()
-        record, created = await self.store.create_run(
-            NewRun(
-                id=run_id,
-                step=step,
-                input=input,
-                lock=lock,
-                limits=plan.limits.model_dump(mode="json"),
-                trace_id=uuid.uuid4().hex,
-                status="running",
-                tags=dict(options.tags),
-                idempotency_key=options.idempotency_key,
-                parent_run_id=options.parent_run_id,
-                principal=options.principal,
-                deadline_at=self.clock() + plan.limits.max_run_s,
-                lease_owner=self.owner,
-                lease_expires_at=self.clock() + self.lease_s,
-            )
+        new = NewRun(
+            id=new_run_id(),
+            step=step,
+            input=input,
+            lock=lock,
+            limits=plan.limits.model_dump(mode="json"),
+            trace_id=uuid.uuid4().hex,
+            status="running",
+            tags=dict(options.tags),
+            idempotency_key=options.idempotency_key,
+            parent_run_id=options.parent_run_id,
+            principal=options.principal,
+            deadline_at=deadline_at,
+            lease_owner=self.owner,
+            lease_expires_at=self.clock() + self.lease_s,
         )
+        if options.parent_run_id is None or delegated:
+            record, created = await self.store.create_run(new)
+        else:
+            record, created = await self._create_drawing(new, options.parent_run_id, plan.limits)
         if not created:
             return record
         self._depths[record.id] = depth
-        self._launch(record, plan.step, plan.specs, plan.limits, {})
+        self._launch(record, plan.step, plan.specs, Limits.model_validate(record.limits), {})
         return record
+
+    def _tree_here(self, run_id: str | None) -> tuple[RunState, ...]:
+        """The states of ``run_id`` and its ancestors executing with it here (empty if it does not execute here)."""
+        active = self._active.get(run_id) if run_id is not None else None
+        if active is None or active.runner is None:
+            return ()
+        return (active.runner.state, *active.runner.state.ancestors)
+
+    @staticmethod
+    def _share(chain: tuple[RunState, ...], steps: int, cost: float | None) -> tuple[int, float | None]:
+        """What the runs of ``chain`` (executing here) can give a child as a first grant, by what they know now:
+        the store gives at most this (``storage.ledger``)."""
+        room_steps: int | None = None
+        room_cost: float | None = None
+        for state in chain:
+            room = state.max_steps - state.steps_used - state.held_steps - state.pending_steps
+            if room < 1:
+                raise LimitExceeded(
+                    "max_steps",
+                    state.max_steps,
+                    f"run {state.run_id} has no steps left to give a child run ({state.steps_used} used by it, "
+                    f"{state.held_steps} held or used by runs started under it)",
+                )
+            room_steps = room if room_steps is None else min(room_steps, room)
+            if state.max_cost is not None:
+                left = max(0.0, state.max_cost - state.cost_used - state.held_cost - state.pending_cost)
+                room_cost = left if room_cost is None else min(room_cost, left)
+        if room_steps is not None:
+            steps = share_of_steps(room_steps, 1, steps)
+        if room_cost is not None:
+            cost = share_of_cost(room_cost, 0.0, cost)
+        return steps, cost
+
+    async def _create_drawing(self, new: NewRun, parent_id: str, limits: Limits) -> tuple[RunRecord, bool]:
+        """Create a child run that draws its budget from its parent's through the ledger. Runs of the tree that
+        execute here are counted as they are now, and hold what the child may get while the store decides (no
+        await between looking and holding: a step they take meanwhile cannot use the same units)."""
+        chain = self._tree_here(parent_id)
+        steps, cost = self._share(chain, limits.max_steps, limits.max_cost_per_run)
+        fresh = {state.run_id: (state.steps_used, state.cost_used) for state in chain}
+        _hold(chain, steps, cost or 0.0)
+        granted: tuple[int, float] = (0, 0.0)
+        try:
+            record, created = await self.store.create_run(new, Draw(parent_id, steps, cost, fresh))
+            if created:
+                granted = (record.hold_steps or 0, record.hold_cost or 0.0)
+        except NoBudget as exc:
+            raise LimitExceeded(exc.limit, exc.value, exc.message) from None
+        finally:  # from now on they hold what the store granted (the heartbeat keeps them in step with the store)
+            _hold(chain, -steps, -(cost or 0.0), granted)
+        return record, created
+
+    async def _top_up(self, record: RunRecord, state: RunState, path: str, cost: float) -> None:
+        """Grow the grant of a run that draws its budget from the ledger, for one more step costing ``cost``.
+        Raises LimitExceeded (at ``path``) if the runs it draws from have too little left."""
+        limits = state.limits
+        need_steps = max(0, state.steps_used + state.held_steps + 1 - state.max_steps)
+        need_cost = 0.0
+        if state.max_cost is not None:
+            need_cost = max(0.0, state.cost_used + state.held_cost + cost - state.max_cost)
+        own_cost = limits.max_cost_per_run
+        if (need_steps > 0 and state.max_steps >= limits.max_steps) or (
+            need_cost > 0 and own_cost is not None and (state.max_cost or 0.0) >= own_cost
+        ):
+            return  # its own limit: taking the step fails as for any run
+        if need_steps == 0 and need_cost == 0:
+            return
+        chain = self._tree_here(record.parent_run_id)
+        fresh = {s.run_id: (s.steps_used, s.cost_used) for s in chain}
+        _hold(chain, need_steps, need_cost)
+        before = (state.max_steps, state.max_cost or 0.0)
+        after: tuple[int, float] = before
+        try:
+            steps, grant_cost = await self.store.ledger.top_up(
+                record.id, (need_steps, need_cost), (limits.max_steps, limits.max_cost_per_run), fresh
+            )
+            state.max_steps, state.max_cost = steps, grant_cost
+            after = (steps, grant_cost or 0.0)
+        except NoBudget as exc:
+            raise LimitExceeded(exc.limit, exc.value, f"step {describe_path(path)}: {exc.message}", step=path) from None
+        finally:
+            _hold(chain, -need_steps, -need_cost, (after[0] - before[0], after[1] - before[1]))
 
     async def resume(self, run_id: str) -> RunRecord:
         """Execute an unfinished run again over its records: completed steps are not invoked again.
@@ -486,10 +627,26 @@ class Engine:
             except (PatternError, RegistryError, ValueError) as exc:
                 return await self._refuse_to_resume(record, exc)
             records = {r.path: r for r in await self.store.get_steps(run_id)}
-            self._launch(record, tree, specs, limits, records)
+            collected = await self._collected_usage(run_id, records)
+            state = self._launch(record, tree, specs, limits, records)
+            state.steps_used += collected[0]  # before the run's task takes its first step
+            state.cost_used += collected[1]
             return record
         finally:
             self._resuming.pop(run_id).set()
+
+    async def _collected_usage(self, run_id: str, records: dict[str, StepRecord]) -> tuple[int, float]:
+        """What the child runs of a resumed run's finished delegation steps used: its state counts only its own
+        tool steps, and the children of unfinished ones are counted when their steps collect them."""
+        collected = {
+            record.attempts[0]["child_run_id"]
+            for record in records.values()
+            if record.kind == "workflow" and record.status != STEP_STARTED and record.attempts
+        }
+        if not collected:
+            return 0, 0.0
+        children = [child for child in await self.store.child_runs(run_id) if child.id in collected]
+        return sum(child.usage_steps for child in children), sum(child.usage_cost for child in children)
 
     async def _refuse_to_resume(self, record: RunRecord, exc: Exception) -> RunRecord:
         """End a claimed run that cannot be executed again (its tree breaks a bound, a tool version it locked is
@@ -528,7 +685,7 @@ class Engine:
         specs: dict[str, ToolSpec],
         limits: Limits,
         records: dict[str, StepRecord],
-    ) -> None:
+    ) -> RunState:
         if self._group is None:
             raise RuntimeError("the engine is not running; use it as `async with Engine(...) as engine`")
         state = RunState(
@@ -550,11 +707,17 @@ class Engine:
             publish=self.events.publish,
         )
         state.delegate = functools.partial(self._delegate, record, state)
+        state.held_steps, state.held_cost = record.held_steps, record.held_cost
+        if record.hold_state is not None:  # its budget is a grant from the ledger, topped up as it goes
+            state.max_steps = record.hold_steps or 0
+            state.max_cost = record.hold_cost
+            state.top_up = functools.partial(self._top_up, record, state)
         parent = self._active.get(record.parent_run_id) if record.parent_run_id is not None else None
-        if parent is not None and parent.runner is not None:
+        if parent is not None and parent.runner is not None and record.hold_state is None:
             state.ancestors = (parent.runner.state, *parent.runner.state.ancestors)
         active = self._active[record.id] = _Active(runner=Runner(state), total=static_tool_steps(tree))
         self._group.start_soon(self._execute, record, tree, state, active)
+        return state
 
     async def _execute(self, record: RunRecord, tree: AnyStep, state: RunState, active: _Active) -> None:
         store = self.store
@@ -648,6 +811,8 @@ class Engine:
         self.store.submit_run(change)
         try:
             await self.store.flush(record.id)  # durability barrier before a settled run is reported
+            if record.hold_state == "open" and status in LEDGER_ENDED:
+                await self.store.ledger.settle(record.id)  # else the scheduler's sweep settles it
         except StorageError as exc:
             log.error("run %s could not be settled durably: %s", record.id, exc.message)
             return None

@@ -1,8 +1,10 @@
 """The engine's background pass, a few times a second: what keeps runs moving when no request does.
 
 - heartbeat: renew the leases of the runs executing here (a third of the lease apart); a run whose lease another
-  engine took over (this one stalled past it) is stopped here without recording anything more;
-- recovery: claim runs whose owner stopped renewing its lease (it crashed or was killed) and resume them;
+  engine took over (this one stalled past it) is stopped here without recording anything more; the runs' usage so
+  far is written, and what runs started under them hold of their budgets is read (``storage.ledger``);
+- recovery: claim runs whose owner stopped renewing its lease (it crashed or was killed) and resume them; settle
+  the budget grants of runs that ended without their engine settling them;
 - gates: reminders, escalations and time-outs that are due; runs parked at a gate decided elsewhere are resumed;
 - cancellation: runs executing here that another process recorded cancelled, or whose parent run is, stop.
 
@@ -51,6 +53,8 @@ class Scheduled(Protocol):
 
     def stop_cancelled(self, record: RunRecord) -> None: ...
 
+    async def sync_budgets(self) -> None: ...
+
     async def resume(self, run_id: str) -> RunRecord: ...
 
 
@@ -69,6 +73,7 @@ async def schedule(engine: Scheduled, stopping: anyio.Event) -> None:
                 for run_id in await engine.store.leases.claim_expired(engine.owner, engine.lease_s):
                     log.warning("resuming run %s: its owner stopped renewing its lease", run_id)
                     await engine.resume(run_id)
+                await engine.store.ledger.settle_ended()
             if not engine.draining:
                 await gates.tick(engine.store, engine.clock(), engine.events.publish)
             if adopt:
@@ -91,3 +96,4 @@ async def _heartbeat(engine: Scheduled) -> None:
     for run_id in mine:
         if run_id not in held:
             engine.abandon(run_id)
+    await engine.sync_budgets()

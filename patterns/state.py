@@ -140,6 +140,19 @@ class RunState:
     ancestors: tuple[RunState, ...] = ()
     """The states of this run's parent, grandparent, ... while they execute in the same engine: every step and
     cost is counted against each of their budgets too, at once."""
+    held_steps: int = 0
+    """What runs started under this one through the budget ledger (``storage.ledger``) hold of its budget."""
+    held_cost: float = 0.0
+    pending_steps: int = 0
+    """Held for a child run being created through the ledger here, until the store says what it granted."""
+    pending_cost: float = 0.0
+    top_up: Callable[[str, float], Awaitable[None]] | None = None
+    """For a run whose budget is a grant from the ledger (``storage.ledger``): grow it for one more step costing
+    that much, or raise LimitExceeded."""
+    usage_written: tuple[int, float] = (0, 0.0)
+    """The usage the heartbeat last wrote to the run's row."""
+    counted_for: dict[str, list[float]] = field(default_factory=dict)
+    """Per child run of a delegation step: the [steps, cost] its run tree counted into this run as it went."""
     limiter: anyio.CapacityLimiter = field(init=False)
     run_info: dict[str, Any] = field(init=False)
     _missing_seen: list[str] = field(init=False, default_factory=list)
@@ -191,34 +204,52 @@ class RunState:
 
     # -- usage -----------------------------------------------------------------------------------------------
 
+    def short_of(self, cost: float) -> bool:
+        """Whether this run's grant is too small for one more tool step costing ``cost`` (then ``top_up``)."""
+        if self.top_up is None:
+            return False
+        if self.steps_used + self.held_steps + self.pending_steps >= self.max_steps:
+            return True
+        spent = self.cost_used + self.held_cost + self.pending_cost
+        return self.max_cost is not None and spent + cost > self.max_cost + 1e-12
+
     def take_step(self, path: str) -> None:
         """Count a tool step against this run's ``max_steps`` and every ancestor's executing here: all of them
         have room, or none counts it (no await in between: siblings cannot take the same last step)."""
-        for state in (self, *self.ancestors):
-            if state.steps_used >= state.max_steps:
+        chain = (self, *self.ancestors)
+        for state in chain:
+            if state.steps_used + state.held_steps + state.pending_steps >= state.max_steps:
                 whose = "" if state is self else f" (its ancestor run {state.run_id} has none left)"
+                held = f"; runs started under it hold {state.held_steps}" if state.held_steps else ""
                 raise LimitExceeded(
                     "max_steps",
                     state.max_steps,
-                    f"step {describe_path(path)} would be step {state.steps_used + 1}{whose}",
+                    f"step {describe_path(path)} would be step {state.steps_used + 1}{whose}{held}",
                     step=path,
                 )
-        for state in (self, *self.ancestors):
+        self.steps_used += 1
+        for below, state in zip(chain, self.ancestors, strict=False):
             state.steps_used += 1
+            state.counted_for.setdefault(below.run_id, [0, 0.0])[0] += 1
 
     def charge(self, spec: ToolSpec, path: str) -> None:
-        for state in (self, *self.ancestors):
-            if state.max_cost is not None and state.cost_used + spec.cost > state.max_cost + 1e-12:
+        chain = (self, *self.ancestors)
+        for state in chain:
+            spent = state.cost_used + state.held_cost + state.pending_cost
+            if state.max_cost is not None and spent + spec.cost > state.max_cost + 1e-12:
                 whose = "the run's" if state is self else f"its ancestor run {state.run_id}'s"
+                held = f" (runs started under it hold {state.held_cost:g})" if state.held_cost else ""
                 raise LimitExceeded(
                     "max_cost_per_run",
                     state.max_cost,
                     f"calling {spec.ref} (cost {spec.cost}) at step {describe_path(path)} would bring {whose} cost "
-                    f"to {state.cost_used + spec.cost:g}",
+                    f"to {spent + spec.cost:g}{held}",
                     step=path,
                 )
-        for state in (self, *self.ancestors):
+        self.cost_used += spec.cost
+        for below, state in zip(chain, self.ancestors, strict=False):
             state.cost_used += spec.cost
+            state.counted_for.setdefault(below.run_id, [0, 0.0])[1] += spec.cost
         for prefix in self.cost_scopes:  # loops with a cost budget of their own (refine) see their spending
             if path.startswith(prefix):
                 self.cost_scopes[prefix] += spec.cost

@@ -45,6 +45,8 @@ async def _call(
         await state.store.flush(state.run_id)
         await state.confirm_lease()  # and this engine must still own the run: a stalled one may have lost it
     for attempt in range(1, policy.max_attempts + 1):
+        if state.top_up is not None and state.short_of(spec.cost):
+            await state.top_up(path, spec.cost)
         state.charge(spec, path)
         started = time.perf_counter()
         limiter = state.limiter
@@ -112,6 +114,8 @@ async def run_tool(runner: NodeRunner, step: ToolStep, path: str, value: Any) ->
     drain = state.drain
     if drain.draining:  # a graceful shutdown: start nothing new; another engine resumes the run here
         await drain.hold()
+    if state.top_up is not None and state.short_of(0.0):
+        await state.top_up(path, 0.0)
     state.take_step(path)
     state.store_bytes(input_json, path, "input")
     state.begin(path, "tool", input_json, spec.name, spec.version)

@@ -1,7 +1,7 @@
 """Durable state: tools, runs and step records in SQLite (default) or PostgreSQL."""
 
 from storage.database import Database, Durability, parse_database_url
-from storage.errors import NotFound, RunChanged, RunNotFound, StorageError, UnsupportedDatabase, WriteFailed
+from storage.errors import NoBudget, NotFound, RunChanged, RunNotFound, StorageError, UnsupportedDatabase, WriteFailed
 from storage.gates import GateNotFound, GateStore
 from storage.records import (
     GATE_DECIDED,
@@ -40,6 +40,7 @@ __all__ = [
     "NewRun",
     "NotFound",
     "RunChanged",
+    "NoBudget",
     "RunNotFound",
     "RunRecord",
     "RunUpdate",

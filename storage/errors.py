@@ -8,6 +8,7 @@ Tree::
     │   └── GateNotFound       no gate with that id (storage.gates)
     ├── RunChanged             a compare-and-set on a run lost: it changed since it was read
     ├── Duplicate              an insert found its key taken (the store turns it into an answer)
+    ├── NoBudget               a child run would draw from a run with no step left (storage.ledger)
     ├── DatabaseError          the database failed: unreachable, locked, out of space (a one-line cause)
     ├── UnsupportedDatabase    a database URL the store cannot use
     └── WriteFailed            the step writer could not persist records of a run
@@ -53,6 +54,19 @@ class RunChanged(StorageError):
 
 class Duplicate(StorageError):
     """An insert whose key exists already (a tool version, an idempotency key): the store's callers decide."""
+
+
+class NoBudget(StorageError):
+    """A run started under ``run_id`` would draw from its budget, which has nothing left of ``limit``."""
+
+    def __init__(self, run_id: str, limit: str, value: object, used: int, held: int) -> None:
+        super().__init__(
+            f"run {run_id} has no steps left to give a child run ({limit} {value}: {used} used by it, {held} held "
+            f"or used by runs started under it)"
+        )
+        self.run_id = run_id
+        self.limit = limit
+        self.value = value
 
 
 class DatabaseError(StorageError):

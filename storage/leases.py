@@ -6,10 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy.orm import aliased
 
 from storage.models import RunRow
 from storage.sessions import Sessions
+
+DELEGATED = "podium:%"
+"""The idempotency keys of child runs that delegation steps start: ``podium:{parent}:{path}``."""
 
 
 class LeaseStore:
@@ -52,9 +56,17 @@ class LeaseStore:
         )
 
     async def claim_expired(self, owner: str, lease_s: float, limit: int = 50) -> list[str]:
-        """Claim running runs whose owner stopped renewing their lease (it crashed or was killed)."""
+        """Claim running runs whose owner stopped renewing their lease (it crashed or was killed). Not the child
+        of a delegation step while its parent is running: the parent's engine resumes it when the step re-attaches,
+        so that a run tree executes in one engine and counts its budget there."""
         now = self._sessions.clock()
-        expired = select(RunRow.id).where(RunRow.status == "running", self._free(now)).limit(limit)
+        parent = aliased(RunRow)
+        delegated_under_running = exists().where(
+            parent.id == RunRow.parent_run_id, parent.status == "running", RunRow.idempotency_key.like(DELEGATED)
+        )
+        expired = (
+            select(RunRow.id).where(RunRow.status == "running", self._free(now), ~delegated_under_running).limit(limit)
+        )
         if self._dialect == "postgresql":
             expired = expired.with_for_update(skip_locked=True)  # replicas claiming at once take different runs
         # One statement: on SQLite a read followed by a write in one transaction fails at once (not after the busy

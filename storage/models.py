@@ -76,6 +76,17 @@ class RunRow(Base):
     """Operator interventions, oldest first: ``{"action", "by", "at", "reason", ...}``."""
     time_left_s: Mapped[float | None] = mapped_column(Float)
     """While a run waits at a gate: the execution time it had left (waiting for a person does not count)."""
+    held_steps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Budget ledger (``storage.ledger``): steps that runs started under this one (not by its own delegation
+    steps) hold while open, or used once ended."""
+    held_cost: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    hold_steps: Mapped[int | None] = mapped_column(Integer)
+    """On a run that drew its budget through the ledger: the steps it was granted (its ``max_steps``)."""
+    hold_cost: Mapped[float | None] = mapped_column(Float)
+    hold_from: Mapped[str | None] = mapped_column(Text)
+    """The runs it drew its grant from: a JSON list of ids, its parent first."""
+    hold_state: Mapped[str | None] = mapped_column(String(8), index=True)
+    """``open`` while its grant is held; ``closed`` once what it did not use went back (``None``: no grant)."""
 
     __table_args__ = (Index("ix_runs_status_lease", "status", "lease_expires_at"),)
 

@@ -84,6 +84,14 @@ class RunRecord:
     updated_at: float
     history: list[dict[str, Any]] = field(default_factory=list)
     """Operator interventions, oldest first: who retried, skipped or cancelled what, when and why."""
+    held_steps: int = 0
+    """What runs started under this one by others than its own steps hold of its budget (``storage.ledger``)."""
+    held_cost: float = 0.0
+    hold_state: str | None = None
+    """``open``/``closed`` on a run that drew its budget from the ledger; None otherwise."""
+    hold_steps: int | None = None
+    """Its grant so far (it grows as the run tops it up, up to its ``max_steps``)."""
+    hold_cost: float | None = None
 
     @property
     def duration_ms(self) -> float:

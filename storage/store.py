@@ -12,7 +12,7 @@ import anyio
 from sqlalchemy import Connection, Engine, Select, Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage import migrate
+from storage import ledger, migrate
 from storage.database import (
     Database,
     Durability,
@@ -25,6 +25,7 @@ from storage.database import (
 from storage.errors import Duplicate, RunChanged, RunNotFound
 from storage.gates import GateStore
 from storage.leases import LeaseStore
+from storage.ledger import Draw, LedgerStore
 from storage.models import RunRow, StepRow, WorkflowRow
 from storage.records import NewRun, RunRecord, RunUpdate, StepRecord, StepWrite, dumps, loads
 from storage.sessions import Sessions, translated
@@ -59,6 +60,11 @@ def _run(row: Any) -> RunRecord:
         finished_at=row.finished_at,
         updated_at=row.updated_at,
         history=loads(row.history),
+        held_steps=row.held_steps,
+        held_cost=row.held_cost,
+        hold_state=row.hold_state,
+        hold_steps=row.hold_steps,
+        hold_cost=row.hold_cost,
     )
 
 
@@ -135,6 +141,8 @@ class Store:
         self.workflows = ToolStore(self._sessions, WorkflowRow)
         self.leases = LeaseStore(self._sessions, db.dialect)
         self.gates = GateStore(self._sessions)
+        self.ledger = LedgerStore(self._sessions, db.dialect)
+        self._lock_rows = db.dialect == "postgresql"
 
     @classmethod
     @asynccontextmanager
@@ -186,8 +194,11 @@ class Store:
 
     # -- runs ------------------------------------------------------------------------------------------------
 
-    async def create_run(self, new: NewRun) -> tuple[RunRecord, bool]:
-        """Insert a run. With an idempotency key already used, return that run instead (``created`` False)."""
+    async def create_run(self, new: NewRun, ask: Draw | None = None) -> tuple[RunRecord, bool]:
+        """Insert a run. With an idempotency key already used, return that run instead (``created`` False).
+
+        With ``ask``, the run draws a first grant of budget from the ledger in the same transaction
+        (``storage.ledger``): ``hold_steps`` and ``hold_cost``. Raises ``NoBudget`` if nothing is left."""
         now = self._sessions.clock()
         row = {
             "id": new.id,
@@ -214,9 +225,20 @@ class Store:
             "started_at": None,
             "finished_at": None,
             "updated_at": now,
+            "held_steps": 0,
+            "held_cost": 0.0,
+            "hold_state": None,
+            "hold_steps": None,
+            "hold_cost": None,
         }
+
+        def insert(connection: Connection) -> None:
+            if ask is not None:
+                row.update(ledger.grant_columns(ledger.draw(connection, self._lock_rows, ask)))
+            connection.execute(_INSERT_RUN, row)
+
         try:
-            await self._sessions.change(lambda connection: connection.execute(_INSERT_RUN, row))
+            await self._sessions.change(insert)
             return _run(SimpleNamespace(**row)), True
         except Duplicate:
             if new.idempotency_key is None:
@@ -309,6 +331,9 @@ class Store:
                 await session.execute(
                     update(StepRow).where(StepRow.run_id == write.run_id, StepRow.path == write.path).values(values)
                 )
+            if seen.hold_state == "closed":  # it holds its whole grant again while it runs
+                lock = self._lock_rows
+                await session.run_sync(lambda sync: ledger.reopen(sync.connection(), lock, seen.id))
         return await self.get_run(seen.id)
 
     async def append_history(self, run_id: str, entry: dict[str, Any], *, once: bool = False) -> None:

@@ -142,3 +142,24 @@ async def test_a_delegation_step_shows_its_child_and_list_runs_finds_children(de
     [child] = run["children"]
     assert child["status"] == "succeeded" and child["workflow"] == "invoice-intake@1.0.0"
     assert [r["run_id"] for r in children["runs"]] == [child["run_id"]] and none["runs"] == []
+
+
+async def test_a_supervisor_cannot_escape_its_budget_by_starting_runs_under_it(demo_settings: Settings, mode: str):
+    intake = {"workflow": "invoice-intake@^1", "input": {"text": INVOICE}, "options": {"budget": {"max_steps": 3}}}
+    async with Client(build_server(demo_settings), mode=mode) as client:
+        parent = await call(client, "run_workflow", intake)
+        child = await call(
+            client,
+            "run_workflow",
+            {**intake, "options": {"parent_run_id": parent["run_id"]}},
+        )
+        refused = await error(
+            client,
+            "run_chain",
+            {"steps": [{"tool": "extract-invoice"}], "options": {"parent_run_id": parent["run_id"]}},
+        )
+    assert parent["status"] == "succeeded" and parent["usage"]["steps"] == 2
+    # the parent had one step left: the child's second step is refused, naming the parent
+    assert child["status"] == "failed" and child["error"]["type"] == "limit_exceeded"
+    assert f"run {parent['run_id']} has no steps left to give a child run" in child["error"]["message"]
+    assert "limit_exceeded" in refused and "has no steps left to give a child run" in refused
