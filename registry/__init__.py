@@ -13,7 +13,7 @@ from registry.errors import (
 from registry.files import RegistryFile, load_registry_file, parse_registry_text
 from registry.models import NO_RETRY, PythonProvider, RetryPolicy, ToolSpec
 from registry.providers import PermanentError, make_invoker
-from registry.registry import Registry
+from registry.registry import Registry, staged
 from registry.resolve import ToolRef, parse_ref, resolve_version
 from registry.semver import Version, VersionRange
 from registry.workflows import WorkflowSpec
@@ -43,4 +43,5 @@ __all__ = [
     "parse_ref",
     "parse_registry_text",
     "resolve_version",
+    "staged",
 ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 from registry.errors import InvalidToolSpec, NoMatchingVersion, ToolConflict, ToolNotFound, WorkflowNotFound
@@ -29,6 +31,27 @@ def _spec(stored: StoredTool) -> ToolSpec:
 
 def _workflow(stored: StoredTool) -> WorkflowSpec:
     return WorkflowSpec.model_validate({**stored.definition, "deprecated": stored.deprecated})
+
+
+_STAGED: contextvars.ContextVar[tuple[WorkflowSpec, ...]] = contextvars.ContextVar("staged_workflows", default=())
+"""Workflows of a registry file being checked before it is published (``register_file``)."""
+
+
+_STAGED_TOOLS: contextvars.ContextVar[tuple[ToolSpec, ...]] = contextvars.ContextVar("staged_tools", default=())
+
+
+@contextmanager
+def staged(workflows: Iterable[WorkflowSpec], tools: Iterable[ToolSpec] = ()) -> Iterator[None]:
+    """While the block runs, ``workflows`` and ``tools`` resolve in this task as if published beside what is (a
+    registry file's workflows are checked together, may delegate to each other and use the file's tools); other
+    tasks do not see them."""
+    token = _STAGED.set(tuple(workflows))
+    tools_token = _STAGED_TOOLS.set(tuple(tools))
+    try:
+        yield
+    finally:
+        _STAGED_TOOLS.reset(tools_token)
+        _STAGED.reset(token)
 
 
 class Registry:
@@ -97,9 +120,12 @@ class Registry:
             stored = await self._store.workflows.get(workflow.name, workflow.version)
             if stored is not None and stored.definition_hash != workflow.definition_hash():
                 raise ToolConflict(workflow.name, workflow.version, workflow.differences(_workflow(stored)))
-        for workflow in loaded.workflows:
-            if check_workflow is not None:
-                await check_workflow(workflow)
+        if check_workflow is not None:
+            # the file's workflows may delegate to each other: while they are checked, they resolve (in this task
+            # only) as if published
+            with staged(loaded.workflows):  # its tools are published already
+                for workflow in loaded.workflows:
+                    await check_workflow(workflow)
         for workflow in loaded.workflows:
             await self.register_workflow(workflow)
         return list(loaded.tools)
@@ -125,6 +151,9 @@ class Registry:
         key = (name, version)
         spec = self._specs.get(key)
         if spec is None:
+            for staged_spec in _STAGED_TOOLS.get():
+                if (staged_spec.name, staged_spec.version) == key:
+                    return staged_spec
             stored = await self._store.tools.get(name, version)
             if stored is None:
                 await self._not_found(name)
@@ -149,6 +178,15 @@ class Registry:
         """
         parsed = parse_ref(ref) if isinstance(ref, str) else ref
         versions = await self._recent_versions(parsed.name)
+        staged = _STAGED_TOOLS.get()
+        if staged:
+            candidates = {t.version: t for t in staged if t.name == parsed.name}
+            if candidates:
+                known = {v.version: v.deprecated for v in versions}
+                new = [(v, False) for v in candidates if v not in known]
+                version = resolve_version(parsed, [*known.items(), *new])
+                if version not in known:
+                    return candidates[version]
         if not versions:
             await self._not_found(parsed.name)
         version = resolve_version(parsed, [(v.version, v.deprecated) for v in versions])
@@ -207,9 +245,13 @@ class Registry:
         """
         parsed = parse_ref(ref)
         versions = await self._recent_versions(parsed.name, "workflow")
-        if not versions:
+        staged = {w.version: w for w in _STAGED.get() if w.name == parsed.name}
+        if not versions and not staged:
             raise WorkflowNotFound(parsed.name, await self._store.workflows.names())
-        version = resolve_version(parsed, [(v.version, v.deprecated) for v in versions])
+        known = [(v.version, v.deprecated) for v in versions]
+        version = resolve_version(parsed, [*known, *((v, False) for v in staged if v not in dict(known))])
+        if version in staged:
+            return staged[version]
         key = (parsed.name, version)
         if key not in self._workflows:
             self._workflows[key] = _workflow(next(v for v in versions if v.version == version))

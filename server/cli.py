@@ -16,35 +16,29 @@ from pydantic import BaseModel
 
 from patterns import SETTLED, Engine, PatternError, gates, interventions
 from patterns.workflows import workflow_checker
-from registry import Registry, RegistryError, load_registry_file
+from registry import Registry, RegistryError, load_registry_file, staged
 from server.config import ConfigError, Settings
 from server.render import gate_report, gates_table, run_report, runs_table, step_tree, tools_table
 from server.results import (
     GateList,
     RunList,
-    RunResult,
     ToolList,
     WorkflowList,
     catalogue,
     gate_detail,
-    run_result,
     run_summary,
     tool_info,
     workflow_catalogue,
     workflow_info,
 )
-from storage import RunRecord, StepRecord, StorageError, Store
+from server.runtree import run_tree_report, whole
+from storage import StorageError, Store
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class CommandError(Exception):
     """A problem the user can fix; printed without a traceback, exit status 2."""
-
-
-def whole(record: RunRecord, steps: list[StepRecord] | None = None) -> RunResult:
-    """A run as the CLI shows it: every step and the whole output (a person asked for this one run)."""
-    return run_result(record, steps, step_limit=None, max_output_bytes=None)
 
 
 def _print_json(data: Any) -> None:
@@ -88,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     runs_list = runs.add_parser("list", parents=[common, as_json], help="recent runs, newest first")
     runs_list.add_argument("--status")
     runs_list.add_argument("--limit", type=int, default=20)
+    runs_list.add_argument("--parent", metavar="RUN_ID", help="only the child runs of this run")
     runs_show = runs.add_parser("show", parents=[common, as_json], help="a run and its step tree")
     runs_show.add_argument("run_id")
     runs_tail = runs.add_parser("tail", parents=[common], help="follow a live run until it settles")
@@ -166,13 +161,18 @@ async def _with_store(settings: Settings, body: Callable[[Store], Awaitable[int]
 
 
 async def _runs_list(store: Store, args: argparse.Namespace) -> int:
-    runs = [run_summary(r) for r in await store.list_runs(args.status, args.limit)]
+    runs = [run_summary(r) for r in await store.list_runs(args.status, args.limit, args.parent)]
     return _emit(args, RunList(runs=runs), runs_table(runs))
 
 
 async def _runs_show(store: Store, args: argparse.Namespace) -> int:
-    result = whole(await store.get_run(args.run_id), await store.get_steps(args.run_id, payloads=False))
-    return _emit(args, result, run_report(result))
+    record = await store.get_run(args.run_id)
+    steps = await store.get_steps(args.run_id, payloads=False)
+    result = whole(record, steps)
+    if args.json:
+        return _emit(args, result, "")
+    print(await run_tree_report(store, record, steps))
+    return 0
 
 
 async def _runs_tail(store: Store, args: argparse.Namespace) -> int:
@@ -309,8 +309,9 @@ async def _workflows_validate(store: Store, args: argparse.Namespace) -> int:
     loaded = load_registry_file(args.file)
     results = {}
     async with Engine(store, Registry(store), args.settings.limits, recover=False) as engine:
-        for workflow in loaded.workflows:
-            results[workflow.ref] = await check_workflow(engine, workflow)
+        with staged(loaded.workflows, loaded.tools):  # they may use each other and the file's tools
+            for workflow in loaded.workflows:
+                results[workflow.ref] = await check_workflow(engine, workflow)
     if args.json:
         _print_json({ref: result.model_dump(mode="json") for ref, result in results.items()})
     for ref, result in results.items():

@@ -74,10 +74,15 @@ def _label(step: StepInfo, note: str | None) -> str:
     return "  ".join(p for p in parts if p)
 
 
-def step_tree(steps: Sequence[StepInfo], notes: Mapping[str, str] | None = None) -> str:
+def step_tree(
+    steps: Sequence[StepInfo],
+    notes: Mapping[str, str] | None = None,
+    nested: Mapping[str, Sequence[str]] | None = None,
+) -> str:
     """The step records as a tree: path, tool@version, status, attempts, duration, and errors under their step;
-    ``notes`` adds a word to some steps (``skipped by ana``)."""
+    ``notes`` adds a word to some steps (``skipped by ana``), ``nested`` lines under some (a child run's tree)."""
     notes = notes or {}
+    nested = nested or {}
     known = {s.path for s in steps}
     children: dict[str, list[StepInfo]] = {}
     root: StepInfo | None = None
@@ -94,6 +99,7 @@ def step_tree(steps: Sequence[StepInfo], notes: Mapping[str, str] | None = None)
         inner = prefix + ("" if top else ("   " if last else "│  "))
         if step.error is not None:
             lines.append(inner + f"   ! {step.error.type}: {_short(step.error.message, 110)}")
+        lines.extend(inner + "   " + line for line in nested.get(step.path, ()))
         kids = sorted(children.get(step.path, []), key=lambda s: _sort_key(s.path))
         for i, kid in enumerate(kids):
             emit(kid, inner, i == len(kids) - 1, False)
@@ -111,10 +117,19 @@ def _sort_key(path: str) -> list[tuple[int, int | str]]:
     return [(0, int(p)) if p.isdigit() else (1, p) for p in path.split("/")]
 
 
-def run_report(result: RunResult) -> str:
+def run_report(
+    result: RunResult,
+    nested: Mapping[str, Sequence[str]] | None = None,
+    children: Sequence[str] = (),
+    *,
+    what: str = "run",
+) -> str:
+    """A run for people: its outcome, step tree and history. ``nested``: lines to draw under some steps (the child
+    runs of delegation steps); ``children``: lines for child runs started otherwise (``options.parent_run_id``)."""
     lines = [
-        f"run {result.run_id}: {result.status}  "
-        f"({result.usage.steps} steps, cost {result.usage.cost:g}, {_ms(result.usage.duration_ms)})"
+        f"{what} {result.run_id}: {result.status}  "
+        f"({result.usage.steps} step{'' if result.usage.steps == 1 else 's'}, cost {result.usage.cost:g}, "
+        f"{_ms(result.usage.duration_ms)})"
     ]
     if result.error is not None:
         where = f" at step {result.error.step}" if result.error.step else ""
@@ -128,10 +143,13 @@ def run_report(result: RunResult) -> str:
             for e in result.history
             for path in e.get("steps", [])
         }
-        lines.append(step_tree(result.steps, notes))
+        lines.append(step_tree(result.steps, notes, nested))
+    if children:
+        lines.extend(["child runs started under it:", *("  " + line for line in children)])
     if result.history:
         lines.extend(["history:", *(_event(e) for e in result.history)])
-    lines.append(f"next: {result.next_action}")
+    if what == "run":
+        lines.append(f"next: {result.next_action}")
     return "\n".join(lines)
 
 

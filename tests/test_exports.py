@@ -7,7 +7,7 @@ import pytest
 EXPECTED = {
     "storage": [
         "Database", "Durability", "GATE_DECIDED", "GATE_EXPIRED", "GATE_PENDING", "GATE_TIMED_OUT", "GateNotFound",
-        "GateRecord", "GateStore", "NewGate", "NewRun", "NotFound", "RunChanged", "RunNotFound", "RunRecord",
+        "GateRecord", "GateStore", "NewGate", "NewRun", "NoBudget", "NotFound", "RunChanged", "RunNotFound", "RunRecord",
         "RunUpdate", "STEP_CANCELLED", "STEP_COMPLETED", "STEP_FAILED", "STEP_STARTED", "STEP_WAITING", "StepRecord",
         "StepWrite", "StorageError", "Store", "StoredTool", "UnsupportedDatabase", "WriteFailed", "dumps", "loads",
         "parse_database_url",
@@ -16,7 +16,7 @@ EXPECTED = {
         "InvalidReference", "InvalidToolSpec", "NO_RETRY", "NoMatchingVersion", "PermanentError", "PythonProvider",
         "Registry", "RegistryError", "RegistryFile", "RegistryFileError", "RetryPolicy", "ToolConflict",
         "ToolNotFound", "ToolRef", "ToolSpec", "Version", "VersionRange", "WorkflowNotFound", "WorkflowSpec",
-        "load_registry_file", "make_invoker", "parse_ref", "parse_registry_text", "resolve_version",
+        "load_registry_file", "make_invoker", "parse_ref", "parse_registry_text", "resolve_version", "staged",
     ],
     "patterns": [
         "ERROR_TYPES", "KINDS", "RUN_STATUSES", "SETTLED", "AnyStep", "ChainStep", "ContractViolation", "Engine",

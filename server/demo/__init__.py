@@ -1,13 +1,16 @@
-"""``podium demo``: four scenarios from the seed articles, run through the MCP tools as an LLM client would.
+"""``podium demo``: five scenarios from the seed articles, published as workflows and started with ``run_workflow``
+through the MCP tools as an LLM client would.
 
 - an invoice chain (``invoice``): extract, match the purchase order, check the budget, score the risk, post;
 - a vendor-risk fan-out (``vendor_risk``): five sources in parallel, the slow news source timing out into
   "data unavailable", then a synthesis of what arrived;
 - a support-ticket router (``support``): classify, then the matching handler;
-- a contract amendment (``contracts``): draft a renewal, two human approval gates, then send for signature.
+- a contract amendment (``contracts``): draft a renewal, two human approval gates, then send for signature;
+- an employee onboarding (``onboarding``): a coordinator delegating to IT, finance and kickoff workflows as child
+  runs, the kickoff after IT.
 
-The tools are small deterministic Python functions declared in ``tools.toml`` as ``name@1.0.0``; ``runner`` holds
-the scenarios' step trees and inputs and runs them (``run_demo``).
+The tools are small deterministic Python functions declared in ``tools.toml`` as ``name@1.0.0``, beside the
+workflows; ``runner`` holds the scenarios' inputs and runs them (``run_demo``).
 """
 
 from server.demo.runner import INVOICE_TEXT, SCENARIOS, TOOLS_FILE, run_demo

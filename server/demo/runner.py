@@ -1,9 +1,11 @@
 """``podium demo``: the bundled example workflows, run through the MCP tools exactly as an LLM client would.
 
 It registers ``server/demo/tools.toml``, starts the server in-process, connects a real ``mcp.Client`` and
-runs four scenarios from the seed articles: an invoice chain, a vendor-risk fan-out whose slow news source
-times out into "data unavailable", a support-ticket router, and a contract amendment with two human gates
-(which the demo decides itself, saying what a human would run). The runs stay in the database for
+runs five scenarios from the seed articles, each a workflow published in that file and started with
+``run_workflow``: an invoice chain, a vendor-risk fan-out whose slow news source times out into "data
+unavailable", a support-ticket router, a contract amendment with two human gates (which the demo decides itself,
+saying what a human would run), and an employee onboarding whose coordinator delegates to specialist workflows
+as child runs. The runs stay in the database for
 ``podium runs list`` / ``podium runs show``.
 """
 
@@ -23,6 +25,7 @@ from server.app import build_server
 from server.config import Settings
 from server.render import run_report
 from server.results import RunResult
+from server.runtree import run_tree_report
 from storage import Store
 
 TOOLS_FILE = Path(__file__).parent / "tools.toml"
@@ -68,18 +71,16 @@ def _cap_increase(draft: Any) -> Any:
     return {**draft, "recommended": {**draft["recommended"], "increase_pct": 3.5}}
 
 
-CONTRACT_GATE_SCHEMA = {
-    "type": "object",
-    "required": ["contract_id", "vendor", "recommended"],
-    "properties": {
-        "recommended": {
-            "type": "object",
-            "required": ["increase_pct"],
-            "properties": {"increase_pct": {"type": "number", "minimum": 0, "maximum": 10}},
-        }
-    },
+NEW_HIRE = {
+    "name": "Dana Ruiz",
+    "role": "engineer",
+    "department": "platform",
+    "manager": "Lee Park",
+    "level": "L3",
+    "salary": 78_000,
+    "start_date": "2027-01-11",
+    "location": "Berlin",
 }
-
 
 SCENARIOS = (
     Scenario(
@@ -87,77 +88,24 @@ SCENARIOS = (
         story="Extract the invoice, match it to its purchase order, check the budget, score the risk, and post it "
         "to the ERP. Each step has an output contract; post-to-erp is not idempotent, so its start is made durable "
         "before it runs.",
-        tool="run_chain",
-        arguments={
-            "steps": [
-                {"id": "invoice", "tool": "extract-invoice@^1.0", "input": {"text": {"$": "input.text"}}},
-                {"id": "po", "tool": "match-po@^1.0", "input": {"invoice": {"$": "steps.invoice"}}},
-                {
-                    "id": "budget",
-                    "tool": "check-budget@^1.0",
-                    "input": {"invoice": {"$": "steps.invoice"}, "department": {"$": "steps.po.department"}},
-                },
-                {
-                    "id": "risk",
-                    "tool": "score-risk@^1.0",
-                    "input": {
-                        "invoice": {"$": "steps.invoice"},
-                        "po_check": {"$": "steps.po"},
-                        "budget_check": {"$": "steps.budget"},
-                    },
-                },
-                {
-                    "id": "erp",
-                    "tool": "post-to-erp@^1.0",
-                    "input": {"invoice": {"$": "steps.invoice"}, "risk": {"$": "steps.risk"}},
-                },
-            ],
-            "input": {"text": INVOICE_TEXT},
-        },
+        tool="run_workflow",
+        arguments={"workflow": "invoice-processing@^1", "input": {"text": INVOICE_TEXT}},
         expect="succeeded",
     ),
     Scenario(
         title="Vendor risk: a parallel fan-out with a timeout on every branch",
         story="Five sources are asked at once; the news source is slow, so after 0.5 s its branch becomes "
         "'data unavailable' instead of blocking the others, and the synthesis says so.",
-        tool="fan_out",
-        arguments={
-            "branches": [
-                {"tool": "vendor-financials@^1.0"},
-                {"tool": "vendor-sanctions@^1.0"},
-                {"tool": "vendor-news@^1.0"},
-                {"tool": "vendor-performance@^1.0"},
-                {"tool": "vendor-contract@^1.0"},
-            ],
-            "input": {"vendor": "Globex Ltd"},
-            "strategy": "best_effort",
-            "branch_timeout_s": 0.5,
-            "reduce": {
-                "tool": "synthesize-risk@^1.0",
-                "input": {"results": {"$": "results"}, "vendor": {"$": "input.vendor"}},
-            },
-        },
+        tool="run_workflow",
+        arguments={"workflow": "vendor-risk@^1", "input": {"vendor": "Globex Ltd"}},
         expect="partial",
     ),
     Scenario(
         title="Support ticket: classify, then route to the right handler",
         story="The classifier's category picks the handler; anything unrecognised goes to the general queue.",
-        tool="run_chain",
+        tool="run_workflow",
         arguments={
-            "steps": [
-                {"id": "ticket", "tool": "classify-ticket@^1.0"},
-                {
-                    "route": {
-                        "on": "input.category",
-                        "cases": {
-                            "billing": {"tool": "handle-billing@^1.0"},
-                            "outage": {"tool": "handle-outage@^1.0"},
-                            "security": {"tool": "handle-security@^1.0"},
-                        },
-                        "default": {"tool": "handle-general@^1.0"},
-                    }
-                },
-            ],
+            "workflow": "support-triage@^1",
             "input": {
                 "subject": "Charged twice for March",
                 "body": "Hi, my credit card was charged twice for the March invoice. Please refund one of the "
@@ -171,53 +119,22 @@ SCENARIOS = (
         story="An agent drafts the renewal brief; legal approves, modifies or rejects it; the amendment is written; "
         "the business owner confirms the commercial terms; only then is it sent for signature. Each gate has a "
         "4-hour SLA and an escalation path. A waiting run holds no task, however long the humans take.",
-        tool="run_chain",
-        arguments={
-            "steps": [
-                {"id": "draft", "tool": "draft-renewal@^1.0"},
-                {
-                    "id": "legal",
-                    "gate": {
-                        "title": "Legal review: ACME renewal terms",
-                        "brief": "Check the increase against the market range, the term and the liability cap; "
-                        "edit the recommended terms if needed.",
-                        "payload": {"$": "steps.draft"},
-                        "payload_schema": CONTRACT_GATE_SCHEMA,
-                        "approvers": ["legal"],
-                        "sla_s": 14_400,
-                        "escalate_to": ["general-counsel"],
-                        "on_timeout": "reject",
-                    },
-                },
-                {"id": "amendment", "tool": "generate-amendment@^1.0", "input": {"$": "steps.legal.payload"}},
-                {
-                    "id": "owner",
-                    "gate": {
-                        "title": "Business owner: confirm the commercial terms",
-                        "brief": "Confirm the new annual fee and term before the amendment goes to ACME.",
-                        "payload": {"$": "steps.amendment"},
-                        "approvers": ["procurement-owner"],
-                        "sla_s": 14_400,
-                        "escalate_to": ["cfo"],
-                        "on_timeout": "reject",
-                    },
-                },
-                {
-                    "tool": "send-for-signature@^1.0",
-                    "input": {
-                        "amendment_id": {"$": "steps.amendment.amendment_id"},
-                        "vendor": {"$": "steps.amendment.vendor"},
-                    },
-                },
-            ],
-            "input": {"contract_id": "C-1001"},
-            "options": {"wait_s": 5},
-        },
+        tool="run_workflow",
+        arguments={"workflow": "contract-amendment@^1", "input": {"contract_id": "C-1001"}, "options": {"wait_s": 5}},
         expect="succeeded",
         decisions=(
             Decision("legal", "modify", "cap the increase at 3.5%, mid-market", _cap_increase),
             Decision("procurement-owner", "approve", "fee and term confirmed"),
         ),
+    ),
+    Scenario(
+        title="Employee onboarding: a coordinator delegating to specialists",
+        story="The coordinator starts IT and finance as child runs in parallel, each a workflow with its own tools "
+        "and a budget drawn from the coordinator's; the kickoff waits for IT (it needs the new account); the "
+        "checklist assembles what they did. Each child run is drawn under the step that started it.",
+        tool="run_workflow",
+        arguments={"workflow": "employee-onboarding@^1", "input": NEW_HIRE},
+        expect="succeeded",
     ),
 )
 
@@ -264,7 +181,7 @@ async def run_demo(settings: Settings) -> int:
             print(f"   {scenario.story}")
             print(f"   MCP call: {scenario.tool}\n")
             run = await run_scenario(client, scenario, settings.database_url)
-            print(run_report(run))
+            print(await _report(settings.database_url, run))
             print(f"output: {_summary(run.output)}\n")
             if run.status != scenario.expect:
                 unexpected += 1
@@ -273,6 +190,15 @@ async def run_demo(settings: Settings) -> int:
         f"done in {time.perf_counter() - started:.1f} s. Inspect the runs: podium runs list / podium runs show RUN_ID"
     )
     return 1 if unexpected else 0
+
+
+async def _report(database_url: str, run: RunResult) -> str:
+    """The run as ``podium runs show`` draws it, child runs nested; the MCP result's own when it has none."""
+    if not run.children:
+        return run_report(run)
+    async with Store.open(database_url) as store:
+        record = await store.get_run(run.run_id)
+        return await run_tree_report(store, record, await store.get_steps(run.run_id, payloads=False))
 
 
 def _summary(output: Any) -> str:

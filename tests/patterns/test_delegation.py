@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -130,3 +132,35 @@ async def test_a_workflow_that_starts_itself_is_refused_when_published(store: St
     await publish(registry, pong)  # pong -> ping@0.9.0, which delegates to nothing: fine
     with pytest.raises(InvalidStep, match=r"workflow ping@1.0.0 starts itself: ping -> pong -> ping"):
         await check(WorkflowSpec.model_validate(ping))
+
+
+async def test_workflows_of_one_file_may_delegate_to_each_other_but_not_in_a_loop(
+    store: Store, registry: Registry, tmp_path: Path
+) -> None:
+    from patterns import InvalidStep
+    from patterns.workflows import workflow_checker
+
+    check = workflow_checker(Limits(), registry)
+    coordinator = {"name": "coordinator", "version": "1.0.0", "step": {"workflow": "specialist@^1"}}
+    specialist = {"name": "specialist", "version": "1.0.0", "step": {"tool": "double"}}
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps({"workflow": [coordinator, specialist]}))  # used before it is declared
+    await registry.register_file(both, check_workflow=check)
+    assert [w.name for w in await registry.list_workflows()] == ["coordinator", "specialist"]
+
+    loop = tmp_path / "loop.json"
+    loop.write_text(
+        json.dumps(
+            {
+                "workflow": [
+                    {"name": "a", "version": "1.0.0", "step": {"workflow": "b"}},
+                    {"name": "b", "version": "1.0.0", "step": {"workflow": "a"}},
+                ]
+            }
+        )
+    )
+    with pytest.raises(InvalidStep, match=r"workflow a@1.0.0 starts itself: a -> b -> a"):
+        await registry.register_file(loop, check_workflow=check)
+    assert [w.name for w in await registry.list_workflows()] == ["coordinator", "specialist"]  # nothing of it
+    with pytest.raises(UnknownTool):  # and what was staged for the check is gone
+        await Engine(store, registry).start_workflow("a")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -178,16 +179,25 @@ def test_demo_runs_the_scenarios_through_mcp_and_leaves_the_runs_inspectable(tmp
     home = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")}
     demo = podium("demo", env=home)
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert demo.stdout.count("MCP call:") == 4
+    assert demo.stdout.count("MCP call: run_workflow") == 5
     assert "post-to-erp@1.0.0  completed" in demo.stdout
     assert "missing (data unavailable): fan_out/2" in demo.stdout
     assert "1/route/case=billing  handle-billing@1.0.0  completed" in demo.stdout
-    listed = json.loads(podium("runs", "list", "--json", env=home).stdout)
+    listed = json.loads(podium("runs", "list", "--json", env=home).stdout)["runs"]
     assert "the demo decides for them: modify as 'legal'" in demo.stdout
     assert "send-for-signature@1.0.0  completed" in demo.stdout
-    assert sorted(r["status"] for r in listed["runs"]) == ["partial", "succeeded", "succeeded", "succeeded"]
+    assert "Dana Ruiz is ready for 2027-01-11" in demo.stdout
+    # five scenario runs, and the onboarding coordinator's three child runs
+    assert sorted(r["status"] for r in listed) == ["partial"] + ["succeeded"] * 7
     gates = json.loads(podium("gates", "list", "--status", "decided", "--json", env=home).stdout)["gates"]
     assert sorted(g["decision"] for g in gates) == ["approve", "modify"]
+    found = re.search(r"== 5\. Employee onboarding.*?\nrun (\S+): succeeded", demo.stdout, re.S)
+    assert found is not None, demo.stdout
+    coordinator = found.group(1)
+    children = json.loads(podium("runs", "list", "--parent", coordinator, "--json", env=home).stdout)["runs"]
+    shown = podium("runs", "show", coordinator, env=home).stdout
+    assert len(children) == 3 and all(c["run_id"] in shown for c in children)
+    assert "(onboarding-it@1.0.0): succeeded  (2 steps" in shown and "it-provision-laptop@1.0.0  completed" in shown
 
 
 def test_runs_cancel_from_the_cli_stops_a_run_a_server_is_executing(tmp_path: Path, registry_file: Path) -> None:

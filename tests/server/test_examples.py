@@ -15,7 +15,9 @@ from patterns.engine import Engine
 from registry import Registry
 from registry.files import load_registry_file
 from registry.providers import load_target
-from server.demo import INVOICE_TEXT, SCENARIOS, contracts, invoice, support, vendor_risk
+from server.demo import INVOICE_TEXT, SCENARIOS, contracts, invoice, onboarding, support, vendor_risk
+from server.demo.runner import NEW_HIRE
+from server.results import child_info
 
 TOOLS_FILE = Path(invoice.__file__).with_name("tools.toml")
 
@@ -494,6 +496,12 @@ EXPECTED_TOOLS = {
     "draft-renewal": "server.demo.contracts:draft_renewal",
     "generate-amendment": "server.demo.contracts:generate_amendment",
     "send-for-signature": "server.demo.contracts:send_for_signature",
+    "it-create-accounts": "server.demo.onboarding:create_accounts",
+    "it-provision-laptop": "server.demo.onboarding:provision_laptop",
+    "finance-setup-payroll": "server.demo.onboarding:setup_payroll",
+    "finance-issue-card": "server.demo.onboarding:issue_card",
+    "schedule-kickoff": "server.demo.onboarding:schedule_kickoff",
+    "onboarding-checklist": "server.demo.onboarding:checklist",
 }
 NOT_IDEMPOTENT = {"post-to-erp", "send-for-signature"}
 
@@ -546,6 +554,32 @@ def sample_inputs() -> dict[str, list[dict[str, Any]]]:
     steps["generate-amendment"] = drafts
     amendments = [contracts.generate_amendment(**d) for d in drafts]
     steps["send-for-signature"] = [{"amendment_id": a["amendment_id"], "vendor": a["vendor"]} for a in amendments]
+    hires = [
+        NEW_HIRE,
+        {
+            **NEW_HIRE,
+            "name": "Sam Okafor",
+            "role": "sales",
+            "level": "L2",
+            "salary": 60_000,
+            "start_date": "2027-02-27",
+            "location": "London",
+        },
+    ]
+    steps["it-create-accounts"] = [{"employee": e} for e in hires]
+    accounts = [onboarding.create_accounts(e) for e in hires]
+    steps["it-provision-laptop"] = [{"employee": e, "accounts": a} for e, a in zip(hires, accounts, strict=True)]
+    it = [onboarding.provision_laptop(e, a) for e, a in zip(hires, accounts, strict=True)]
+    steps["finance-setup-payroll"] = [{"employee": e} for e in hires]
+    payroll = [onboarding.setup_payroll(e) for e in hires]
+    steps["finance-issue-card"] = [{"employee": e, "payroll": p} for e, p in zip(hires, payroll, strict=True)]
+    finance = [onboarding.issue_card(e, p) for e, p in zip(hires, payroll, strict=True)]
+    steps["schedule-kickoff"] = [{"employee": e, "it": i} for e, i in zip(hires, it, strict=True)]
+    kickoff = [onboarding.schedule_kickoff(e, i) for e, i in zip(hires, it, strict=True)]
+    steps["onboarding-checklist"] = [
+        {"employee": e, "it": i, "finance": f, "kickoff": k}
+        for e, i, f, k in zip(hires, it, finance, kickoff, strict=True)
+    ]
     return steps
 
 
@@ -553,7 +587,18 @@ def test_the_registry_file_declares_every_example_tool() -> None:
     loaded = load_registry_file(TOOLS_FILE)
 
     assert {spec.name: spec.provider.target for spec in loaded.tools} == EXPECTED_TOOLS
-    assert [w.ref for w in loaded.workflows] == ["invoice-intake@1.0.0"]
+    assert [w.name for w in loaded.workflows] == [
+        "invoice-intake",
+        "invoice-processing",
+        "vendor-risk",
+        "support-triage",
+        "contract-amendment",
+        "onboarding-it",
+        "onboarding-finance",
+        "onboarding-kickoff",
+        "employee-onboarding",
+    ]
+    assert {s.arguments["workflow"].split("@")[0] for s in SCENARIOS} < {w.name for w in loaded.workflows}
     for spec in loaded.tools:
         assert spec.version == "1.0.0"
         assert spec.idempotent is (spec.name not in NOT_IDEMPOTENT)
@@ -603,13 +648,13 @@ def test_input_schemas_reject_what_the_functions_would_not_accept() -> None:
 
 
 def demo_run(index: int) -> tuple[dict[str, Any], Any]:
-    """The step tree and input of ``podium demo``'s scenario ``index``, as its MCP call describes them."""
+    """The step tree and input of ``podium demo``'s scenario ``index``: the workflow it runs, from the bundled
+    registry file."""
     scenario = SCENARIOS[index]
-    arguments = dict(scenario.arguments)
-    run_input = arguments.pop("input")
-    if scenario.tool == "run_chain":
-        return {"chain": arguments["steps"]}, run_input
-    return {scenario.tool: arguments}, run_input
+    assert scenario.tool == "run_workflow"
+    name = scenario.arguments["workflow"].split("@")[0]
+    [workflow] = [w for w in load_registry_file(TOOLS_FILE).workflows if w.name == name]
+    return workflow.step, scenario.arguments["input"]
 
 
 def test_the_demo_runs_the_seed_scenarios_on_their_sample_inputs() -> None:
@@ -683,3 +728,54 @@ def test_an_amendment_follows_the_terms_as_approved_and_an_unknown_contract_is_r
     assert sent["status"] == "sent" and sent["sent_to"] == "contracts@acme.example"
     with pytest.raises(ValueError, match="unknown contract 'C-9'"):
         contracts.draft_renewal("C-9")
+
+
+# --- onboarding: the coordinator's specialists ------------------------------------------------------------------
+
+
+def test_onboarding_tools_derive_accounts_dates_and_limits_from_the_hire() -> None:
+    accounts = onboarding.create_accounts(NEW_HIRE)
+    it = onboarding.provision_laptop(NEW_HIRE, accounts)
+    payroll = onboarding.setup_payroll(NEW_HIRE)
+    kickoff = onboarding.schedule_kickoff(NEW_HIRE, it)
+    assert accounts["email"] == "druiz@acme.example" and accounts["manager_email"] == "lpark@acme.example"
+    assert {"github", "dept-platform"} <= set(accounts["groups"])
+    assert it["laptop"]["ship_by"] == "2027-01-06"  # three business days before Monday 11 January
+    assert payroll["first_pay_date"] == "2027-01-29" and payroll["monthly_gross"] == 6500.0
+    assert kickoff["starts_at"] == "2027-01-11T10:00" and kickoff["attendees"][0] == "druiz@acme.example"
+    late = {**NEW_HIRE, "start_date": "2027-02-27"}  # a Saturday after the 20th
+    assert onboarding.setup_payroll(late)["first_pay_date"] == "2027-03-31"
+    assert onboarding.schedule_kickoff(late, it)["starts_at"] == "2027-03-01T10:00"  # the next Monday
+
+
+def test_onboarding_tools_refuse_what_a_person_must_sort_out() -> None:
+    with pytest.raises(ValueError, match="salary 150000 is outside the L3 band .* HR must approve it first"):
+        onboarding.setup_payroll({**NEW_HIRE, "salary": 150_000})
+    with pytest.raises(ValueError, match="the kickoff needs the new hire's e-mail account"):
+        onboarding.schedule_kickoff(NEW_HIRE, {"accounts": {}, "laptop": {}})
+    with pytest.raises(ValueError, match="start_date '11/01/2027' is not an ISO date"):
+        onboarding.provision_laptop({**NEW_HIRE, "start_date": "11/01/2027"}, onboarding.create_accounts(NEW_HIRE))
+
+
+@pytest.mark.anyio
+async def test_the_onboarding_coordinator_delegates_and_a_refused_salary_fails_its_finance_child(
+    engine: Engine, examples: Registry
+) -> None:
+    started = await engine.start_workflow("employee-onboarding@^1", NEW_HIRE)
+    run = await engine.wait(started.id, timeout_s=20)
+    specialists = {child_info(c).workflow: c for c in await engine.store.child_runs(run.id)}
+    assert run.status == "succeeded", run.error
+    assert run.output["ready"] is True and run.output["summary"].startswith("Dana Ruiz is ready for 2027-01-11")
+    assert sorted(str(name) for name in specialists) == [
+        "onboarding-finance@1.0.0",
+        "onboarding-it@1.0.0",
+        "onboarding-kickoff@1.0.0",
+    ]
+    assert all(c.status == "succeeded" for c in specialists.values())
+    assert run.usage_steps == 6  # the checklist and the specialists' five steps
+    assert specialists["onboarding-it@1.0.0"].limits["max_steps"] == 4  # the step's budget, within the workflow's
+
+    started = await engine.start_workflow("employee-onboarding@^1", {**NEW_HIRE, "salary": 150_000})
+    refused = await engine.wait(started.id, timeout_s=20)
+    assert refused.status == "failed" and refused.error is not None
+    assert "outside the L3 band" in refused.error["message"] and "onboarding-finance" in refused.error["message"]
