@@ -68,6 +68,7 @@ from storage import (
     loads,
 )
 from storage.errors import NoBudget
+from storage.leases import DELEGATION_KEY_PREFIX
 from storage.ledger import ENDED as LEDGER_ENDED
 from storage.ledger import Draw, share_of_cost, share_of_steps
 
@@ -281,7 +282,7 @@ class Engine:
         pinned = parent.lock.get(f"{WORKFLOW_LOCK_PREFIX}{step.workflow}")
         ref = step.workflow if pinned is None else f"{parse_ref(step.workflow).name}@{pinned}"
         options = RunOptions(
-            idempotency_key=f"podium:{parent.id}:{path}",  # a replayed parent finds the child it started
+            idempotency_key=f"{DELEGATION_KEY_PREFIX}{parent.id}:{path}",  # a replayed parent finds its child
             parent_run_id=parent.id,
             deadline_s=deadline,
             max_steps=steps,
@@ -452,7 +453,8 @@ class Engine:
             if problem is not None:
                 raise ContractViolation(f"the input of workflow {spec.ref} breaks its input_schema {problem}")
         plan = await plan_workflow(spec, options, self.limits, self.registry)
-        return await self._create(spec.step, input, plan, workflow_lock(spec, plan), options, delegated)
+        queued = delegated and not look_up_key
+        return await self._create(spec.step, input, plan, workflow_lock(spec, plan), options, delegated, queued)
 
     async def _create(
         self,
@@ -462,9 +464,12 @@ class Engine:
         lock: dict[str, str],
         options: RunOptions,
         delegated: bool = False,
+        queued: bool = False,
     ) -> RunRecord:
         """Create the run and launch it. A run with a parent that its own delegation step did not start draws its
-        budget from the parent's through the ledger (``storage.ledger``)."""
+        budget from the parent's through the ledger (``storage.ledger``). ``queued``: the child of a delegation
+        step that cannot have started it before (no record of the step): its row goes through the writer, ahead
+        of its records, rather than in a transaction of its own."""
         if self._closing:
             raise ShuttingDown(
                 "this server is shutting down and starts no new runs; send the request to another "
@@ -506,7 +511,9 @@ class Engine:
             lease_owner=self.owner,
             lease_expires_at=self.clock() + self.lease_s,
         )
-        if options.parent_run_id is None or delegated:
+        if queued:
+            record, created = self.store.submit_new_run(new), True
+        elif options.parent_run_id is None or delegated:
             record, created = await self.store.create_run(new)
         else:
             record, created = await self._create_drawing(new, options.parent_run_id, plan.limits)
@@ -810,7 +817,8 @@ class Engine:
         )
         self.store.submit_run(change)
         try:
-            await self.store.flush(record.id)  # durability barrier before a settled run is reported
+            if not self._collected_here(record):
+                await self.store.flush(record.id)  # durability barrier before a settled run is reported
             if record.hold_state == "open" and status in LEDGER_ENDED:
                 await self.store.ledger.settle(record.id)  # else the scheduler's sweep settles it
         except StorageError as exc:
@@ -832,6 +840,16 @@ class Engine:
             started_at=record.started_at or self._started.pop(record.id, now),
             finished_at=finished_at,
             updated_at=now,
+        )
+
+    def _collected_here(self, record: RunRecord) -> bool:
+        """Whether the run is the child of a delegation step of a run executing here. Its outcome then goes to
+        that step, not to a caller, and needs no barrier of its own: the writer commits in order, so whatever the
+        parent records after it is durable only once the child's outcome is."""
+        parent = record.parent_run_id
+        key = record.idempotency_key
+        return (
+            parent is not None and parent in self._active and key is not None and key.startswith(DELEGATION_KEY_PREFIX)
         )
 
     @staticmethod

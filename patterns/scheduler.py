@@ -91,6 +91,7 @@ async def schedule(engine: Scheduled, stopping: anyio.Event) -> None:
 
 
 async def _heartbeat(engine: Scheduled) -> None:
+    await engine.store.flush()  # a run whose row waits in the writer (a delegation step's child) is not lost
     mine = engine.active_run_ids()
     held = await engine.store.leases.renew(engine.owner, mine, engine.lease_s)
     for run_id in mine:

@@ -11,6 +11,7 @@ from patterns.limits import Limits
 from patterns.steps import (
     AnyStep,
     ChainStep,
+    ChildBudget,
     FanOutStep,
     GateStep,
     MapReduceStep,
@@ -91,6 +92,26 @@ def _tool_ref(path: str, ref: str, limits: Limits, facts: TreeFacts) -> None:
     facts.refs.setdefault(ref, path)
 
 
+def _child_budget(step: WorkflowStep, path: str, limits: Limits) -> None:
+    """A delegation step may give its child no more than the run has at all (what is left is known at run time,
+    and the child gets the least of both)."""
+    asked = step.budget or ChildBudget()
+    checks: list[tuple[str, float | None, float | None, str]] = [
+        ("max_steps", asked.max_steps, limits.max_steps, "budget.max_steps"),
+        ("max_cost_per_run", asked.max_cost, limits.max_cost_per_run, "budget.max_cost"),
+        ("max_run_s", step.deadline_s, limits.max_run_s, "deadline_s"),
+    ]
+    for limit, wanted, has, field_name in checks:
+        if wanted is not None and has is not None and wanted > has:
+            raise LimitExceeded(
+                limit,
+                has,
+                f"step {describe_path(path)} asks {field_name}={wanted:g} for its child run, more than the run "
+                f"has in all ({limit}={has:g}); a child's budget is drawn from its parent's",
+                step=path,
+            )
+
+
 def _compile(path: str, what: str, expression: str) -> None:
     try:
         compile_expression(expression)
@@ -123,6 +144,7 @@ def _walk(step: AnyStep, path: str, depth: int, limits: Limits, facts: TreeFacts
             except InvalidReference as exc:
                 raise InvalidStep(f"step {describe_path(path)}: {exc.message}", step=path) from None
             facts.workflows[step.workflow] = path
+        _child_budget(step, path, limits)
     elif isinstance(step, FanOutStep) and len(step.fan_out.branches) > limits.max_fan_out:
         raise LimitExceeded(
             "max_fan_out",

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import Context, Elicit
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from patterns import SETTLED, RunOptions
 from server import logs
@@ -16,6 +16,7 @@ from server.errors import tool_errors
 from server.lifespan import AppState
 from server.results import DEFAULT_STEP_LIMIT, MAX_STEP_LIMIT, RunResult, StepView, pick_steps, run_result
 from storage import GATE_PENDING, GateRecord, RunRecord
+from storage.leases import DELEGATION_KEY_PREFIX
 
 MAX_WAIT_S = 50.0
 POLL_S = 0.25
@@ -60,6 +61,16 @@ class Options(BaseModel):
     )
     parent_run_id: str | None = Field(None, min_length=1, max_length=MAX_ID_CHARS)
     deadline_s: float | None = Field(None, gt=0)
+
+    @field_validator("idempotency_key")
+    @classmethod
+    def _not_reserved(cls, key: str | None) -> str | None:
+        if key is not None and key.startswith(DELEGATION_KEY_PREFIX):
+            raise ValueError(
+                f"keys starting with {DELEGATION_KEY_PREFIX!r} are reserved for the child runs of delegation steps"
+            )
+        return key
+
     budget: Budget | None = None
     tags: Tags = Field(default_factory=dict, max_length=MAX_TAGS)
 

@@ -12,8 +12,10 @@ from sqlalchemy.orm import aliased
 from storage.models import RunRow
 from storage.sessions import Sessions
 
-DELEGATED = "podium:%"
-"""The idempotency keys of child runs that delegation steps start: ``podium:{parent}:{path}``."""
+DELEGATION_KEY_PREFIX = "podium:"
+"""The idempotency keys of child runs that delegation steps start are ``podium:{parent}:{path}``; callers' keys may
+not start so."""
+DELEGATED = DELEGATION_KEY_PREFIX + "%"
 
 
 class LeaseStore:

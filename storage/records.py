@@ -58,6 +58,14 @@ class NewRun:
 
 
 @dataclass(frozen=True, slots=True)
+class RunInsert:
+    """A new run's row, for the writer (``Store.submit_new_run``): inserted before the batch's other records."""
+
+    run_id: str
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class RunRecord:
     id: str
     status: str

@@ -27,7 +27,7 @@ from storage.gates import GateStore
 from storage.leases import LeaseStore
 from storage.ledger import Draw, LedgerStore
 from storage.models import RunRow, StepRow, WorkflowRow
-from storage.records import NewRun, RunRecord, RunUpdate, StepRecord, StepWrite, dumps, loads
+from storage.records import NewRun, RunInsert, RunRecord, RunUpdate, StepRecord, StepWrite, dumps, loads
 from storage.sessions import Sessions, translated
 from storage.tools import ToolStore
 from storage.writer import AsyncWriter, StepWriter, ThreadedWriter
@@ -194,13 +194,17 @@ class Store:
 
     # -- runs ------------------------------------------------------------------------------------------------
 
-    async def create_run(self, new: NewRun, ask: Draw | None = None) -> tuple[RunRecord, bool]:
-        """Insert a run. With an idempotency key already used, return that run instead (``created`` False).
+    def submit_new_run(self, new: NewRun) -> RunRecord:
+        """Queue a run's insert for the writer, ahead of the records submitted after it; durable after the next
+        ``flush``. For a run no one else can have created (no idempotency key a caller chose): the engine's
+        delegation steps, whose child runs it starts without waiting on the database."""
+        row = self._new_row(new)
+        self._writer.submit(RunInsert(new.id, row))
+        return _run(SimpleNamespace(**row))
 
-        With ``ask``, the run draws a first grant of budget from the ledger in the same transaction
-        (``storage.ledger``): ``hold_steps`` and ``hold_cost``. Raises ``NoBudget`` if nothing is left."""
+    def _new_row(self, new: NewRun) -> dict[str, Any]:
         now = self._sessions.clock()
-        row = {
+        return {
             "id": new.id,
             "status": new.status,
             "step": dumps(new.step),
@@ -231,6 +235,13 @@ class Store:
             "hold_steps": None,
             "hold_cost": None,
         }
+
+    async def create_run(self, new: NewRun, ask: Draw | None = None) -> tuple[RunRecord, bool]:
+        """Insert a run. With an idempotency key already used, return that run instead (``created`` False).
+
+        With ``ask``, the run draws a first grant of budget from the ledger in the same transaction
+        (``storage.ledger``): ``hold_steps`` and ``hold_cost``. Raises ``NoBudget`` if nothing is left."""
+        row = self._new_row(new)
 
         def insert(connection: Connection) -> None:
             if ask is not None:

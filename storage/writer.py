@@ -26,11 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.errors import WriteFailed
 from storage.models import RunRow, StepRow
-from storage.records import STEP_COLUMNS, RunUpdate, StepWrite, dumps
+from storage.records import STEP_COLUMNS, RunInsert, RunUpdate, StepWrite, dumps
 
 log = logging.getLogger("podium.storage")
 
-Op = StepWrite | RunUpdate
+Op = StepWrite | RunUpdate | RunInsert
 _STEPS: Table = StepRow.__table__  # type: ignore[assignment]
 _RUNS: Table = RunRow.__table__  # type: ignore[assignment]
 _STEP_UPDATE_COLUMNS = [c.name for c in _STEPS.columns if c.name not in ("run_id", "path")]
@@ -112,14 +112,20 @@ def _run_values(change: RunUpdate, now: float) -> dict[str, Any]:
 
 
 def apply_batch(connection: Connection, ops: list[Op], now: float) -> None:
-    """Write ``ops`` on ``connection`` (inside the caller's transaction): steps first, then run updates."""
+    """Write ``ops`` on ``connection`` (inside the caller's transaction): new runs first, then steps, then run
+    updates."""
     steps: dict[tuple[str, str], StepWrite] = {}
     runs: list[RunUpdate] = []
+    inserts: list[dict[str, Any]] = []
     for op in ops:
         if isinstance(op, StepWrite):
             steps[(op.run_id, op.path)] = op
-        else:
+        elif isinstance(op, RunUpdate):
             runs.append(op)
+        else:
+            inserts.append(op.row)
+    if inserts:
+        connection.execute(_RUNS.insert(), inserts)
     qmark = connection.dialect.paramstyle == "qmark"
     if steps:
         if qmark:

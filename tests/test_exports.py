@@ -7,10 +7,10 @@ import pytest
 EXPECTED = {
     "storage": [
         "Database", "Durability", "GATE_DECIDED", "GATE_EXPIRED", "GATE_PENDING", "GATE_TIMED_OUT", "GateNotFound",
-        "GateRecord", "GateStore", "NewGate", "NewRun", "NoBudget", "NotFound", "RunChanged", "RunNotFound", "RunRecord",
-        "RunUpdate", "STEP_CANCELLED", "STEP_COMPLETED", "STEP_FAILED", "STEP_STARTED", "STEP_WAITING", "StepRecord",
-        "StepWrite", "StorageError", "Store", "StoredTool", "UnsupportedDatabase", "WriteFailed", "dumps", "loads",
-        "parse_database_url",
+        "GateRecord", "GateStore", "NewGate", "NewRun", "NoBudget", "NotFound", "RunChanged", "RunNotFound",
+        "RunRecord", "RunUpdate", "STEP_CANCELLED", "STEP_COMPLETED", "STEP_FAILED", "STEP_STARTED", "STEP_WAITING",
+        "StepRecord", "StepWrite", "StorageError", "Store", "StoredTool", "UnsupportedDatabase", "WriteFailed", "dumps",
+        "loads", "parse_database_url",
     ],
     "registry": [
         "InvalidReference", "InvalidToolSpec", "NO_RETRY", "NoMatchingVersion", "PermanentError", "PythonProvider",

@@ -86,12 +86,21 @@ async def test_a_childs_budget_is_the_least_of_what_it_asks_and_what_the_parent_
     engine: Engine, registry: Registry
 ) -> None:
     await publish(registry, DOUBLE_TWICE)
-    tree = {"chain": [{"tool": "double"}, {"workflow": "double-twice", "budget": {"max_steps": 50}}]}
-    run = await engine.run(tree, {"value": 1}, RunOptions(max_steps=10))
+
+    def tree(asks: int) -> dict[str, Any]:
+        return {"chain": [{"tool": "double"}, {"workflow": "double-twice", "budget": {"max_steps": asks}}]}
+
+    run = await engine.run(tree(10), {"value": 1}, RunOptions(max_steps=10))
     [child] = await engine.store.child_runs(run.id)
-    assert run.status == "succeeded" and child.limits["max_steps"] == 9
-    starved = await engine.run(tree, {"value": 1}, RunOptions(max_steps=2))
+    assert run.status == "succeeded" and child.limits["max_steps"] == 9  # what the parent had left
+    starved = await engine.run(tree(2), {"value": 1}, RunOptions(max_steps=2))
     assert starved.status == "failed" and starved.error is not None and "max_steps" in starved.error["message"]
+    # more than the parent has in all is refused before anything runs
+    with pytest.raises(LimitExceeded, match=r"step 1 asks budget.max_steps=50 for its child run, more than the run"):
+        await engine.start(tree(50), {"value": 1}, RunOptions(max_steps=10))
+    slow = {"workflow": "double-twice", "deadline_s": 9999}
+    with pytest.raises(LimitExceeded, match=r"step \(root\) asks deadline_s=9999 for its child run"):
+        await engine.start(slow, {"value": 1}, RunOptions(deadline_s=60))
 
 
 async def test_a_parent_waits_for_a_child_at_a_gate_and_a_recovered_parent_reattaches_to_the_same_child(

@@ -170,3 +170,14 @@ def test_validating_a_registry_file_counts_its_own_tools_and_workflows(tmp_path:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "employee-onboarding@1.0.0: valid" in done.stdout and "invalid" not in done.stdout
     assert "workflow:onboarding-it@^1 -> 1.0.0" in done.stdout
+
+
+async def test_idempotency_keys_of_delegation_children_are_reserved(demo_settings: Settings, mode: str) -> None:
+    async with Client(build_server(demo_settings), mode=mode) as client:
+        refused = await error(
+            client,
+            "run_workflow",
+            {"workflow": "invoice-intake", "input": {"text": INVOICE}, "options": {"idempotency_key": "podium:x:0"}},
+        )
+    assert refused.startswith("invalid_input") and "options.idempotency_key" in refused
+    assert "keys starting with 'podium:' are reserved for the child runs of delegation steps" in refused
