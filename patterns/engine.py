@@ -574,13 +574,15 @@ class Engine:
             _hold(chain, -steps, -(cost or 0.0), granted)
         return record, created
 
-    async def _top_up(self, record: RunRecord, state: RunState, path: str, cost: float) -> None:
-        """Grow the grant of a run that draws its budget from the ledger, for one more step costing ``cost``.
-        Raises LimitExceeded (at ``path``) if the runs it draws from have too little left."""
+    async def _top_up(self, record: RunRecord, state: RunState, path: str, cost: float | None) -> None:
+        """Grow the grant of a run that draws its budget from the ledger, for one more step (``cost`` None) or for
+        a call costing ``cost``. Raises LimitExceeded (at ``path``) if the runs it draws from have too little
+        left."""
         limits = state.limits
-        need_steps = max(0, state.steps_used + state.held_steps + 1 - state.max_steps)
-        need_cost = 0.0
-        if state.max_cost is not None:
+        need_steps, need_cost = 0, 0.0
+        if cost is None:
+            need_steps = max(0, state.steps_used + state.held_steps + 1 - state.max_steps)
+        elif state.max_cost is not None:
             need_cost = max(0.0, state.cost_used + state.held_cost + cost - state.max_cost)
         own_cost = limits.max_cost_per_run
         if (need_steps > 0 and state.max_steps >= limits.max_steps) or (

@@ -146,9 +146,9 @@ class RunState:
     pending_steps: int = 0
     """Held for a child run being created through the ledger here, until the store says what it granted."""
     pending_cost: float = 0.0
-    top_up: Callable[[str, float], Awaitable[None]] | None = None
-    """For a run whose budget is a grant from the ledger (``storage.ledger``): grow it for one more step costing
-    that much, or raise LimitExceeded."""
+    top_up: Callable[[str, float | None], Awaitable[None]] | None = None
+    """For a run whose budget is a grant from the ledger (``storage.ledger``): grow it for one more step (None) or
+    for a call costing that much, or raise LimitExceeded."""
     usage_written: tuple[int, float] = (0, 0.0)
     """The usage the heartbeat last wrote to the run's row."""
     counted_for: dict[str, list[float]] = field(default_factory=dict)
@@ -204,12 +204,13 @@ class RunState:
 
     # -- usage -----------------------------------------------------------------------------------------------
 
-    def short_of(self, cost: float) -> bool:
-        """Whether this run's grant is too small for one more tool step costing ``cost`` (then ``top_up``)."""
+    def short_of(self, cost: float | None) -> bool:
+        """Whether this run's grant is too small for one more tool step (``cost`` None), or for a call costing
+        ``cost`` of the step it has taken (then ``top_up``)."""
         if self.top_up is None:
             return False
-        if self.steps_used + self.held_steps + self.pending_steps >= self.max_steps:
-            return True
+        if cost is None:
+            return self.steps_used + self.held_steps + self.pending_steps >= self.max_steps
         spent = self.cost_used + self.held_cost + self.pending_cost
         return self.max_cost is not None and spent + cost > self.max_cost + 1e-12
 

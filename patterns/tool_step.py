@@ -114,8 +114,8 @@ async def run_tool(runner: NodeRunner, step: ToolStep, path: str, value: Any) ->
     drain = state.drain
     if drain.draining:  # a graceful shutdown: start nothing new; another engine resumes the run here
         await drain.hold()
-    if state.top_up is not None and state.short_of(0.0):
-        await state.top_up(path, 0.0)
+    if state.top_up is not None and state.short_of(None):
+        await state.top_up(path, None)
     state.take_step(path)
     state.store_bytes(input_json, path, "input")
     state.begin(path, "tool", input_json, spec.name, spec.version)

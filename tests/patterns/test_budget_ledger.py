@@ -12,6 +12,7 @@ import pytest
 from patterns import Engine, LimitExceeded, Limits, RunOptions
 from registry import Registry, WorkflowSpec
 from storage import Store
+from tests.conftest import tool_spec
 
 pytestmark = pytest.mark.anyio
 
@@ -29,6 +30,8 @@ async def test_a_child_of_a_finished_run_spends_only_what_the_parent_has_left(en
     assert child.status == "failed" and child.error is not None
     assert child.error["type"] == "limit_exceeded" and child.usage_steps == 3
     assert f"run {parent.id} has no steps left to give a child run" in child.error["message"]
+    steps = {s.path: s.status for s in await engine.steps(child.id)}
+    assert [steps[p] for p in ("0", "1", "2")] == ["completed"] * 3 and child.error["step"] == "3"  # all it had
     assert (await engine.get(parent.id)).held_steps == 3  # what the child used, counted against the parent
     with pytest.raises(LimitExceeded, match="has no steps left to give a child run"):
         await engine.start(doubles(1), {"value": 1}, RunOptions(parent_run_id=parent.id))
@@ -112,3 +115,16 @@ async def test_a_resumed_parent_counts_what_the_children_of_its_finished_delegat
             failed = await third.wait(tight.id, timeout_s=10)
     assert failed.status == "failed" and failed.error is not None and "max_steps" in failed.error["message"]
     assert failed.usage_steps == 3
+
+
+async def test_a_child_tops_up_its_cost_a_share_at_a_time_and_stops_at_the_parents_cost(
+    engine: Engine, registry: Registry
+) -> None:
+    await registry.register(tool_spec("double", "2.0.0", cost=1.0))
+    priced = {"chain": [{"tool": "double@2"}] * 8}
+    parent = await engine.run({"tool": "double@2"}, {"value": 1}, RunOptions(max_cost=7.0))
+    child = await engine.run(priced, {"value": 1}, RunOptions(parent_run_id=parent.id))
+    # the parent had 6.0 left: a first grant of a quarter (1.5), then top-ups, never past what was left
+    assert child.status == "failed" and child.error is not None and child.error["step"] == "6"
+    assert child.usage_cost == 6.0 and "max_cost_per_run" in child.error["message"]
+    assert (await engine.get(parent.id)).held_cost == 6.0
