@@ -56,7 +56,6 @@ from registry.models import ToolSpec
 from registry.resolve import parse_ref
 from registry.schemacheck import SchemaCheck
 from storage import (
-    STEP_STARTED,
     GateRecord,
     NewRun,
     RunRecord,
@@ -295,7 +294,8 @@ class Engine:
         state.update(path, attempts=({"child_run_id": child.id, "workflow": ref},))
         finished = await self._finished(child.id)
         # What the child's run tree did while executing under this run here was counted as it went (``ancestors``);
-        # the rest (before a crash, or executed elsewhere) is counted now that it has ended.
+        # the rest (before a crash, or executed elsewhere) is counted now that it has ended. A resumed run replays
+        # its finished delegation steps through here too, so their children count again after a restart.
         counted = state.counted_for.pop(child.id, (0, 0.0))
         state.steps_used += finished.usage_steps - int(counted[0])
         state.cost_used += finished.usage_cost - counted[1]
@@ -636,26 +636,10 @@ class Engine:
             except (PatternError, RegistryError, ValueError) as exc:
                 return await self._refuse_to_resume(record, exc)
             records = {r.path: r for r in await self.store.get_steps(run_id)}
-            collected = await self._collected_usage(run_id, records)
-            state = self._launch(record, tree, specs, limits, records)
-            state.steps_used += collected[0]  # before the run's task takes its first step
-            state.cost_used += collected[1]
+            self._launch(record, tree, specs, limits, records)
             return record
         finally:
             self._resuming.pop(run_id).set()
-
-    async def _collected_usage(self, run_id: str, records: dict[str, StepRecord]) -> tuple[int, float]:
-        """What the child runs of a resumed run's finished delegation steps used: its state counts only its own
-        tool steps, and the children of unfinished ones are counted when their steps collect them."""
-        collected = {
-            record.attempts[0]["child_run_id"]
-            for record in records.values()
-            if record.kind == "workflow" and record.status != STEP_STARTED and record.attempts
-        }
-        if not collected:
-            return 0, 0.0
-        children = [child for child in await self.store.child_runs(run_id) if child.id in collected]
-        return sum(child.usage_steps for child in children), sum(child.usage_cost for child in children)
 
     async def _refuse_to_resume(self, record: RunRecord, exc: Exception) -> RunRecord:
         """End a claimed run that cannot be executed again (its tree breaks a bound, a tool version it locked is

@@ -128,3 +128,17 @@ async def test_a_child_tops_up_its_cost_a_share_at_a_time_and_stops_at_the_paren
     assert child.status == "failed" and child.error is not None and child.error["step"] == "6"
     assert child.usage_cost == 6.0 and "max_cost_per_run" in child.error["message"]
     assert (await engine.get(parent.id)).held_cost == 6.0
+
+
+async def test_a_parent_resumed_after_a_gate_counts_each_childs_steps_once(engine: Engine, registry: Registry) -> None:
+    await registry.register_workflow(
+        WorkflowSpec.model_validate({"name": "twice", "version": "1.0.0", "step": doubles(2)})
+    )
+    parent = await engine.run({"chain": [{"workflow": "twice"}, GATE, AGAIN]}, {"value": 1}, RunOptions(max_steps=3))
+    assert parent.status == "waiting" and parent.usage_steps == 2
+    [gate] = await engine.store.gates.find(None, parent.id)
+    await engine.decide_gate(gate.id, "approve", "ops")  # resumed here: the delegation step replays
+    with anyio.fail_after(10):
+        done = await engine.wait(parent.id, timeout_s=10)
+    assert done.error is None, done.error
+    assert done.status == "succeeded" and done.usage_steps == 3 and len(await engine.store.child_runs(parent.id)) == 1
