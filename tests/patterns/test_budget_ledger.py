@@ -142,3 +142,29 @@ async def test_a_parent_resumed_after_a_gate_counts_each_childs_steps_once(engin
         done = await engine.wait(parent.id, timeout_s=10)
     assert done.error is None, done.error
     assert done.status == "succeeded" and done.usage_steps == 3 and len(await engine.store.child_runs(parent.id)) == 1
+
+
+async def test_two_engines_on_one_postgres_share_a_parents_budget(postgres_url: str, limits: Limits) -> None:
+    async with Store.open(postgres_url) as first_store, Store.open(postgres_url) as second_store:
+        registries = [Registry(first_store), Registry(second_store)]
+        await registries[0].register_all(tool_spec(name) for name in ("double", "noop"))
+        async with (
+            Engine(first_store, registries[0], limits) as first,
+            Engine(second_store, registries[1], limits) as second,
+        ):
+            parent = await first.run(doubles(1), {"value": 1}, RunOptions(max_steps=21))
+            results: list[Any] = []
+
+            async def start(engine: Engine) -> None:
+                try:
+                    results.append(await engine.run(doubles(3), {"value": 1}, RunOptions(parent_run_id=parent.id)))
+                except LimitExceeded as exc:
+                    results.append(exc)
+
+            async with anyio.create_task_group() as group:
+                for n in range(12):
+                    group.start_soon(start, first if n % 2 else second)
+            runs = [r for r in results if not isinstance(r, LimitExceeded)]
+            used = sum(r.usage_steps for r in runs)
+            assert used <= 20 and sum(r.status == "succeeded" for r in runs) >= 2
+            assert (await first.get(parent.id)).held_steps == used  # every grant given back but what was used
