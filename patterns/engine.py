@@ -51,8 +51,10 @@ from patterns.steps import AnyStep, ChildBudget, WorkflowStep
 from patterns.validate import static_tool_steps
 from patterns.workflows import plan_workflow, workflow_lock
 from registry import Registry
+from registry.downstream import Downstream
 from registry.errors import RegistryError
-from registry.models import ToolSpec
+from registry.models import PythonProvider, ToolSpec
+from registry.providers import Invoker
 from registry.resolve import parse_ref
 from registry.schemacheck import SchemaCheck
 from storage import (
@@ -174,6 +176,9 @@ class Engine:
         self._drain_started: float | None = None
         self._active: dict[str, _Active] = {}
         self._depths: dict[str, int] = {}  # how deep in its run tree each run executing here is (0: a root)
+        self.downstream = Downstream(registry, max_response_bytes=self.limits.max_payload_bytes)
+        """Sessions to downstream MCP servers and the HTTP client, open while the engine runs."""
+        self._downstream_invokers: dict[str, Invoker] = {}
         self._interrupted: set[str] = set()  # runs stopped unfinished: their leases are released at exit
         self._group: anyio.abc.TaskGroup | None = None
         self._closing = False
@@ -182,7 +187,19 @@ class Engine:
         self._stopping = anyio.Event()
         self._stopped = anyio.Event()
 
+    def _invoker(self, spec: ToolSpec) -> Invoker:
+        """How a step calls ``spec``: in this process (python), or through this engine's downstream sessions."""
+        if isinstance(spec.provider, PythonProvider):
+            return self.registry.invoker(spec)
+        invoker = self._downstream_invokers.get(spec.ref)
+        if invoker is None:
+            invoker = self._downstream_invokers[spec.ref] = self.downstream.invoker(spec)
+        return invoker
+
     async def __aenter__(self) -> Engine:
+        self.downstream = Downstream(self.registry, max_response_bytes=self.limits.max_payload_bytes)
+        self._downstream_invokers = {}
+        await self.downstream.__aenter__()
         self._group = anyio.create_task_group()
         await self._group.__aenter__()
         self._closing = False
@@ -388,6 +405,7 @@ class Engine:
                     await self.store.leases.release(self.owner, interrupted)
                 except StorageError as exc:
                     log.warning("could not release leases: %s", exc.message)
+            await self.downstream.__aexit__(None, None, None)  # stops the downstream servers it started
 
     # -- planning --------------------------------------------------------------------------------------------
 
@@ -687,7 +705,7 @@ class Engine:
             store=self.store,
             limits=limits,
             specs=specs,
-            invokers={spec.ref: self.registry.invoker(spec) for spec in specs.values()},
+            invokers={spec.ref: self._invoker(spec) for spec in specs.values()},
             validators={
                 (spec.ref, which): self.registry.validator(spec, which)
                 for spec in specs.values()

@@ -9,7 +9,7 @@ import anyio
 
 from patterns import contracts
 from patterns.base import NodeRunner
-from patterns.errors import NeedsAttention, PatternError, StepFailed, describe_path
+from patterns.errors import ERROR_TYPES, NeedsAttention, PatternError, StepFailed, describe_path
 from patterns.steps import ToolStep
 from registry.models import NO_RETRY, RetryPolicy, ToolSpec
 from registry.providers import is_permanent
@@ -23,7 +23,12 @@ def _failure(spec: ToolSpec, path: str, exc: Exception, attempt: int, policy: Re
     tries = f" (attempt {attempt} of {policy.max_attempts})"
     if isinstance(exc, TimeoutError):
         return StepFailed(f"{where} timed out{tries}", step=path, type="timeout")
-    error = StepFailed(f"{where} failed{tries}: {type(exc).__name__}: {exc}", step=path)
+    kind = getattr(exc, "error_type", None)  # a downstream failure says what it is (registry.downstream)
+    if kind in ERROR_TYPES:
+        error = StepFailed(f"{where} failed{tries}: {exc}", step=path, type=kind)
+        error.retry_after = getattr(exc, "retry_after", None)  # type: ignore[attr-defined]
+    else:
+        error = StepFailed(f"{where} failed{tries}: {type(exc).__name__}: {exc}", step=path)
     if is_permanent(exc):
         error.message += " (permanent: not retried)"
         error.args = (error.message,)
@@ -87,6 +92,9 @@ async def _call(
         if not error.retryable or getattr(error, "permanent", False) or attempt == policy.max_attempts:
             raise error
         delay = policy.delay_s(attempt)
+        asked = getattr(error, "retry_after", None)  # the server's Retry-After, within the policy's cap
+        if asked is not None:
+            delay = min(policy.max_s, max(delay, asked))
         state.tell("retry", "warning", f"{error.message}; retrying in {delay:.3g}s", path)
         await anyio.sleep(delay)
     raise AssertionError("unreachable: the loop returns or raises")

@@ -1,7 +1,8 @@
-"""Registry files: TOML, YAML or JSON documents declaring tools and workflows.
+"""Registry files: TOML, YAML or JSON documents declaring tools, workflows and downstream MCP servers.
 
-A file holds a list of tools (``[[tool]]`` in TOML; ``tool`` or ``tools`` in YAML/JSON) and a list of workflows
-(``[[workflow]]``; ``workflow`` or ``workflows``). A document whose top level is itself a workflow (it has
+A file holds a list of tools (``[[tool]]`` in TOML; ``tool`` or ``tools`` in YAML/JSON), a list of workflows
+(``[[workflow]]``; ``workflow`` or ``workflows``) and a list of servers (``[[server]]``; ``server`` or
+``servers``). A document whose top level is itself a workflow (it has
 ``name``, ``version`` and ``step``) declares that one workflow.
 """
 
@@ -19,7 +20,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from registry.errors import RegistryFileError
-from registry.models import ToolSpec
+from registry.models import McpProvider, ToolSpec
+from registry.servers import ServerSpec
 from registry.workflows import WorkflowSpec
 
 __all__ = ["RegistryFile", "WorkflowSpec", "load_registry_file", "parse_registry_text"]
@@ -29,7 +31,8 @@ Format = Literal["toml", "yaml", "json"]
 _SUFFIXES: dict[str, Format] = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 _TOOL_KEYS = ("tool", "tools")
 _WORKFLOW_KEYS = ("workflow", "workflows")
-_ALLOWED_TOP = (*_TOOL_KEYS, *_WORKFLOW_KEYS)
+_SERVER_KEYS = ("server", "servers")
+_ALLOWED_TOP = (*_TOOL_KEYS, *_WORKFLOW_KEYS, *_SERVER_KEYS)
 _SINGLE_WORKFLOW_KEYS = ("name", "version", "step")
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -43,11 +46,13 @@ class RegistryFile:
         source: Where the contents came from (the path, for files).
         tools: Tool specs in file order.
         workflows: Workflow specs in file order.
+        servers: Downstream MCP servers in file order.
     """
 
     source: str
     tools: tuple[ToolSpec, ...]
     workflows: tuple[WorkflowSpec, ...]
+    servers: tuple[ServerSpec, ...] = ()
 
 
 def load_registry_file(path: str | os.PathLike[str]) -> RegistryFile:
@@ -98,7 +103,7 @@ def parse_registry_text(text: str, fmt: Format, source: str) -> RegistryFile:
         data = {}
     if not isinstance(data, dict):
         raise RegistryFileError(
-            source, f"the top level must be a mapping with {' and/or '.join(_ALLOWED_TOP)}, not {_kind(data)}"
+            source, f"the top level must be a mapping with any of {', '.join(_ALLOWED_TOP)}, not {_kind(data)}"
         )
 
     problems: list[str] = []
@@ -106,6 +111,7 @@ def parse_registry_text(text: str, fmt: Format, source: str) -> RegistryFile:
     if not collections and any(key in data for key in _SINGLE_WORKFLOW_KEYS):
         workflows = _validate_entries(WorkflowSpec, [("workflow", data)], "workflow", problems)
         tools: list[tuple[str, ToolSpec]] = []
+        servers: list[tuple[str, ServerSpec]] = []
     else:
         unknown = [key for key in data if key not in _ALLOWED_TOP]
         if unknown:
@@ -115,17 +121,32 @@ def parse_registry_text(text: str, fmt: Format, source: str) -> RegistryFile:
             )
         tools = _validate_entries(ToolSpec, _entries(data, _TOOL_KEYS, problems), "tool", problems)
         workflows = _validate_entries(WorkflowSpec, _entries(data, _WORKFLOW_KEYS, problems), "workflow", problems)
+        servers = _validate_entries(ServerSpec, _entries(data, _SERVER_KEYS, problems), "server", problems)
 
     problems.extend(_duplicates("tool", tools))
     problems.extend(_duplicates("workflow", workflows))
+    names = [spec.name for _, spec in servers]
+    problems.extend(f"server {n!r} is defined twice" for n in sorted({n for n in names if names.count(n) > 1}))
     if problems:
         if len(problems) == 1:
             raise RegistryFileError(source, problems[0])
         listing = "\n".join(f"  - {p}" for p in problems)
         raise RegistryFileError(source, f"{len(problems)} problems:\n{listing}")
     return RegistryFile(
-        source=source, tools=tuple(spec for _, spec in tools), workflows=tuple(spec for _, spec in workflows)
+        source=source,
+        tools=tuple(spec for _, spec in tools),
+        workflows=tuple(spec for _, spec in workflows),
+        servers=tuple(spec for _, spec in servers),
     )
+
+
+def mcp_servers_used(tools: tuple[ToolSpec, ...] | list[ToolSpec]) -> dict[str, str]:
+    """The servers ``tools`` are served by, each with the first tool naming it."""
+    used: dict[str, str] = {}
+    for spec in tools:
+        if isinstance(spec.provider, McpProvider):
+            used.setdefault(spec.provider.server, spec.ref)
+    return used
 
 
 def _load(text: str, fmt: str, source: str) -> Any:

@@ -58,7 +58,29 @@ class PythonProvider(BaseModel):
     target: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
-Provider = Annotated[PythonProvider, Field(discriminator="type")]
+class McpProvider(BaseModel):
+    """A tool of a downstream MCP server declared in a ``[[server]]`` table (``registry.servers``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["mcp"] = "mcp"
+    server: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    tool: str = Field(min_length=1, max_length=128)
+
+
+class HttpProvider(BaseModel):
+    """An HTTP endpoint: the input is sent as JSON and the JSON response is the output. Header values may name
+    environment variables as ``${VAR}``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["http"] = "http"
+    url: str = Field(pattern=r"^https?://", max_length=2048)
+    method: Literal["POST", "PUT", "PATCH", "GET", "DELETE"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+
+Provider = Annotated[PythonProvider | McpProvider | HttpProvider, Field(discriminator="type")]
 
 
 MAX_SCHEMA_DEPTH = 64
@@ -172,7 +194,25 @@ class ToolSpec(Published):
     timeout_s: float | None = Field(None, gt=0, description="Default per-attempt timeout.")
     retry: RetryPolicy | None = None
     tags: tuple[str, ...] = ()
+    schema_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="An imported MCP tool's pinned hash of its schemas: a call to a server serving other schemas "
+        "is refused.",
+    )
     deprecated: bool = False
+
+    def definition(self) -> dict[str, Any]:
+        """As ``Published.definition``; fields added since a version was first published are left out while
+        unset, so that its hash does not change."""
+        data = super().definition()
+        for added in _ADDED_FIELDS:
+            if data.get(added) is None:
+                data.pop(added, None)
+        return data
+
+
+_ADDED_FIELDS = ("schema_sha256",)
 
 
 def is_valid_name(name: str) -> bool:

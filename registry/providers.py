@@ -84,6 +84,8 @@ def make_invoker(spec: ToolSpec, threads: WorkerThreads | None = None) -> Invoke
     at most as many at once as ``threads`` allows (when None, a pool of ``DEFAULT_THREADS`` shared by such
     invokers)."""
     global _shared
+    if not isinstance(spec.provider, PythonProvider):
+        raise InvalidToolSpec(f"tool {spec.ref}: a {spec.provider.type} tool is called through the engine's downstream")
     if threads is None:
         threads = _shared = _shared or WorkerThreads(DEFAULT_THREADS)
     return _python(spec.provider, threads)

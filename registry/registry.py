@@ -5,17 +5,18 @@ from __future__ import annotations
 import contextvars
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Set
 from contextlib import contextmanager
 from typing import Literal
 
 from registry.errors import InvalidToolSpec, NoMatchingVersion, ToolConflict, ToolNotFound, WorkflowNotFound
 from registry.files import load_registry_file
-from registry.models import ToolSpec, trust_schemas
+from registry.models import McpProvider, PythonProvider, ToolSpec, trust_schemas
 from registry.providers import Invoker, load_target, make_invoker
 from registry.resolve import ToolRef, parse_ref, resolve_version
 from registry.schemacheck import SchemaCheck
 from registry.semver import Version
+from registry.servers import ServerSpec
 from registry.threads import WorkerThreads
 from registry.workflows import WorkflowSpec
 from storage import Store, StoredTool
@@ -66,6 +67,7 @@ class Registry:
         self._validators: dict[tuple[str, str, str], SchemaCheck | None] = {}
         self._versions: dict[tuple[str, str], tuple[float, list[StoredTool]]] = {}
         self._workflows: dict[tuple[str, str], WorkflowSpec] = {}
+        self._servers: dict[str, tuple[float, ServerSpec]] = {}
 
     async def register(self, spec: ToolSpec, *, check_provider: bool = True) -> bool:
         """Publish ``spec``. Returns False if the identical definition was already there.
@@ -75,7 +77,7 @@ class Registry:
             InvalidToolSpec: the provider cannot be loaded (with ``check_provider``).
         """
         if check_provider:
-            load_target(spec.provider.target)
+            await self._check_provider(spec, set())
         await self._check_conflict(spec)
         stored, created = await self._store.tools.put(
             spec.name, spec.version, spec.definition(), spec.definition_hash(), spec.deprecated
@@ -84,6 +86,45 @@ class Registry:
         if not created and stored.definition_hash != spec.definition_hash():
             raise ToolConflict(spec.name, spec.version, spec.differences(_spec(stored)))
         return created
+
+    async def _check_provider(self, spec: ToolSpec, servers: Set[str]) -> None:
+        """A python target must import; an mcp tool's server must be declared (in ``servers`` or published)."""
+        provider = spec.provider
+        if isinstance(provider, PythonProvider):
+            load_target(provider.target)
+        elif isinstance(provider, McpProvider) and provider.server not in servers:
+            if await self._store.servers.get(provider.server) is None:
+                known = ", ".join(s["name"] for s in await self._store.servers.all()) or "none is registered"
+                raise InvalidToolSpec(
+                    f"tool {spec.ref} is served by MCP server {provider.server!r}, which is not declared: add a "
+                    f"[[server]] table for it (servers: {known}), or import it with `podium tools import-mcp`"
+                )
+
+    async def register_server(self, spec: ServerSpec) -> bool:
+        """Publish (or replace) how a downstream MCP server is reached. Returns whether anything changed."""
+        changed = await self._store.servers.put(spec.name, spec.definition(), spec.definition_hash())
+        self._servers.pop(spec.name, None)
+        return changed
+
+    async def server(self, name: str) -> ServerSpec:
+        """A downstream MCP server by name (cached for ``VERSIONS_TTL_S``).
+
+        Raises:
+            InvalidToolSpec: no server has that name.
+        """
+        now = time.monotonic()
+        cached = self._servers.get(name)
+        if cached is not None and now - cached[0] < VERSIONS_TTL_S:
+            return cached[1]
+        definition = await self._store.servers.get(name)
+        if definition is None:
+            raise InvalidToolSpec(f"no MCP server named {name!r} is registered")
+        spec = ServerSpec.model_validate(definition)
+        self._servers[name] = (now, spec)
+        return spec
+
+    async def list_servers(self) -> list[ServerSpec]:
+        return [ServerSpec.model_validate(d) for d in await self._store.servers.all()]
 
     async def _check_conflict(self, spec: ToolSpec) -> None:
         stored = await self._store.tools.get(spec.name, spec.version)
@@ -115,7 +156,9 @@ class Registry:
             for schema in (tool.definition.get("input_schema"), tool.definition.get("output_schema"))
         )
         loaded = load_registry_file(path)
-        await self._register_all(list(loaded.tools), published, check_provider)
+        for server in loaded.servers:  # first: the file's tools may be served by them
+            await self.register_server(server)
+        await self._register_all(list(loaded.tools), published, check_provider, {s.name for s in loaded.servers})
         for workflow in loaded.workflows:
             stored = await self._store.workflows.get(workflow.name, workflow.version)
             if stored is not None and stored.definition_hash != workflow.definition_hash():
@@ -131,12 +174,12 @@ class Registry:
         return list(loaded.tools)
 
     async def _register_all(
-        self, specs: list[ToolSpec], published: list[StoredTool], check_provider: bool
+        self, specs: list[ToolSpec], published: list[StoredTool], check_provider: bool, servers: Set[str] = frozenset()
     ) -> list[bool]:
         stored = {(t.name, t.version): t for t in published}
         for spec in specs:
             if check_provider:
-                load_target(spec.provider.target)
+                await self._check_provider(spec, servers)
             earlier = stored.get((spec.name, spec.version))
             if earlier is not None and earlier.definition_hash != spec.definition_hash():
                 raise ToolConflict(spec.name, spec.version, spec.differences(_spec(earlier)))

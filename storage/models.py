@@ -46,6 +46,17 @@ class WorkflowRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
 
 
+class ServerRow(Base):
+    """A downstream MCP server (how to reach it, ``${VAR}`` unexpanded); its tools are rows of ``tools``."""
+
+    __tablename__ = "servers"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    definition: Mapped[str] = mapped_column(Text)
+    definition_hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
 class RunRow(Base):
     __tablename__ = "runs"
 

@@ -29,7 +29,7 @@ from storage.ledger import Draw, LedgerStore
 from storage.models import RunRow, StepRow, WorkflowRow
 from storage.records import NewRun, RunInsert, RunRecord, RunUpdate, StepRecord, StepWrite, dumps, loads
 from storage.sessions import Sessions, translated
-from storage.tools import ToolStore
+from storage.tools import ServerStore, ToolStore
 from storage.writer import AsyncWriter, StepWriter, ThreadedWriter
 
 
@@ -139,6 +139,7 @@ class Store:
         self._writer = writer
         self.tools = ToolStore(self._sessions)
         self.workflows = ToolStore(self._sessions, WorkflowRow)
+        self.servers = ServerStore(self._sessions)
         self.leases = LeaseStore(self._sessions, db.dialect)
         self.gates = GateStore(self._sessions)
         self.ledger = LedgerStore(self._sessions, db.dialect)

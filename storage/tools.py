@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from storage.errors import Duplicate
-from storage.models import ToolRow, WorkflowRow
+from storage.models import ServerRow, ToolRow, WorkflowRow
 from storage.records import StoredTool, dumps, loads
 from storage.sessions import Sessions
 
@@ -85,3 +85,37 @@ class ToolStore:
             return _tool(connection.execute(select(table).where(*key)).one())
 
         return await self._sessions.change(write)
+
+
+class ServerStore:
+    """``store.servers``: downstream MCP servers by name; registering one again replaces its definition."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    async def put(self, name: str, definition: dict[str, Any], definition_hash: str) -> bool:
+        """Insert or replace ``name``'s definition. Returns whether anything changed."""
+        now = self._sessions.clock()
+
+        def write(connection: Connection) -> bool:
+            found = connection.execute(select(ServerRow.definition_hash).where(ServerRow.name == name)).first()
+            if found is not None and found.definition_hash == definition_hash:
+                return False
+            values = {"definition": dumps(definition), "definition_hash": definition_hash, "updated_at": now}
+            if found is None:
+                connection.execute(insert(ServerRow).values(name=name, **values))
+            else:
+                connection.execute(update(ServerRow).where(ServerRow.name == name).values(**values))
+            return True
+
+        return await self._sessions.change(write)
+
+    async def get(self, name: str) -> dict[str, Any] | None:
+        query = select(ServerRow.definition).where(ServerRow.name == name)
+        text = await self._sessions.query(lambda connection: connection.scalar(query))
+        return None if text is None else dict(loads(text))
+
+    async def all(self) -> list[dict[str, Any]]:
+        """Every server's definition, by name."""
+        query = select(ServerRow.definition).order_by(ServerRow.name)
+        return [dict(loads(t)) for t in await self._sessions.query(lambda connection: list(connection.scalars(query)))]

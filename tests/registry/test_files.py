@@ -172,14 +172,15 @@ def test_registry_files_and_workflow_specs_are_immutable() -> None:
 # --- malformed files ----------------------------------------------------------------------------------------------
 
 
-def test_an_mcp_provider_is_rejected_because_only_python_is_supported(tmp_path: Path) -> None:
+def test_an_mcp_provider_names_a_server_not_a_command(tmp_path: Path) -> None:
     message = load_error(tmp_path, "design.toml", DESIGN_TOML + MCP_TOOL_TOML)
-    assert message == "tool[1] 'read-file': provider.type: 'mcp' is not supported; supported: python"
+    assert "tool[1] 'read-file': provider.server: Field required" in message
+    assert "provider.command: unknown field" in message
 
 
 def test_a_provider_without_a_type_is_rejected() -> None:
     message = json_error({"tool": [{**TOOL, "provider": {"target": "a:b"}}]})
-    assert message == "tool[0] 'extract-invoice': provider.type: missing; supported: python"
+    assert message == "tool[0] 'extract-invoice': provider.type: missing; supported: python, mcp, http"
 
 
 def test_a_bad_provider_target_names_the_entry_the_field_and_the_pattern(tmp_path: Path) -> None:
@@ -248,7 +249,7 @@ def test_a_single_tool_table_instead_of_an_array_of_tables_is_rejected(tmp_path:
 
 def test_unknown_top_level_keys_are_rejected_listing_the_allowed_ones() -> None:
     assert json_error({"tool": [TOOL], "toolz": []}) == (
-        "unknown top-level key 'toolz'; allowed: tool, tools, workflow, workflows "
+        "unknown top-level key 'toolz'; allowed: tool, tools, workflow, workflows, server, servers "
         "(or a single workflow with name, version, step)"
     )
 
@@ -259,7 +260,7 @@ def test_both_spellings_of_a_collection_at_once_are_rejected() -> None:
 
 def test_a_top_level_that_is_not_a_mapping_is_rejected(tmp_path: Path) -> None:
     assert load_error(tmp_path, "r.json", json.dumps([TOOL])) == (
-        "the top level must be a mapping with tool and/or tools and/or workflow and/or workflows, not a list"
+        "the top level must be a mapping with any of tool, tools, workflow, workflows, server, servers, not a list"
     )
 
 

@@ -12,7 +12,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from patterns.engine import Engine
-from registry import Registry
+from registry import PythonProvider, Registry, ToolSpec
 from registry.files import load_registry_file
 from registry.providers import load_target
 from server.demo import INVOICE_TEXT, SCENARIOS, contracts, invoice, onboarding, support, vendor_risk
@@ -506,6 +506,11 @@ EXPECTED_TOOLS = {
 NOT_IDEMPOTENT = {"post-to-erp", "send-for-signature"}
 
 
+def python_target(spec: ToolSpec) -> str:
+    assert isinstance(spec.provider, PythonProvider), spec.ref
+    return spec.provider.target
+
+
 def sample_inputs() -> dict[str, list[dict[str, Any]]]:
     """Realistic inputs per tool, built the way the step trees pass data along."""
     clean, risky = acme(), globex()
@@ -586,7 +591,7 @@ def sample_inputs() -> dict[str, list[dict[str, Any]]]:
 def test_the_registry_file_declares_every_example_tool() -> None:
     loaded = load_registry_file(TOOLS_FILE)
 
-    assert {spec.name: spec.provider.target for spec in loaded.tools} == EXPECTED_TOOLS
+    assert {spec.name: python_target(spec) for spec in loaded.tools} == EXPECTED_TOOLS
     assert [w.name for w in loaded.workflows] == [
         "invoice-intake",
         "invoice-processing",
@@ -607,7 +612,7 @@ def test_the_registry_file_declares_every_example_tool() -> None:
         assert 0 < spec.cost < 0.1
         assert spec.timeout_s is not None
         assert spec.tags
-        assert callable(load_target(spec.provider.target))
+        assert callable(load_target(python_target(spec)))
 
 
 @pytest.mark.anyio
@@ -619,7 +624,7 @@ async def test_every_tool_output_satisfies_its_own_output_schema() -> None:
     for spec in loaded.tools:
         assert spec.input_schema is not None and spec.output_schema is not None
         inputs, outputs = Draft202012Validator(spec.input_schema), Draft202012Validator(spec.output_schema)
-        fn = load_target(spec.provider.target)
+        fn = load_target(python_target(spec))
         for sample in samples[spec.name]:
             assert not list(inputs.iter_errors(sample)), f"{spec.name}: sample input {sample} breaks its input_schema"
             result = fn(**sample)
