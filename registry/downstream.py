@@ -33,7 +33,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
@@ -41,8 +41,7 @@ from typing import Any, Protocol, TextIO
 import anyio
 import anyio.abc
 import httpx2
-from mcp import Client, StdioServerParameters
-from mcp.client.stdio import stdio_client
+from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, TextContent, ToolListChangedNotification
@@ -51,8 +50,21 @@ from registry.errors import InvalidToolSpec, RegistryError
 from registry.models import HttpProvider, McpProvider, ToolSpec
 from registry.providers import Invoker
 from registry.servers import ServerSpec, expand_text, schema_sha256
+from registry.stdio_transport import stdio_transport
 
 log = logging.getLogger("podium.downstream")
+
+
+class _OneLine(logging.Filter):
+    """The SDK logs a whole traceback for each line a stdio server prints that is not JSON-RPC; one line says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+logging.getLogger("mcp.client.stdio").addFilter(_OneLine())
 
 
 class ServerLookup(Protocol):
@@ -123,8 +135,8 @@ class _Session:
         """The session broke: stop it; the next call opens another."""
         if not self.dead:
             log.warning("MCP server %r: session lost (%s); the next call opens a new one", self.server.name, why)
-        self.dead = True
-        self.error = why
+            self.dead = True
+            self.error = why
         self.stop()
 
 
@@ -184,11 +196,11 @@ class Downstream:
                 if exc.error.code == INVALID_PARAMS:
                     message = f"{provider.server}.{provider.tool} refused the input: {exc}"
                     raise DownstreamError(message, permanent=True) from None
-                if _session_gone(exc):
+                if session.dead or _session_gone(exc):
                     session.drop(str(exc))
                     if attempt == 1 and session.server.transport == "http":
                         continue  # a lost HTTP session is opened again, once
-                raise DownstreamError(f"MCP server {provider.server!r}: {exc}") from None
+                raise DownstreamError(f"MCP server {provider.server!r}: {session.error or exc}") from None
             except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as exc:
                 session.drop(f"{type(exc).__name__}: {exc}")
                 if attempt == 1 and session.server.transport == "http":
@@ -246,7 +258,12 @@ class Downstream:
         try:
             with session.scope:
                 async with connect(
-                    server, read_timeout_seconds=server.timeout_s, message_handler=on_message, cache=None
+                    server,
+                    max_message_bytes=4 * self._max_response_bytes + 65_536,  # JSON escapes, content beside structure
+                    on_problem=session.drop,
+                    read_timeout_seconds=server.timeout_s,
+                    message_handler=on_message,
+                    cache=None,
                 ) as client:
                     session.tools = await _live_tools(client)
                     session.client = client
@@ -369,9 +386,16 @@ async def _live_tools(client: Client) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def connect(server: ServerSpec, **options: Any) -> AsyncIterator[Client]:
-    """An open ``Client`` session to ``server`` (``${VAR}`` already expanded): stdio, its stderr piped to Podium's
-    log, or streamable HTTP with the server's own headers. ``options`` go to ``Client``."""
+async def connect(
+    server: ServerSpec,
+    *,
+    max_message_bytes: int = 4 * DEFAULT_MAX_RESPONSE_BYTES,
+    on_problem: Callable[[str], None] = lambda why: None,
+    **options: Any,
+) -> AsyncIterator[Client]:
+    """An open ``Client`` session to ``server`` (``${VAR}`` already expanded): stdio (``registry.stdio_transport``,
+    its stderr piped to Podium's log, no message over ``max_message_bytes``) or streamable HTTP with the server's own
+    headers. ``options`` go to ``Client``."""
     if server.url is not None:
         timeout = httpx2.Timeout(server.timeout_s, connect=min(10.0, server.timeout_s))
         async with httpx2.AsyncClient(headers=server.headers, timeout=timeout) as http:
@@ -380,11 +404,16 @@ async def connect(server: ServerSpec, **options: Any) -> AsyncIterator[Client]:
                 yield client
         return
     assert server.command is not None
-    params = StdioServerParameters(
-        command=server.command[0], args=list(server.command[1:]), env=dict(server.env) or None, cwd=server.cwd
-    )
     with _StderrToLog(server.name) as errlog:
-        async with Client(stdio_client(params, errlog=errlog.writer), mode=server.mode, **options) as client:
+        transport = stdio_transport(
+            server.command,
+            env=dict(server.env),
+            cwd=server.cwd,
+            stderr=errlog.writer.fileno(),
+            max_message_bytes=max_message_bytes,
+            on_problem=on_problem,
+        )
+        async with Client(transport, mode=server.mode, **options) as client:
             errlog.spawned()
             yield client
 

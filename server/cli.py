@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import json
 import logging
@@ -12,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from patterns import SETTLED, Engine, PatternError, gates, interventions
 from patterns.workflows import workflow_checker
 from registry import Registry, RegistryError, load_registry_file, staged
+from registry.mcp_import import import_server
+from registry.servers import ServerSpec
 from server.config import ConfigError, Settings
 from server.render import gate_report, gates_table, run_report, runs_table, step_tree, tools_table
 from server.results import (
@@ -122,6 +125,25 @@ def _parser() -> argparse.ArgumentParser:
     tools_show.add_argument("ref")
     tools_add = tools.add_parser("add", parents=[common, as_json], help="publish the tools of a registry file")
     tools_add.add_argument("file")
+    tools_import = tools.add_parser(
+        "import-mcp",
+        parents=[common, as_json],
+        help="publish a downstream MCP server and its tools as NAME.TOOL (new versions for changed tools)",
+        usage="podium tools import-mcp NAME [--env K=V]... [--cwd DIR] -- COMMAND ARGS...\n"
+        "       podium tools import-mcp NAME --url URL [--header K=V]...",
+    )
+    tools_import.add_argument("name", help="the server's name: its tools become NAME.TOOL")
+    tools_import.add_argument("--url", help="a streamable HTTP server's endpoint, instead of a command")
+    tools_import.add_argument("--header", action="append", default=[], metavar="K=V", help="an HTTP header (--url)")
+    tools_import.add_argument("--env", action="append", default=[], metavar="K=V", help="an environment variable")
+    tools_import.add_argument("--cwd", help="the working directory of a stdio server")
+    tools_import.add_argument("--timeout", type=float, default=60.0, help="seconds a call may take (default 60)")
+    tools_import.add_argument("--legacy", action="store_true", help="speak the 2025-11-25 protocol (initialize)")
+    tools_deprecate = tools.add_parser(
+        "deprecate", parents=[common, as_json], help="deprecate an exact version (ranges stop choosing it)"
+    )
+    tools_deprecate.add_argument("ref", help="name@1.2.3")
+    tools_deprecate.add_argument("--undo", action="store_true", help="undeprecate it")
 
     workflows = commands.add_parser("workflows", help="published workflows").add_subparsers(
         dest="action", required=True
@@ -264,6 +286,61 @@ async def _tools_add(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise CommandError(f"{option} {value!r} is not K=V")
+        pairs[key] = rest
+    return pairs
+
+
+async def _tools_import_mcp(store: Store, args: argparse.Namespace) -> int:
+    command = args.server_command
+    if bool(command) == bool(args.url):
+        raise CommandError("give either -- COMMAND ARGS... (a stdio server) or --url URL (a streamable HTTP server)")
+    fields: dict[str, Any] = {"name": args.name, "timeout_s": args.timeout, "mode": "legacy" if args.legacy else "auto"}
+    if args.url:
+        fields.update(url=args.url, headers=_pairs(args.header, "--header"))
+    else:
+        fields.update(command=command, env=_pairs(args.env, "--env"), cwd=args.cwd)
+    try:
+        server = ServerSpec.model_validate(fields)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            if where == "name":
+                problems.append(f"NAME {args.name!r} must be lowercase letters, digits and '-' (it prefixes its tools)")
+            else:
+                problems.append(f"{where or 'server'}: {error['msg'].removeprefix('Value error, ')}")
+        raise CommandError("; ".join(problems)) from None
+    reports = await import_server(Registry(store), server)
+    if args.json:
+        _print_json({"server": server.name, "tools": [dataclasses.asdict(r) for r in reports]})
+        return 0
+    print(f"MCP server {server.name} ({server.transport}): {len(reports)} tool(s)")
+    for r in reports:
+        if r.change == "unchanged":
+            print(f"  {r.name}@{r.version}: unchanged")
+        elif r.change in ("removed", "skipped"):
+            print(f"  {r.name}: {r.change} ({r.detail})")
+        else:
+            was = f" (was {r.previous})" if r.previous else ""
+            print(f"  {r.name}@{r.version}: {r.change}{was}")
+    return 0
+
+
+async def _tools_deprecate(store: Store, args: argparse.Namespace) -> int:
+    spec = await Registry(store).deprecate(args.ref, not args.undo)
+    if args.json:
+        _print_json({"tool": spec.ref, "deprecated": spec.deprecated})
+    else:
+        print(f"{spec.ref}: {'deprecated' if spec.deprecated else 'no longer deprecated'}")
+    return 0
+
+
 async def _workflows_list(store: Store, args: argparse.Namespace) -> int:
     found = workflow_catalogue(await Registry(store).list_workflows())
     lines = [f"{w.name}@{w.version}{' (deprecated)' if w.deprecated else ''}  —  {w.description}" for w in found]
@@ -392,6 +469,8 @@ HANDLERS: dict[tuple[str, str | None], Callable[[Store, argparse.Namespace], Awa
     ("tools", "list"): _tools_list,
     ("tools", "show"): _tools_show,
     ("tools", "add"): _tools_add,
+    ("tools", "import-mcp"): _tools_import_mcp,
+    ("tools", "deprecate"): _tools_deprecate,
     ("workflows", "list"): _workflows_list,
     ("workflows", "show"): _workflows_show,
     ("workflows", "add"): _workflows_add,
@@ -429,7 +508,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``podium`` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    server_command: list[str] = []
+    if "import-mcp" in argv and "--" in argv[argv.index("import-mcp") :]:
+        cut = argv.index("--", argv.index("import-mcp"))
+        argv, server_command = argv[:cut], argv[cut + 1 :]
     args = _parser().parse_args(argv)
+    args.server_command = server_command
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.load(args.config, database_url=args.db)

@@ -5,7 +5,8 @@
 
 - tools: ``add`` (structured output, idempotent), ``echo`` (text), ``fail`` (an ``isError`` result), ``big``
   (a text result of ``size`` bytes), ``slow`` (sleeps), ``shout`` (stderr line, then text);
-- ``--v2``: ``add`` takes a third number (its schema changes, so an imported ``add`` drifts);
+- ``--v2``: ``add`` takes a third number (its schema changes, so an imported ``add`` drifts); ``--describe``:
+  ``echo`` says what it does in other words (only its description changes);
 - ``--ignore-sigterm``: a server that must be killed; ``--garbage``: prints a non-JSON line on stdout first;
 - ``--hang``: never answers the handshake; ``--pid-file``: writes its pid; ``--calls-file``: appends each call;
 - ``--http PORT``: serves streamable HTTP on 127.0.0.1 instead of stdio.
@@ -25,7 +26,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
 
-def build(v2: bool, calls_file: str | None) -> MCPServer:
+def build(v2: bool, calls_file: str | None, describe: bool = False) -> MCPServer:
     server = MCPServer("podium-test-downstream", version="1.0.0")
 
     def called(name: str) -> None:
@@ -44,14 +45,13 @@ def build(v2: bool, calls_file: str | None) -> MCPServer:
     else:
 
         @server.tool(annotations=ToolAnnotations(idempotent_hint=True))
-        def add(a: float, b: float) -> dict[str, Any]:
+        def add(a: float, b: float) -> dict[str, Any]:  # type: ignore[misc]  # the other version of add
             """Add two numbers."""
             called("add")
             return {"sum": a + b}
 
-    @server.tool()
+    @server.tool(description="Say it back, word for word." if describe else "Say it back.")
     def echo(text: str) -> str:
-        """Say it back."""
         called("echo")
         return text
 
@@ -89,6 +89,7 @@ def build(v2: bool, calls_file: str | None) -> MCPServer:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--v2", action="store_true")
+    parser.add_argument("--describe", action="store_true")
     parser.add_argument("--ignore-sigterm", action="store_true")
     parser.add_argument("--garbage", action="store_true")
     parser.add_argument("--hang", action="store_true")
@@ -106,7 +107,7 @@ def main() -> None:
             time.sleep(3600)
     if args.garbage:
         print("this is not JSON-RPC", flush=True)
-    server = build(args.v2, args.calls_file)
+    server = build(args.v2, args.calls_file, args.describe)
     if args.http:
         server.run("streamable-http", host="127.0.0.1", port=args.http)
     else:
