@@ -9,11 +9,12 @@ Run::
 from __future__ import annotations
 
 from mcp.server.mcpserver import MCPServer
+from mcp.types import ToolAnnotations
 
 mcp = MCPServer("bare")
 
 
-@mcp.tool()
+@mcp.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
 async def ping() -> str:
     """Answers "pong"."""
     return "pong"
