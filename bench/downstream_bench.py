@@ -62,14 +62,14 @@ async def podium_chain(engine: Engine, steps: int) -> float:
 
 
 async def main(steps: int, reps: int, mode: str) -> None:
-    server = ServerSpec(name="bare", command=(sys.executable, str(BARE)), mode=mode)  # type: ignore[arg-type]
+    server = ServerSpec(name="bare", command=(sys.executable, str(BARE)), mode=mode)
     params = StdioServerParameters(command=sys.executable, args=[str(BARE)])
     with tempfile.TemporaryDirectory() as tmp:
         async with Store.open(f"sqlite:///{tmp}/bench.db") as store:
             registry = Registry(store)
             await import_server(registry, server)
             limits = Limits(max_steps=100_000)
-            async with Engine(store, registry, limits) as engine, Client(params, mode=mode) as client:  # type: ignore[arg-type]
+            async with Engine(store, registry, limits) as engine, Client(params, mode=mode) as client:
                 await bare_calls(client, steps)  # warm-up: both sessions open, both code paths hot
                 await podium_chain(engine, steps)
                 bare: list[float] = []

@@ -25,6 +25,7 @@ import anyio
 import anyio.abc
 
 from patterns import contracts, gates
+from patterns.breakers import Breakers
 from patterns.drain import Drain
 from patterns.errors import (
     ContractViolation,
@@ -53,7 +54,7 @@ from patterns.workflows import plan_workflow, workflow_lock
 from registry import Registry
 from registry.downstream import Downstream
 from registry.errors import RegistryError
-from registry.models import PythonProvider, ToolSpec
+from registry.models import BreakerSettings, PythonProvider, ToolSpec
 from registry.providers import Invoker
 from registry.resolve import parse_ref
 from registry.schemacheck import SchemaCheck
@@ -146,6 +147,7 @@ class Engine:
         grace_s: float = 0.0,
         recover: bool = True,
         clock: Callable[[], float] | None = None,
+        breaker: BreakerSettings | None = None,
     ) -> None:
         """
         Args:
@@ -161,6 +163,7 @@ class Engine:
                 abandon when it exits.
             clock: the time deadlines, leases and gate timers are measured by (default: the store's clock), so
                 that a test can move time on instead of sleeping.
+            breaker: the circuit breaker settings of tools whose spec does not set its own (``[breaker]``).
         """
         self.store = store
         self.registry = registry
@@ -178,6 +181,8 @@ class Engine:
         self._depths: dict[str, int] = {}  # how deep in its run tree each run executing here is (0: a root)
         self.downstream = Downstream(registry, max_response_bytes=self.limits.max_payload_bytes)
         """Sessions to downstream MCP servers and the HTTP client, open while the engine runs."""
+        self.breakers = Breakers(store, breaker or BreakerSettings(), self.owner, self.events.publish)
+        """The circuit breakers of the tools its runs call (``patterns.breakers``)."""
         self._downstream_invokers: dict[str, Invoker] = {}
         self._interrupted: set[str] = set()  # runs stopped unfinished: their leases are released at exit
         self._group: anyio.abc.TaskGroup | None = None
@@ -716,6 +721,7 @@ class Engine:
             drain=self._drain,
             confirm_lease=functools.partial(self._confirm_lease, record.id),
             publish=self.events.publish,
+            breakers=self.breakers,
         )
         state.delegate = functools.partial(self._delegate, record, state)
         state.held_steps, state.held_cost = record.held_steps, record.held_cost

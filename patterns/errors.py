@@ -36,6 +36,7 @@ ErrorType = Literal[
     "gate_rejected",
     "cancelled",
     "internal",
+    "circuit_open",
 ]
 ERROR_TYPES: tuple[ErrorType, ...] = get_args(ErrorType)
 

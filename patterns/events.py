@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 Level = Literal["debug", "info", "notice", "warning", "error"]
-EventKind = Literal["retry", "fallback", "gap", "gate_opened", "gate_escalated", "gate_decided", "settled"]
+EventKind = Literal[
+    "retry", "fallback", "gap", "gate_opened", "gate_escalated", "gate_decided", "settled", "breaker", "route"
+]
 
 
 @dataclass(frozen=True, slots=True)

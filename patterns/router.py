@@ -10,7 +10,7 @@ from patterns.base import NodeRunner
 from patterns.errors import InvalidStep, clip, describe_path
 from patterns.expressions import ExpressionError, compile_expression, step_error
 from patterns.state import Scope
-from patterns.steps import MAX_CASE_KEY_CHARS, RouteStep, join, route_segment
+from patterns.steps import MAX_CASE_KEY_CHARS, RouteStep, ToolStep, join, route_segment
 from storage.jsonshape import shape
 
 CASES_SHOWN = 10
@@ -51,4 +51,16 @@ async def run_route(runner: NodeRunner, step: RouteStep, path: str, value: Any, 
             f"({_listing(spec.cases)}) and there is no default",
             step=path,
         )
+    state = runner.state
+    if isinstance(chosen, ToolStep) and segment != "default" and spec.default is not None:
+        tool = state.specs.get(chosen.tool)
+        if tool is not None and state.breakers is not None and state.breakers.is_open(tool):
+            # a case whose tool is not being called now: the default takes it, and the route's record says so
+            state.update(
+                path, attempts=({"case": key, "taken": "default", "because": "circuit_open", "tool": tool.ref},)
+            )
+            state.tell(
+                "route", "warning", f"the circuit breaker of {tool.ref} is open: case {key!r} goes to default", path
+            )
+            chosen, segment = spec.default, "default"
     return await runner.run_node(chosen, join(path, "route", segment), value, inner)

@@ -6,7 +6,9 @@
 - recovery: claim runs whose owner stopped renewing its lease (it crashed or was killed) and resume them; settle
   the budget grants of runs that ended without their engine settling them;
 - gates: reminders, escalations and time-outs that are due; runs parked at a gate decided elsewhere are resumed;
-- cancellation: runs executing here that another process recorded cancelled, or whose parent run is, stop.
+- cancellation: runs executing here that another process recorded cancelled, or whose parent run is, stop;
+- breakers: the calls counted here go to the store, the breakers of the tools called here are read again, and
+  those whose failure rate crossed their threshold open.
 
 Every transition is a compare-and-set in the store, so several engines on one database do each thing once. A pass
 that fails (a busy database) is logged and tried again at the next tick.
@@ -22,6 +24,7 @@ from typing import Protocol
 import anyio
 
 from patterns import gates
+from patterns.breakers import Breakers
 from patterns.errors import PatternError
 from patterns.events import RunEvents
 from registry.errors import RegistryError
@@ -43,6 +46,7 @@ class Scheduled(Protocol):
     recover: bool
     clock: Callable[[], float]
     events: RunEvents
+    breakers: Breakers
 
     @property
     def draining(self) -> bool: ...
@@ -74,6 +78,8 @@ async def schedule(engine: Scheduled, stopping: anyio.Event) -> None:
                     log.warning("resuming run %s: its owner stopped renewing its lease", run_id)
                     await engine.resume(run_id)
                 await engine.store.ledger.settle_ended()
+                await engine.store.breakers.prune()
+            await engine.breakers.sync()
             if not engine.draining:
                 await gates.tick(engine.store, engine.clock(), engine.events.publish)
             if adopt:

@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 
 from patterns import contracts
+from patterns.breakers import Breakers
 from patterns.drain import Drain
 from patterns.errors import LimitExceeded, PatternError, describe_path
 from patterns.events import EventKind, Level, Listener, RunEvent, ignore
@@ -149,6 +150,8 @@ class RunState:
     top_up: Callable[[str, float | None], Awaitable[None]] | None = None
     """For a run whose budget is a grant from the ledger (``storage.ledger``): grow it for one more step (None) or
     for a call costing that much, or raise LimitExceeded."""
+    breakers: Breakers | None = None
+    """The engine's circuit breakers (``patterns.breakers``); None: none are kept."""
     usage_written: tuple[int, float] = (0, 0.0)
     """The usage the heartbeat last wrote to the run's row."""
     counted_for: dict[str, list[float]] = field(default_factory=dict)

@@ -9,6 +9,7 @@ import anyio
 
 from patterns import contracts
 from patterns.base import NodeRunner
+from patterns.breakers import CircuitOpen
 from patterns.errors import ERROR_TYPES, NeedsAttention, PatternError, StepFailed, describe_path
 from patterns.steps import ToolStep
 from registry.models import NO_RETRY, RetryPolicy, ToolSpec
@@ -49,7 +50,18 @@ async def _call(
         # durability barrier: the `started` record must be on disk before a side effect that must not repeat
         await state.store.flush(state.run_id)
         await state.confirm_lease()  # and this engine must still own the run: a stalled one may have lost it
+    breakers = state.breakers
     for attempt in range(1, policy.max_attempts + 1):
+        probe: int | None = None
+        if breakers is not None:
+            try:
+                if breakers.check(spec, path):
+                    probe = await breakers.probe(spec, path)
+            except CircuitOpen as refused:  # not a call: nothing is charged or counted
+                attempts.append({"n": len(attempts) + 1, "tool": spec.ref, "ok": False, "ms": 0.0, "cost": 0.0})
+                attempts[-1]["error"] = refused.to_dict()
+                state.update(path, attempts=tuple(attempts), cost=_cost(attempts))
+                raise
         if state.top_up is not None and state.short_of(spec.cost):
             await state.top_up(path, spec.cost)
         state.charge(spec, path)
@@ -75,9 +87,18 @@ async def _call(
             attempts.append(
                 {"n": len(attempts) + 1, "tool": spec.ref, "ok": True, "ms": _ms(started), "cost": spec.cost}
             )
+            if breakers is not None:
+                breakers.record(spec, False, state.run_id, path)
+                if probe is not None:
+                    await breakers.settle_probe(spec, probe, True, state.run_id, path)
             return output, output_json
         except Exception as exc:  # a tool may raise anything; it becomes a typed step failure
             error = _failure(spec, path, exc, attempt, policy)
+        if breakers is not None:  # only transient failures count against a breaker
+            transient = error.retryable and not getattr(error, "permanent", False)
+            breakers.record(spec, transient, state.run_id, path)
+            if probe is not None:
+                await breakers.settle_probe(spec, probe, not transient, state.run_id, path)
         attempts.append(
             {
                 "n": len(attempts) + 1,

@@ -49,6 +49,18 @@ class RetryPolicy(BaseModel):
 NO_RETRY = RetryPolicy(max_attempts=1)
 
 
+class BreakerSettings(BaseModel):
+    """When a tool version's circuit breaker opens, and for how long (see ``patterns.breakers``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    min_calls: int = Field(10, ge=1, le=100_000, description="Calls within the window before the rate counts.")
+    failure_rate: float = Field(0.5, gt=0, le=1, description="Share of transient failures that opens it.")
+    window_s: float = Field(60.0, ge=5, le=86_400, description="The window the rate is computed over.")
+    open_s: float = Field(30.0, gt=0, le=86_400, description="How long it stays open first; doubles per re-open.")
+    max_open_s: float = Field(300.0, gt=0, le=86_400, description="The cap on the open time.")
+
+
 class PythonProvider(BaseModel):
     """A Python callable, ``module:function`` (dotted attribute paths allowed after the colon)."""
 
@@ -194,6 +206,9 @@ class ToolSpec(Published):
     timeout_s: float | None = Field(None, gt=0, description="Default per-attempt timeout.")
     retry: RetryPolicy | None = None
     tags: tuple[str, ...] = ()
+    breaker: BreakerSettings | Literal[False] | None = Field(
+        None, description="Its circuit breaker's settings (default: the server's `[breaker]`), or false for none."
+    )
     schema_sha256: str | None = Field(
         None,
         pattern=r"^[0-9a-f]{64}$",
@@ -212,7 +227,7 @@ class ToolSpec(Published):
         return data
 
 
-_ADDED_FIELDS = ("schema_sha256",)
+_ADDED_FIELDS = ("schema_sha256", "breaker")
 
 
 def is_valid_name(name: str) -> bool:

@@ -21,7 +21,7 @@ from registry import Registry, RegistryError, load_registry_file, staged
 from registry.mcp_import import import_server
 from registry.servers import ServerSpec
 from server.config import ConfigError, Settings
-from server.render import gate_report, gates_table, run_report, runs_table, step_tree, tools_table
+from server.render import gate_report, gates_table, run_report, runs_table, step_tree, table, tools_table
 from server.results import (
     GateList,
     RunList,
@@ -29,6 +29,7 @@ from server.results import (
     WorkflowList,
     catalogue,
     gate_detail,
+    iso,
     run_summary,
     tool_info,
     workflow_catalogue,
@@ -157,6 +158,13 @@ def _parser() -> argparse.ArgumentParser:
         "validate", parents=[common, as_json], help="check the workflows of a file without publishing them"
     )
     workflows_check.add_argument("file")
+
+    breakers = commands.add_parser("breakers", help="circuit breakers of tool versions").add_subparsers(
+        dest="action", required=True
+    )
+    breakers.add_parser("list", parents=[common, as_json], help="every breaker: state, failure rate, opens")
+    breakers_reset = breakers.add_parser("reset", parents=[common, as_json], help="close a breaker now")
+    breakers_reset.add_argument("ref", help="the tool version, name@1.2.3 (or a range resolving to one)")
 
     gates = commands.add_parser("gates", help="human approval gates").add_subparsers(dest="action", required=True)
     gates_list = gates.add_parser("list", parents=[common, as_json], help="gates, oldest first, with the time left")
@@ -341,6 +349,64 @@ async def _tools_deprecate(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _breakers_list(store: Store, args: argparse.Namespace) -> int:
+    settings: Settings = args.settings
+    window = settings.breaker.window_s
+    records = await store.breakers.all()
+    _, counts = await store.breakers.read({r.tool: store.now() - window for r in records})
+    rows = []
+    for r in records:
+        calls, failures = counts.get(r.tool, (0, 0))
+        until = r.open_until() if r.state != "closed" else None
+        rows.append(
+            {
+                "tool": r.tool,
+                "state": r.state,
+                "calls": calls,
+                "failures": failures,
+                "failure_rate": round(failures / calls, 3) if calls else 0.0,
+                "opens": r.opens,
+                "open_until": None if until is None else iso(until),
+                "reason": r.reason,
+            }
+        )
+    if args.json:
+        _print_json({"window_s": window, "breakers": rows})
+        return 0
+    if not rows:
+        print("no breaker has opened yet (a tool's breaker is recorded the first time it opens)")
+        return 0
+    print(f"failure rates over the last {window:g}s")
+    print(
+        table(
+            ["TOOL", "STATE", "FAILED", "RATE", "OPENS", "OPEN UNTIL", "REASON"],
+            [
+                [
+                    r["tool"],
+                    r["state"],
+                    f"{r['failures']}/{r['calls']}",
+                    f"{r['failure_rate']:.0%}",
+                    r["opens"],
+                    r["open_until"] or "-",
+                    r["reason"] or "",
+                ]
+                for r in rows
+            ],
+        )
+    )
+    return 0
+
+
+async def _breakers_reset(store: Store, args: argparse.Namespace) -> int:
+    spec = await Registry(store).resolve(args.ref)
+    reset = await store.breakers.reset(spec.ref)
+    if args.json:
+        _print_json({"tool": spec.ref, "reset": reset})
+    else:
+        print(f"{spec.ref}: breaker closed" if reset else f"{spec.ref}: its breaker never opened; nothing to reset")
+    return 0
+
+
 async def _workflows_list(store: Store, args: argparse.Namespace) -> int:
     found = workflow_catalogue(await Registry(store).list_workflows())
     lines = [f"{w.name}@{w.version}{' (deprecated)' if w.deprecated else ''}  —  {w.description}" for w in found]
@@ -471,6 +537,8 @@ HANDLERS: dict[tuple[str, str | None], Callable[[Store, argparse.Namespace], Awa
     ("tools", "add"): _tools_add,
     ("tools", "import-mcp"): _tools_import_mcp,
     ("tools", "deprecate"): _tools_deprecate,
+    ("breakers", "list"): _breakers_list,
+    ("breakers", "reset"): _breakers_reset,
     ("workflows", "list"): _workflows_list,
     ("workflows", "show"): _workflows_show,
     ("workflows", "add"): _workflows_add,

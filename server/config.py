@@ -17,6 +17,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from patterns import Limits
+from registry.models import BreakerSettings
 
 PREFIX = "PODIUM_"
 
@@ -44,6 +45,8 @@ class Settings(BaseModel):
     database_url: str = Field(default_factory=default_database_url)
     durability: Literal["normal", "full"] = "normal"
     limits: Limits = Limits()
+    breaker: BreakerSettings = BreakerSettings()
+    """Circuit breakers of tools whose spec sets none (``[breaker]``; ``PODIUM_BREAKER__OPEN_S=60``)."""
     principal: tuple[Principal, ...] = ()
     registry: tuple[str, ...] = ()
     lease_s: float = Field(15.0, gt=0, description="A run's lease; a replica that dies holds its runs this long.")

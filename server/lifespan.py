@@ -61,7 +61,12 @@ def lifespan(
                 for path in settings.registry:
                     await registry.register_file(path, check_workflow=check)
                 async with Engine(
-                    store, registry, settings.limits, lease_s=settings.lease_s, grace_s=settings.shutdown_grace_s
+                    store,
+                    registry,
+                    settings.limits,
+                    lease_s=settings.lease_s,
+                    grace_s=settings.shutdown_grace_s,
+                    breaker=settings.breaker,
                 ) as engine:
                     log.info("podium serving with %s", store.db.display)
                     running.state = AppState(settings, store, registry, engine, http_url)

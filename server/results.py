@@ -27,7 +27,7 @@ from storage import GateRecord, RunRecord, StepRecord
 class ErrorInfo(BaseModel):
     type: str = Field(
         description="invalid_input, unknown_tool, contract_violation, limit_exceeded, tool_failed, "
-        "timeout, gate_rejected, cancelled or internal"
+        "timeout, gate_rejected, cancelled, internal or circuit_open"
     )
     message: str
     step: str | None = Field(None, description="Path of the step that failed, e.g. '0/fan_out/3'.")

@@ -57,6 +57,36 @@ class ServerRow(Base):
     updated_at: Mapped[float] = mapped_column(Float)
 
 
+class BreakerRow(Base):
+    """A tool version's circuit breaker (``storage.breakers``): every transition is a compare-and-set on
+    ``generation``."""
+
+    __tablename__ = "breakers"
+
+    tool: Mapped[str] = mapped_column(String(200), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    generation: Mapped[int] = mapped_column(Integer)
+    opened_at: Mapped[float | None] = mapped_column(Float)
+    open_s: Mapped[float] = mapped_column(Float)
+    opens: Mapped[int] = mapped_column(Integer)
+    """Times it opened in a row (reset when a probe closes it): each re-open doubles ``open_s``, up to a cap."""
+    reason: Mapped[str | None] = mapped_column(Text)
+    probe_owner: Mapped[str | None] = mapped_column(String(200))
+    probe_expires_at: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class BreakerCallRow(Base):
+    """Calls of a tool version that ended, and how many failed transiently, per ``BUCKET_S`` of time."""
+
+    __tablename__ = "breaker_calls"
+
+    tool: Mapped[str] = mapped_column(String(200), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer)
+    failures: Mapped[int] = mapped_column(Integer)
+
+
 class RunRow(Base):
     __tablename__ = "runs"
 

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, Select, Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import ledger, migrate
+from storage.breakers import BreakerStore
 from storage.database import (
     Database,
     Durability,
@@ -140,6 +141,7 @@ class Store:
         self.tools = ToolStore(self._sessions)
         self.workflows = ToolStore(self._sessions, WorkflowRow)
         self.servers = ServerStore(self._sessions)
+        self.breakers = BreakerStore(self._sessions, db.dialect)
         self.leases = LeaseStore(self._sessions, db.dialect)
         self.gates = GateStore(self._sessions)
         self.ledger = LedgerStore(self._sessions, db.dialect)

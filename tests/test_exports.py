@@ -39,7 +39,7 @@ def test_the_error_types_and_run_statuses_are_the_public_contracts() -> None:
     patterns = importlib.import_module("patterns")
     assert patterns.ERROR_TYPES == (
         "invalid_input", "unknown_tool", "contract_violation", "limit_exceeded", "tool_failed", "timeout",
-        "gate_rejected", "cancelled", "internal",
+        "gate_rejected", "cancelled", "internal", "circuit_open",
     )  # fmt: skip
     assert patterns.RUN_STATUSES == (
         "pending", "running", "waiting", "succeeded", "partial", "failed", "rejected", "cancelled", "timed_out",
