@@ -11,6 +11,8 @@ All measurements run in one process, interleaved (a, b, c, a, b, c, ...), and th
   ``synchronous=NORMAL``, one INSERT + COMMIT per step (the floor for durable checkpointing); (c) the engine on a
   fresh SQLite file, timed from ``engine.run`` being called until it returns the settled run (final flush included);
 - a fan-out of 1,000 branches of 20 ms sleeps at ``max_concurrency`` 64 through the engine, against its ideal;
+- breakers: the engine chain again with the no-op's circuit breaker off (``breaker = false``): what counting every
+  call for its breaker costs. Target: <= 1.05 x.
 - delegation: a chain of 100 workflow steps (each a child run of a one-no-op-step workflow) against a chain of
   100 tool steps, per step; and a fan-out of 1,000 such children, every one of them recorded;
 - last, a 10,000-branch no-op fan-out through the engine: wall time, step records found, and peak RSS.
@@ -64,6 +66,7 @@ RSS_TARGET_MB = 300.0
 DELEGATIONS = 100  # workflow steps per chain (each is a whole child run: milliseconds, not microseconds)
 CHILD_FAN_OUT = 1_000
 WORKFLOW_TARGET = 5.0  # workflow step / tool step
+BREAKER_TARGET = 1.05  # chain step with its breaker kept / with breaker = false
 ONE_STEP = WorkflowSpec(name="one-noop", version="1.0.0", step={"tool": "noop"})
 
 TOOLS = [
@@ -72,6 +75,13 @@ TOOLS = [
         version="1.0.0",
         provider=PythonProvider(target="bench.noop_tools:noop"),
         idempotent=True,
+    ),
+    ToolSpec(
+        name="noop-unguarded",
+        version="1.0.0",
+        provider=PythonProvider(target="bench.noop_tools:noop"),
+        idempotent=True,
+        breaker=False,
     ),
     ToolSpec(
         name="sleep20",
@@ -248,6 +258,10 @@ async def engine_chain(n: int, files: Files) -> float:
     return (await engine_once(files, "engine-chain", chain_step(n))).seconds
 
 
+async def engine_chain_unguarded(n: int, files: Files) -> float:
+    return (await engine_once(files, "engine-chain-unguarded", chain_step(n, "noop-unguarded"))).seconds
+
+
 async def engine_fan_out(n: int, files: Files) -> float:
     return (await engine_once(files, "engine-fan-out", fan_out_step(n))).seconds
 
@@ -337,6 +351,7 @@ async def main(n: int, reps: int, big: bool) -> None:
                 ("(a) raw anyio, no persistence", raw_chain),
                 ("(b) sqlite3 INSERT+COMMIT per step", sqlite_chain),
                 ("(c) engine, fresh SQLite file", engine_chain),
+                ("(c') engine, the tool's breaker off", engine_chain_unguarded),
             ],
         )
         fan = await interleaved(
@@ -395,6 +410,12 @@ async def main(n: int, reps: int, big: bool) -> None:
             f"{ideal * 1000:.0f} ms)   target <= {SLEEP_TARGET}: {verdict(sleep_ratio <= SLEEP_TARGET)}"
         )
         print(f"  (raw anyio, same pool, no engine: {sleep[0].median / ideal:.3f} x ideal)")
+        breaker_ratio = chain[2].median / chain[3].median
+        print(
+            f"breaker bookkeeping:           {breaker_ratio:6.3f}  "
+            f"({chain[2].per_item_us:.1f} vs {chain[3].per_item_us:.1f} µs/step with the tool's breaker off)   "
+            f"target <= {BREAKER_TARGET}: {verdict(breaker_ratio <= BREAKER_TARGET)}"
+        )
         workflow_ratio = delegation[1].median / delegation[0].median
         print(
             f"workflow step / tool step:     {workflow_ratio:6.2f}  "
