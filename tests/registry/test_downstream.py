@@ -3,6 +3,7 @@ both protocol eras: import, calls through the engine, drift, pooling, restarts, 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -22,7 +23,7 @@ from registry import Registry, ToolSpec
 from registry.mcp_import import ImportFailed, import_server
 from registry.servers import ServerSpec
 from storage import Store
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO, free_port, podium
 
 pytestmark = pytest.mark.anyio
 
@@ -245,3 +246,25 @@ async def test_an_http_server_is_imported_and_called(
     assert run.status == "succeeded" and run.output == {"sum": 9.0}
     assert calls.read_text().split() == ["add"] * 3
     assert (await registry.server("remote")).headers == {"X-Team": "${PODIUM_TEST_TEAM}"}  # stored unexpanded
+
+
+def test_the_cli_imports_a_server_reports_changes_deprecates_and_lists_breakers(tmp_path: Path) -> None:
+    db = str(tmp_path / "podium.db")
+    server = [*SERVER]
+    first = podium("tools", "import-mcp", "calc", "--cwd", str(REPO), "--db", db, "--", *server)
+    again = podium("tools", "import-mcp", "calc", "--json", "--db", db, "--", *server, "--v2")
+    deprecated = podium("tools", "deprecate", "calc.add@1.0.0", "--db", db)
+    shown = podium("tools", "show", "calc.add@^1", "--db", db)
+    nothing = podium("breakers", "list", "--db", db)
+    reset = podium("breakers", "reset", "calc.add@2", "--db", db)
+    bad = podium("tools", "import-mcp", "calc", "--db", db)
+    assert first.returncode == 0, first.stderr
+    assert "MCP server calc (stdio): 6 tool(s)" in first.stdout and "calc.add@1.0.0: new" in first.stdout
+    changes = {t["name"]: t for t in json.loads(again.stdout)["tools"]}
+    assert changes["calc.add"]["change"] == "schema changed" and changes["calc.add"]["version"] == "2.0.0"
+    assert changes["calc.echo"]["change"] == "unchanged"
+    assert deprecated.returncode == 0 and "calc.add@1.0.0: deprecated" in deprecated.stdout
+    assert shown.returncode != 0 and "deprecated" in shown.stderr  # a range skips the deprecated version
+    assert "no breaker has opened yet" in nothing.stdout
+    assert reset.returncode == 0 and "calc.add@2.0.0: its breaker never opened; nothing to reset" in reset.stdout
+    assert bad.returncode == 2 and "give either -- COMMAND ARGS..." in bad.stderr
