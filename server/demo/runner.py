@@ -21,8 +21,10 @@ from typing import Any
 from mcp import Client
 
 from patterns import gates
+from registry.models import BreakerSettings
 from server.app import build_server
 from server.config import Settings
+from server.demo import shipping
 from server.render import run_report
 from server.results import RunResult
 from server.runtree import run_tree_report
@@ -175,6 +177,8 @@ async def run_demo(settings: Settings) -> int:
     print(f"registering the example tools from {TOOLS_FILE.name}; connecting an MCP client to the server\n")
     started = time.perf_counter()
     unexpected = 0
+    # the demo's breakers open after 3 calls (the shipping scenario's down carrier); a server's default is 10
+    settings = settings.model_copy(update={"breaker": BreakerSettings(min_calls=3, failure_rate=0.5, open_s=30)})
     async with Client(build_server(settings)) as client:
         for number, scenario in enumerate(SCENARIOS, 1):
             print(f"== {number}. {scenario.title}")
@@ -186,6 +190,13 @@ async def run_demo(settings: Settings) -> int:
             if run.status != scenario.expect:
                 unexpected += 1
                 print(f"!! expected {scenario.expect}, got {run.status}\n")
+        print(f"== {len(SCENARIOS) + 1}. {shipping.TITLE}")
+        print(f"   {shipping.STORY}")
+        shown = shipping.summary(await shipping.run_shipping(client, settings.database_url))
+        if shown["booked"] != len(shipping.ORDERS) or not shown["skipped_down_carrier"]:
+            unexpected += 1
+            print(f"!! expected every order booked and the last one routed past SkyFreight: {shown}")
+        print()
     print(
         f"done in {time.perf_counter() - started:.1f} s. Inspect the runs: podium runs list / podium runs show RUN_ID"
     )

@@ -187,8 +187,12 @@ def test_demo_runs_the_scenarios_through_mcp_and_leaves_the_runs_inspectable(tmp
     assert "the demo decides for them: modify as 'legal'" in demo.stdout
     assert "send-for-signature@1.0.0  completed" in demo.stdout
     assert "Dana Ruiz is ready for 2027-01-11" in demo.stdout
-    # five scenario runs, and the onboarding coordinator's three child runs
-    assert sorted(r["status"] for r in listed) == ["partial"] + ["succeeded"] * 7
+    # five scenario runs, the onboarding coordinator's three child runs, and four shipping orders
+    assert sorted(r["status"] for r in listed) == ["partial"] + ["succeeded"] * 11
+    assert "imported shipping.skyfreight_quote@1.0.0 (new)" in demo.stdout
+    assert "the circuit breaker of shipping.skyfreight_quote@1.0.0 opened" in demo.stdout
+    assert "0/route/default  shipping.roadline_quote@1.0.0  completed" in demo.stdout
+    assert "shipping.skyfreight_quote@1.0.0  open   1      3 of its last 3 calls failed" in demo.stdout
     gates = json.loads(podium("gates", "list", "--status", "decided", "--json", env=home).stdout)["gates"]
     assert sorted(g["decision"] for g in gates) == ["approve", "modify"]
     found = re.search(r"== 5\. Employee onboarding.*?\nrun (\S+): succeeded", demo.stdout, re.S)
