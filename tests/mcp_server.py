@@ -4,7 +4,8 @@
                                [--http PORT]
 
 - tools: ``add`` (structured output, idempotent), ``echo`` (text), ``fail`` (an ``isError`` result), ``big``
-  (a text result of ``size`` bytes), ``slow`` (sleeps), ``shout`` (stderr line, then text);
+  (a text result of ``size`` bytes), ``slow`` (sleeps), ``shout`` (stderr line, then text), ``upgrade`` (replaces
+  ``add`` with another schema and sends ``tools/list_changed``);
 - ``--v2``: ``add`` takes a third number (its schema changes, so an imported ``add`` drifts); ``--describe``:
   ``echo`` says what it does in other words (only its description changes);
 - ``--ignore-sigterm``: a server that must be killed; ``--garbage``: prints a non-JSON line on stdout first;
@@ -21,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
@@ -75,6 +76,21 @@ def build(v2: bool, calls_file: str | None, describe: bool = False) -> MCPServer
         called("slow")
         await anyio.sleep(seconds)
         return "done"
+
+    @server.tool()
+    async def upgrade(ctx: Context) -> str:
+        """Replaces ``add`` with a three-number version and tells the client its tools changed."""
+        called("upgrade")
+        server.remove_tool("add")
+
+        def add(a: float, b: float, c: float = 0) -> dict[str, Any]:
+            """Add numbers."""
+            called("add")
+            return {"sum": a + b + c}
+
+        server.add_tool(add, annotations=ToolAnnotations(idempotent_hint=True))
+        await ctx.session.send_tool_list_changed()
+        return "upgraded"
 
     @server.tool()
     def shout(text: str) -> str:

@@ -207,6 +207,18 @@ async def test_importing_refuses_what_cannot_be_imported(registry: Registry) -> 
     assert await registry.list_servers() == [await registry.server("noisy")]
 
 
+def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the test MCP server did not start") from None
+            time.sleep(0.05)
+
+
 @pytest.fixture
 def http_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     port = free_port()
@@ -216,15 +228,7 @@ def http_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     )
     url = f"http://127.0.0.1:{port}/mcp"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the test MCP server did not start") from None
-                time.sleep(0.05)
+        wait_for_port(port, process)
         yield url, calls
     finally:
         process.kill()
@@ -268,3 +272,50 @@ def test_the_cli_imports_a_server_reports_changes_deprecates_and_lists_breakers(
     assert "no breaker has opened yet" in nothing.stdout
     assert reset.returncode == 0 and "calc.add@2.0.0: its breaker never opened; nothing to reset" in reset.stdout
     assert bad.returncode == 2 and "give either -- COMMAND ARGS..." in bad.stderr
+
+
+async def test_a_tool_that_changes_while_the_session_is_open_is_refused_after_list_changed(
+    engine: Engine, registry: Registry, tmp_path: Path
+) -> None:
+    calls = tmp_path / "calls"
+    await import_server(registry, stdio("calc", "--calls-file", str(calls), mode="legacy"))
+    before = await engine.run({"tool": "calc.add", "input": {"a": 1, "b": 2}}, {})
+    upgraded = await engine.run({"tool": "calc.upgrade", "input": {}}, {})
+    with anyio.fail_after(10):  # the notification reaches the session's task, which lists the tools again
+        while True:
+            after = await engine.run({"tool": "calc.add", "input": {"a": 1, "b": 2}}, {})
+            if after.status == "failed":
+                break
+            await anyio.sleep(0.05)
+    assert before.status == "succeeded" and upgraded.output == {"result": "upgraded"}
+    assert after.error is not None and after.error["type"] == "contract_violation"
+    assert "changed its schemas since it was imported" in after.error["message"]
+
+
+async def test_an_http_session_lost_to_a_server_restart_is_opened_again(
+    engine: Engine, registry: Registry, tmp_path: Path, mode: str
+) -> None:
+    port = free_port()
+    calls = tmp_path / "calls"
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [*SERVER, "--http", str(port), "--calls-file", str(calls)], cwd=REPO, stderr=subprocess.DEVNULL
+        )
+        wait_for_port(port, process)
+        return process
+
+    process = start()
+    try:
+        await import_server(registry, ServerSpec(name="remote", url=f"http://127.0.0.1:{port}/mcp", mode=mode))
+        first = await engine.run({"tool": "remote.add", "input": {"a": 1, "b": 1}}, {})
+        process.kill()
+        process.wait()
+        process = start()  # a new process: it knows nothing of the old session
+        second = await engine.run({"tool": "remote.add", "input": {"a": 2, "b": 2}}, {})
+    finally:
+        process.kill()
+        process.wait()
+    assert first.output == {"sum": 2.0}
+    assert second.status == "succeeded", second.error
+    assert second.output == {"sum": 4.0}
