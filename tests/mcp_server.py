@@ -9,7 +9,8 @@
 - ``--v2``: ``add`` takes a third number (its schema changes, so an imported ``add`` drifts); ``--describe``:
   ``echo`` says what it does in other words (only its description changes);
 - ``--ignore-sigterm``: a server that must be killed; ``--garbage``: prints a non-JSON line on stdout first;
-- ``--hang``: never answers the handshake; ``--pid-file``: writes its pid; ``--calls-file``: appends each call;
+- ``--hang``: never answers the handshake; ``--duplicate``: a low-level server listing ``add`` twice;
+- ``--pid-file``: writes its pid; ``--calls-file``: appends each call;
 - ``--http PORT``: serves streamable HTTP on 127.0.0.1 instead of stdio.
 """
 
@@ -102,6 +103,23 @@ def build(v2: bool, calls_file: str | None, describe: bool = False) -> MCPServer
     return server
 
 
+async def serve_duplicates() -> None:
+    """A low-level server whose tool list names ``add`` twice (what ``MCPServer`` would never do)."""
+    import mcp_types as types
+    from mcp.server.lowlevel import Server
+    from mcp.server.stdio import stdio_server
+
+    schema = {"type": "object", "properties": {"a": {"type": "number"}}}
+    tools = [types.Tool(name="add", input_schema=schema), types.Tool(name="add", input_schema=schema)]
+
+    async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=tools)
+
+    server = Server("duplicates", on_list_tools=list_tools)
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--v2", action="store_true")
@@ -109,6 +127,7 @@ def main() -> None:
     parser.add_argument("--ignore-sigterm", action="store_true")
     parser.add_argument("--garbage", action="store_true")
     parser.add_argument("--hang", action="store_true")
+    parser.add_argument("--duplicate", action="store_true")
     parser.add_argument("--pid-file")
     parser.add_argument("--calls-file")
     parser.add_argument("--http", type=int)
@@ -121,6 +140,11 @@ def main() -> None:
     if args.hang:
         while True:
             time.sleep(3600)
+    if args.duplicate:
+        import anyio
+
+        anyio.run(serve_duplicates)
+        return
     if args.garbage:
         print("this is not JSON-RPC", flush=True)
     server = build(args.v2, args.calls_file, args.describe)

@@ -202,6 +202,8 @@ async def test_importing_refuses_what_cannot_be_imported(registry: Registry) -> 
         await import_server(registry, stdio("slow", "--hang", timeout_s=1))
     with pytest.raises(ImportFailed, match="cannot list the tools of MCP server 'far'"):
         await import_server(registry, ServerSpec(name="far", url="http://127.0.0.1:1/mcp", timeout_s=3))
+    with pytest.raises(ImportFailed, match="MCP server 'twice' lists 'add' more than once; a tool name must be unique"):
+        await import_server(registry, stdio("twice", "--duplicate", mode="legacy"))
     garbage = await import_server(registry, stdio("noisy", "--garbage"))  # a stray line is skipped, not fatal
     assert {r.change for r in garbage} == {"new"}
     assert await registry.list_servers() == [await registry.server("noisy")]
