@@ -192,8 +192,11 @@ class Breakers:
                 if opened is not None:
                     f.record = opened
                     message = f"circuit breaker of {ref} opened for {settings.open_s:g}s: {reason}"
-                    if f.caller is not None:
-                        self._tell(f.caller[0], "warning", message, f.caller[1])
+                    if f.caller is not None:  # the run whose call tipped it: told now, and in its history
+                        run_id, path = f.caller
+                        self._tell(run_id, "warning", message, path)
+                        entry = {"action": "breaker opened", "by": "podium", "steps": [path], "reason": message}
+                        await self.store.append_history(run_id, entry)
 
     def _tell(self, run_id: str, level: Level, message: str, step: str | None) -> None:
         self._publish(RunEvent(run_id, "breaker", level, message, step))

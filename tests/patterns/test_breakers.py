@@ -48,6 +48,10 @@ async def test_a_tool_failing_transiently_is_refused_at_once_once_its_breaker_op
     assert "`podium breakers reset crash@1.0.0` closes it" in message
     [record] = await engine.steps(refused.id)
     assert record.attempts[0]["error"]["type"] == "circuit_open" and record.cost == 0
+    tipped = (await engine.store.list_runs(None, 10))[1]  # the fourth failing run: its call opened the breaker
+    [entry] = tipped.history
+    assert (entry["action"], entry["by"], entry["steps"]) == ("breaker opened", "podium", [""])
+    assert entry["reason"] == "circuit breaker of crash@1.0.0 opened for 30s: 4 of its last 4 calls failed"
 
 
 async def test_an_open_breaker_goes_to_the_fallback_and_a_route_takes_its_default(engine: Engine, counter: str):
