@@ -358,10 +358,12 @@ async def _breakers_list(store: Store, args: argparse.Namespace) -> int:
     for r in records:
         calls, failures = counts.get(r.tool, (0, 0))
         until = r.open_until() if r.state != "closed" else None
+        due = r.state == "open" and until is not None and until <= store.now()
         rows.append(
             {
                 "tool": r.tool,
                 "state": r.state,
+                "probe_due": due,
                 "calls": calls,
                 "failures": failures,
                 "failure_rate": round(failures / calls, 3) if calls else 0.0,
