@@ -202,8 +202,6 @@ class Engine:
         return invoker
 
     async def __aenter__(self) -> Engine:
-        self.downstream = Downstream(self.registry, max_response_bytes=self.limits.max_payload_bytes)
-        self._downstream_invokers = {}
         await self.downstream.__aenter__()
         self._group = anyio.create_task_group()
         await self._group.__aenter__()

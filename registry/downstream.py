@@ -242,6 +242,7 @@ class Downstream:
             if session.client is None or session.dead:
                 session.restart_at = time.monotonic() + min(RESTART_MAX_S, RESTART_FIRST_S * 2**failures)
                 raise DownstreamError(f"cannot open a session to MCP server {name!r}: {session.error}")
+            session.failures = 0  # it opened: a later break starts the pauses over
             return session
 
     async def _serve(self, session: _Session) -> None:

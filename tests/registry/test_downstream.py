@@ -265,7 +265,7 @@ def test_the_cli_imports_a_server_reports_changes_deprecates_and_lists_breakers(
     reset = podium("breakers", "reset", "calc.add@2", "--db", db)
     bad = podium("tools", "import-mcp", "calc", "--db", db)
     assert first.returncode == 0, first.stderr
-    assert "MCP server calc (stdio): 6 tool(s)" in first.stdout and "calc.add@1.0.0: new" in first.stdout
+    assert "MCP server calc (stdio): 7 tool(s)" in first.stdout and "calc.add@1.0.0: new" in first.stdout
     changes = {t["name"]: t for t in json.loads(again.stdout)["tools"]}
     assert changes["calc.add"]["change"] == "schema changed" and changes["calc.add"]["version"] == "2.0.0"
     assert changes["calc.echo"]["change"] == "unchanged"
