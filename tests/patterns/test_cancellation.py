@@ -197,11 +197,11 @@ async def test_a_run_whose_parent_is_recorded_cancelled_is_stopped_with_it(engin
     child = await engine.start(
         {"tool": "sleepy", "input": {"seconds": 30}}, options=RunOptions(parent_run_id=parent.id)
     )
-    # as a process that cancels only the parent would
+    # as a process that cancels only the parent would: who asked first (Engine.cancel's order), then the status
+    await store.append_history(parent.id, {"action": "cancel", "by": "carol", "reason": "budget pulled"})
     error = {"type": "cancelled", "message": "cancelled: budget pulled", "step": None}
     store.submit_run(RunUpdate(parent.id, status="cancelled", error=error, set_error=True))
     await store.flush(parent.id)
-    await store.append_history(parent.id, {"action": "cancel", "by": "carol", "reason": "budget pulled"})
 
     await wait_for_status(engine, child.id, "cancelled")
 

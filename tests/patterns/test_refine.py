@@ -124,8 +124,10 @@ async def test_min_improvement_lets_a_loop_go_on_while_it_improves_enough(engine
 
 
 async def test_time_budget_stops_with_the_best_attempt_so_far(engine: Engine) -> None:
-    slow_grade = {"chain": [{"tool": "sleepy", "input": {"seconds": 0.3}}, {"tool": "grade", "input": {"$": "input"}}]}
-    tree = refine(evaluate=slow_grade, threshold=2, max_iterations=10, time_budget_s=0.5)
+    # the first evaluation ends at about 0.6 s, the second could not before 1.2 s: the budget of 1 s falls between,
+    # with room for a slow machine
+    slow_grade = {"chain": [{"tool": "sleepy", "input": {"seconds": 0.6}}, {"tool": "grade", "input": {"$": "input"}}]}
+    tree = refine(evaluate=slow_grade, threshold=2, max_iterations=10, time_budget_s=1.0)
     run = await engine.run(tree, {"text": "x"})
 
     assert run.status == "succeeded", run.error
