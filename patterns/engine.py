@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from patterns import contracts, gates
+from patterns import contracts, gates, triggers
 from patterns.breakers import Breakers
 from patterns.drain import Drain
 from patterns.errors import (
@@ -444,6 +444,18 @@ class Engine:
             plan.lock,
             options,
         )
+
+    async def emit(
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        key: str | None = None,
+        event_id: str | None = None,
+        source: str = "api",
+    ) -> dict[str, Any]:
+        """Take an event: start the workflows of the triggers it matches (see ``patterns.triggers``)."""
+        return await triggers.emit(self, type, payload, key=key, event_id=event_id, source=source)
 
     async def start_workflow(
         self,

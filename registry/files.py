@@ -22,6 +22,7 @@ from pydantic_core import ErrorDetails
 from registry.errors import RegistryFileError
 from registry.models import McpProvider, ToolSpec
 from registry.servers import ServerSpec
+from registry.triggers import TriggerSpec
 from registry.workflows import WorkflowSpec
 
 __all__ = ["RegistryFile", "WorkflowSpec", "load_registry_file", "parse_registry_text"]
@@ -32,7 +33,8 @@ _SUFFIXES: dict[str, Format] = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"
 _TOOL_KEYS = ("tool", "tools")
 _WORKFLOW_KEYS = ("workflow", "workflows")
 _SERVER_KEYS = ("server", "servers")
-_ALLOWED_TOP = (*_TOOL_KEYS, *_WORKFLOW_KEYS, *_SERVER_KEYS)
+_TRIGGER_KEYS = ("trigger", "triggers")
+_ALLOWED_TOP = (*_TOOL_KEYS, *_WORKFLOW_KEYS, *_SERVER_KEYS, *_TRIGGER_KEYS)
 _SINGLE_WORKFLOW_KEYS = ("name", "version", "step")
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -53,6 +55,7 @@ class RegistryFile:
     tools: tuple[ToolSpec, ...]
     workflows: tuple[WorkflowSpec, ...]
     servers: tuple[ServerSpec, ...] = ()
+    triggers: tuple[TriggerSpec, ...] = ()
 
 
 def load_registry_file(path: str | os.PathLike[str]) -> RegistryFile:
@@ -112,6 +115,7 @@ def parse_registry_text(text: str, fmt: Format, source: str) -> RegistryFile:
         workflows = _validate_entries(WorkflowSpec, [("workflow", data)], "workflow", problems)
         tools: list[tuple[str, ToolSpec]] = []
         servers: list[tuple[str, ServerSpec]] = []
+        triggers: list[tuple[str, TriggerSpec]] = []
     else:
         unknown = [key for key in data if key not in _ALLOWED_TOP]
         if unknown:
@@ -122,11 +126,14 @@ def parse_registry_text(text: str, fmt: Format, source: str) -> RegistryFile:
         tools = _validate_entries(ToolSpec, _entries(data, _TOOL_KEYS, problems), "tool", problems)
         workflows = _validate_entries(WorkflowSpec, _entries(data, _WORKFLOW_KEYS, problems), "workflow", problems)
         servers = _validate_entries(ServerSpec, _entries(data, _SERVER_KEYS, problems), "server", problems)
+        triggers = _validate_entries(TriggerSpec, _entries(data, _TRIGGER_KEYS, problems), "trigger", problems)
 
     problems.extend(_duplicates("tool", tools))
     problems.extend(_duplicates("workflow", workflows))
     names = [spec.name for _, spec in servers]
     problems.extend(f"server {n!r} is defined twice" for n in sorted({n for n in names if names.count(n) > 1}))
+    names = [spec.name for _, spec in triggers]
+    problems.extend(f"trigger {n!r} is defined twice" for n in sorted({n for n in names if names.count(n) > 1}))
     if problems:
         if len(problems) == 1:
             raise RegistryFileError(source, problems[0])
@@ -137,6 +144,7 @@ def parse_registry_text(text: str, fmt: Format, source: str) -> RegistryFile:
         tools=tuple(spec for _, spec in tools),
         workflows=tuple(spec for _, spec in workflows),
         servers=tuple(spec for _, spec in servers),
+        triggers=tuple(spec for _, spec in triggers),
     )
 
 

@@ -9,7 +9,14 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Set
 from contextlib import contextmanager
 from typing import Literal
 
-from registry.errors import InvalidToolSpec, NoMatchingVersion, ToolConflict, ToolNotFound, WorkflowNotFound
+from registry.errors import (
+    InvalidToolSpec,
+    NoMatchingVersion,
+    RegistryError,
+    ToolConflict,
+    ToolNotFound,
+    WorkflowNotFound,
+)
 from registry.files import load_registry_file
 from registry.models import McpProvider, PythonProvider, ToolSpec, trust_schemas
 from registry.providers import Invoker, load_target, make_invoker
@@ -18,6 +25,7 @@ from registry.schemacheck import SchemaCheck
 from registry.semver import Version
 from registry.servers import ServerSpec
 from registry.threads import WorkerThreads
+from registry.triggers import TriggerSpec
 from registry.workflows import WorkflowSpec
 from storage import Store, StoredTool
 
@@ -171,7 +179,32 @@ class Registry:
                     await check_workflow(workflow)
         for workflow in loaded.workflows:
             await self.register_workflow(workflow)
+        for trigger in loaded.triggers:
+            await self.register_trigger(trigger)
         return list(loaded.tools)
+
+    # -- triggers --------------------------------------------------------------------------------------------------
+
+    async def register_trigger(self, spec: TriggerSpec) -> bool:
+        """Publish (or replace) an event trigger; its workflow must resolve. Returns whether anything changed."""
+        try:
+            await self.workflow(spec.workflow)
+        except RegistryError as exc:
+            raise InvalidToolSpec(f"trigger {spec.name!r} starts workflow {spec.workflow!r}: {exc.message}") from None
+        return await self._store.triggers.put(spec.name, spec.definition(), spec.definition_hash(), spec.enabled)
+
+    async def triggers(self) -> list[TriggerSpec]:
+        """Every trigger, by name, with whether it is enabled."""
+        return [
+            TriggerSpec.model_validate({**definition, "enabled": enabled})
+            for definition, enabled in await self._store.triggers.all()
+        ]
+
+    async def enable_trigger(self, name: str, enabled: bool = True) -> None:
+        """Raises InvalidToolSpec if there is no trigger ``name``."""
+        if not await self._store.triggers.set_enabled(name, enabled):
+            known = ", ".join(t.name for t in await self.triggers()) or "none is registered"
+            raise InvalidToolSpec(f"no trigger named {name!r} (triggers: {known})")
 
     async def _register_all(
         self, specs: list[ToolSpec], published: list[StoredTool], check_provider: bool, servers: Set[str] = frozenset()

@@ -41,6 +41,11 @@ class TriggerSpec(BaseModel):
 
     @model_validator(mode="after")
     def _debounce(self) -> TriggerSpec:
+        if self.debounce_s is not None:
+            raise ValueError(
+                "`debounce_s` is not available yet (this Podium fires on the leading edge with `cooldown_s`); "
+                "remove it, or use cooldown_s"
+            )
         if self.max_wait_s is not None and self.debounce_s is None:
             raise ValueError("`max_wait_s` caps a debounce: set `debounce_s` too")
         if self.debounce_s is not None and self.max_wait_s is not None and self.max_wait_s < self.debounce_s:
@@ -55,7 +60,8 @@ class TriggerSpec(BaseModel):
         return event_type == self.on or fnmatch.fnmatchcase(event_type, self.on)
 
     def definition(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"enabled"})
+        """What is stored (``enabled`` apart); an unset ``input`` stays unset (null would be a template)."""
+        return self.model_dump(mode="json", exclude={"enabled"} if self.has_input else {"enabled", "input"})
 
     def definition_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.definition(), sort_keys=True).encode()).hexdigest()

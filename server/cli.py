@@ -37,6 +37,7 @@ from server.results import (
 )
 from server.runtree import run_tree_report, whole
 from storage import StorageError, Store
+from storage.events import EventRecord
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -165,6 +166,36 @@ def _parser() -> argparse.ArgumentParser:
     breakers.add_parser("list", parents=[common, as_json], help="every breaker: state, failure rate, opens")
     breakers_reset = breakers.add_parser("reset", parents=[common, as_json], help="close a breaker now")
     breakers_reset.add_argument("ref", help="the tool version, name@1.2.3 (or a range resolving to one)")
+
+    events = commands.add_parser("events", help="events and what they caused").add_subparsers(
+        dest="action", required=True
+    )
+    events_emit = events.add_parser(
+        "emit", parents=[common, as_json], help="send an event: the triggers it matches start their workflows"
+    )
+    events_emit.add_argument("type", help="the event type, e.g. contract.renewal_due")
+    events_emit.add_argument("--key", help="the entity it is about (a trigger's cooldown is per key)")
+    events_emit.add_argument("--payload", default="{}", help="the event's JSON payload (default {})")
+    events_emit.add_argument("--id", dest="event_id", help="its id: an id seen in the last 24 h is a duplicate")
+    events_emit.add_argument(
+        "--detach", action="store_true", help="leave the runs it starts to the servers instead of running them here"
+    )
+    events_list = events.add_parser("list", parents=[common, as_json], help="recent events, newest first")
+    events_list.add_argument("--type")
+    events_list.add_argument("--key")
+    events_list.add_argument("--limit", type=int, default=20)
+    events_show = events.add_parser("show", parents=[common, as_json], help="one event and what it caused")
+    events_show.add_argument("event_id")
+
+    triggers = commands.add_parser("triggers", help="event triggers").add_subparsers(dest="action", required=True)
+    triggers.add_parser("list", parents=[common, as_json], help="every trigger")
+    triggers_show = triggers.add_parser("show", parents=[common, as_json], help="one trigger")
+    triggers_show.add_argument("name")
+    triggers_add = triggers.add_parser("add", parents=[common, as_json], help="publish the triggers of a file")
+    triggers_add.add_argument("file")
+    for verb in ("enable", "disable"):
+        toggle = triggers.add_parser(verb, parents=[common, as_json], help=f"{verb} a trigger")
+        toggle.add_argument("name")
 
     gates = commands.add_parser("gates", help="human approval gates").add_subparsers(dest="action", required=True)
     gates_list = gates.add_parser("list", parents=[common, as_json], help="gates, oldest first, with the time left")
@@ -409,6 +440,118 @@ async def _breakers_reset(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _events_emit(store: Store, args: argparse.Namespace) -> int:
+    settings: Settings = args.settings
+    try:
+        payload = json.loads(args.payload)
+    except ValueError as exc:
+        raise CommandError(f"--payload is not valid JSON: {exc}") from None
+    registry = Registry(store)
+    async with Engine(store, registry, settings.limits, lease_s=settings.lease_s, recover=False) as engine:
+        answer = await engine.emit(args.type, payload, key=args.key, event_id=args.event_id, source="cli")
+        runs = [await engine.wait(f["run_id"]) for f in answer["fired"]] if not args.detach else []
+    if args.json:
+        _print_json({**answer, "runs": [run_summary(r).model_dump(mode="json") for r in runs]})
+        return 0
+    print(f"event {answer['event_id']}{' (a duplicate: it started nothing)' if answer['duplicate'] else ''}")
+    for fired in answer["fired"]:
+        print(f"  fired {fired['trigger']} for {fired['key'] or '(no key)'}: run {fired['run_id']}")
+    for suppressed in answer["suppressed"]:
+        print(f"  suppressed {suppressed['trigger']}: {suppressed['reason']} until {suppressed['until']}")
+    for skipped in answer["skipped"]:
+        print(f"  skipped {skipped['trigger']}: {skipped['reason']}")
+    if not (answer["fired"] or answer["suppressed"] or answer["skipped"]):
+        print("  no trigger matched (the event is stored all the same)")
+    for run in runs:
+        print(f"  run {run.id}: {run.status}")
+    return 0
+
+
+def _event_data(event: EventRecord) -> dict[str, Any]:
+    return {
+        "event_id": event.id,
+        "type": event.type,
+        "key": event.key,
+        "source": event.source,
+        "received_at": iso(event.received_at),
+        "payload": event.payload,
+        "outcome": event.outcome,
+    }
+
+
+async def _events_list(store: Store, args: argparse.Namespace) -> int:
+    found = await store.events.list(args.type, args.key, args.limit)
+    if args.json:
+        _print_json({"events": [_event_data(e) for e in found]})
+        return 0
+    if not found:
+        print("no events")
+        return 0
+    rows = []
+    for e in found:
+        caused = e.outcome
+        summary = ", ".join(
+            [f"fired {f['trigger']}" for f in caused.get("fired", [])]
+            + [f"{s['reason']} {s['trigger']}" for s in caused.get("suppressed", [])]
+            + [f"skipped {s['trigger']}" for s in caused.get("skipped", [])]
+        )
+        rows.append([e.id, e.type, e.key or "-", iso(e.received_at), summary or "-"])
+    print(table(["EVENT", "TYPE", "KEY", "RECEIVED", "CAUSED"], rows))
+    return 0
+
+
+async def _events_show(store: Store, args: argparse.Namespace) -> int:
+    event = await store.events.get(args.event_id)
+    if event is None:
+        raise CommandError(f"no event with id {args.event_id!r}")
+    _print_json(_event_data(event))
+    return 0
+
+
+async def _triggers_list(store: Store, args: argparse.Namespace) -> int:
+    found = await Registry(store).triggers()
+    if args.json:
+        _print_json({"triggers": [{**t.definition(), "enabled": t.enabled} for t in found]})
+        return 0
+    if not found:
+        print("no triggers (add some with `podium triggers add FILE`)")
+        return 0
+    rows = [[t.name, t.on, t.workflow, f"{t.cooldown_s:g}s", "yes" if t.enabled else "no"] for t in found]
+    print(table(["TRIGGER", "ON", "WORKFLOW", "COOLDOWN", "ENABLED"], rows))
+    return 0
+
+
+async def _triggers_show(store: Store, args: argparse.Namespace) -> int:
+    found = {t.name: t for t in await Registry(store).triggers()}
+    if args.name not in found:
+        raise CommandError(f"no trigger named {args.name!r} (triggers: {', '.join(found) or 'none'})")
+    trigger = found[args.name]
+    _print_json({**trigger.definition(), "enabled": trigger.enabled})
+    return 0
+
+
+async def _triggers_add(store: Store, args: argparse.Namespace) -> int:
+    settings: Settings = args.settings
+    registry = Registry(store)
+    loaded = load_registry_file(args.file)
+    await registry.register_file(args.file, check_workflow=workflow_checker(settings.limits, registry))
+    if args.json:
+        _print_json({"triggers": [t.name for t in loaded.triggers]})
+    else:
+        for trigger in loaded.triggers:
+            print(f"published trigger {trigger.name} ({trigger.on} -> {trigger.workflow})")
+        if not loaded.triggers:
+            print(f"{args.file} holds no triggers")
+    return 0
+
+
+async def _triggers_toggle(store: Store, args: argparse.Namespace) -> int:
+    enabled = args.action == "enable"
+    await Registry(store).enable_trigger(args.name, enabled)
+    print(f"trigger {args.name}: {'enabled' if enabled else 'disabled'}")
+    return 0
+
+
 async def _workflows_list(store: Store, args: argparse.Namespace) -> int:
     found = workflow_catalogue(await Registry(store).list_workflows())
     lines = [f"{w.name}@{w.version}{' (deprecated)' if w.deprecated else ''}  —  {w.description}" for w in found]
@@ -540,6 +683,14 @@ HANDLERS: dict[tuple[str, str | None], Callable[[Store, argparse.Namespace], Awa
     ("tools", "import-mcp"): _tools_import_mcp,
     ("tools", "deprecate"): _tools_deprecate,
     ("breakers", "list"): _breakers_list,
+    ("events", "emit"): _events_emit,
+    ("events", "list"): _events_list,
+    ("events", "show"): _events_show,
+    ("triggers", "list"): _triggers_list,
+    ("triggers", "show"): _triggers_show,
+    ("triggers", "add"): _triggers_add,
+    ("triggers", "enable"): _triggers_toggle,
+    ("triggers", "disable"): _triggers_toggle,
     ("breakers", "reset"): _breakers_reset,
     ("workflows", "list"): _workflows_list,
     ("workflows", "show"): _workflows_show,

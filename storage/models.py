@@ -87,6 +87,46 @@ class BreakerCallRow(Base):
     failures: Mapped[int] = mapped_column(Integer)
 
 
+class TriggerRow(Base):
+    """An event trigger (``registry.triggers``): not versioned; adding it again replaces it."""
+
+    __tablename__ = "triggers"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    definition: Mapped[str] = mapped_column(Text)
+    definition_hash: Mapped[str] = mapped_column(String(64))
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class EventRow(Base):
+    """An event received, with what it caused: ``outcome`` is ``{fired: [...], suppressed: [...], skipped: [...]}``."""
+
+    __tablename__ = "events"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    type: Mapped[str] = mapped_column(String(128))
+    key: Mapped[str | None] = mapped_column(String(512), index=True)
+    payload: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[float] = mapped_column(Float, index=True)
+
+    __table_args__ = (Index("ix_events_type_received_at", "type", "received_at"),)
+
+
+class TriggerKeyRow(Base):
+    """When a trigger may fire again for one key: the cooldown, decided by one upsert (``storage.events``)."""
+
+    __tablename__ = "trigger_keys"
+
+    trigger: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    next_allowed_at: Mapped[float] = mapped_column(Float)
+    event_id: Mapped[str] = mapped_column(String(200))
+    fired_at: Mapped[float] = mapped_column(Float)
+
+
 class RunRow(Base):
     __tablename__ = "runs"
 

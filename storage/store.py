@@ -24,6 +24,7 @@ from storage.database import (
     parse_database_url,
 )
 from storage.errors import Duplicate, RunChanged, RunNotFound
+from storage.events import EventStore, TriggerStore
 from storage.gates import GateStore
 from storage.leases import LeaseStore
 from storage.ledger import Draw, LedgerStore
@@ -142,6 +143,8 @@ class Store:
         self.workflows = ToolStore(self._sessions, WorkflowRow)
         self.servers = ServerStore(self._sessions)
         self.breakers = BreakerStore(self._sessions, db.dialect)
+        self.events = EventStore(self._sessions, db.dialect)
+        self.triggers = TriggerStore(self._sessions)
         self.leases = LeaseStore(self._sessions, db.dialect)
         self.gates = GateStore(self._sessions)
         self.ledger = LedgerStore(self._sessions, db.dialect)

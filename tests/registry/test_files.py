@@ -249,7 +249,7 @@ def test_a_single_tool_table_instead_of_an_array_of_tables_is_rejected(tmp_path:
 
 def test_unknown_top_level_keys_are_rejected_listing_the_allowed_ones() -> None:
     assert json_error({"tool": [TOOL], "toolz": []}) == (
-        "unknown top-level key 'toolz'; allowed: tool, tools, workflow, workflows, server, servers "
+        "unknown top-level key 'toolz'; allowed: tool, tools, workflow, workflows, server, servers, trigger, triggers "
         "(or a single workflow with name, version, step)"
     )
 
@@ -260,7 +260,8 @@ def test_both_spellings_of_a_collection_at_once_are_rejected() -> None:
 
 def test_a_top_level_that_is_not_a_mapping_is_rejected(tmp_path: Path) -> None:
     assert load_error(tmp_path, "r.json", json.dumps([TOOL])) == (
-        "the top level must be a mapping with any of tool, tools, workflow, workflows, server, servers, not a list"
+        "the top level must be a mapping with any of tool, tools, workflow, workflows, server, servers, trigger, "
+        "triggers, not a list"
     )
 
 

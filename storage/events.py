@@ -1,0 +1,167 @@
+"""Events and triggers in the store.
+
+- ``record``: an event is stored with its id; an id stored less than ``DUPLICATE_S`` ago makes the event a
+  duplicate (the earlier one is returned), so a re-delivered event causes nothing twice.
+- ``claim``: whether a trigger may fire for a key now is one statement: an upsert of ``trigger_keys`` that
+  inserts the key, or moves its ``next_allowed_at`` on only if that has passed. It returns the row only when it
+  wrote it, so of two replicas receiving the same event at once exactly one fires.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from storage.errors import Duplicate
+from storage.models import EventRow, TriggerKeyRow, TriggerRow
+from storage.records import dumps, loads
+from storage.sessions import Sessions
+
+DUPLICATE_S = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    id: str
+    type: str
+    key: str | None
+    payload: Any
+    source: str
+    outcome: dict[str, Any]
+    received_at: float
+
+
+def _event(row: Any) -> EventRecord:
+    return EventRecord(
+        id=row.id,
+        type=row.type,
+        key=row.key,
+        payload=loads(row.payload),
+        source=row.source,
+        outcome=loads(row.outcome),
+        received_at=row.received_at,
+    )
+
+
+class EventStore:
+    """``store.events``: events received, what they caused, and the cooldown of each (trigger, key)."""
+
+    def __init__(self, sessions: Sessions, dialect: str) -> None:
+        self._sessions = sessions
+        self._dialect = dialect
+
+    async def record(
+        self, event_id: str, type: str, key: str | None, payload_json: str, source: str
+    ) -> tuple[EventRecord, bool]:
+        """Store a new event. Returns it and True; or, for an id stored less than ``DUPLICATE_S`` ago, that event
+        and False. An id older than that is taken as a new event (its old record is replaced)."""
+        now = self._sessions.clock()
+        row = {
+            "id": event_id,
+            "type": type,
+            "key": key,
+            "payload": payload_json,
+            "source": source,
+            "outcome": dumps({}),
+            "received_at": now,
+        }
+
+        def write(connection: Connection) -> tuple[EventRecord, bool]:
+            found = connection.execute(select(EventRow).where(EventRow.id == event_id)).first()
+            if found is not None and found.received_at > now - DUPLICATE_S:
+                return _event(found), False
+            if found is not None:
+                connection.execute(update(EventRow).where(EventRow.id == event_id).values(**row))
+            else:
+                connection.execute(insert(EventRow).values(**row))
+            return _event(SimpleNamespace(**row)), True
+
+        try:
+            return await self._sessions.change(write)
+        except Duplicate:  # another process stored the same id between our read and insert
+            existing = await self.get(event_id)
+            assert existing is not None
+            return existing, False
+
+    async def set_outcome(self, event_id: str, outcome: dict[str, Any]) -> None:
+        statement = update(EventRow).where(EventRow.id == event_id).values(outcome=dumps(outcome))
+        await self._sessions.change(lambda connection: connection.execute(statement))
+
+    async def get(self, event_id: str) -> EventRecord | None:
+        query = select(EventRow).where(EventRow.id == event_id)
+        row = await self._sessions.query(lambda connection: connection.execute(query).first())
+        return None if row is None else _event(row)
+
+    async def list(self, type: str | None = None, key: str | None = None, limit: int = 20) -> list[EventRecord]:
+        """Newest first."""
+        query = select(EventRow).order_by(EventRow.received_at.desc(), EventRow.id.desc()).limit(limit)
+        if type is not None:
+            query = query.where(EventRow.type == type)
+        if key is not None:
+            query = query.where(EventRow.key == key)
+        return await self._sessions.query(lambda connection: [_event(r) for r in connection.execute(query)])
+
+    async def claim(self, trigger: str, key: str, event_id: str, cooldown_s: float) -> float | None:
+        """Fire ``trigger`` for ``key`` if its cooldown has passed: one upsert. Returns None when it may fire (the
+        cooldown now runs from this moment), else the time it may fire again."""
+        now = self._sessions.clock()
+        module = importlib.import_module(f"sqlalchemy.dialects.{self._dialect}")
+        upsert = module.insert(TriggerKeyRow).values(
+            trigger=trigger, key=key, next_allowed_at=now + cooldown_s, event_id=event_id, fired_at=now
+        )
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[TriggerKeyRow.trigger, TriggerKeyRow.key],
+            set_={"next_allowed_at": now + cooldown_s, "event_id": event_id, "fired_at": now},
+            where=TriggerKeyRow.next_allowed_at <= now,
+        ).returning(TriggerKeyRow.trigger)
+
+        def write(connection: Connection) -> float | None:
+            if connection.execute(upsert).first() is not None:
+                return None
+            found = connection.execute(
+                select(TriggerKeyRow.next_allowed_at).where(TriggerKeyRow.trigger == trigger, TriggerKeyRow.key == key)
+            ).scalar()
+            return float(found) if found is not None else now
+
+        return await self._sessions.change(write)
+
+
+class TriggerStore:
+    """``store.triggers``: the event triggers, by name."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    async def put(self, name: str, definition: dict[str, Any], definition_hash: str, enabled: bool) -> bool:
+        """Insert or replace a trigger. Returns whether anything changed."""
+        now = self._sessions.clock()
+
+        def write(connection: Connection) -> bool:
+            found = connection.execute(select(TriggerRow).where(TriggerRow.name == name)).first()
+            if found is not None and found.definition_hash == definition_hash and found.enabled == enabled:
+                return False
+            values = {"definition": dumps(definition), "definition_hash": definition_hash, "enabled": enabled}
+            if found is None:
+                connection.execute(insert(TriggerRow).values(name=name, updated_at=now, **values))
+            else:
+                connection.execute(update(TriggerRow).where(TriggerRow.name == name).values(updated_at=now, **values))
+            return True
+
+        return await self._sessions.change(write)
+
+    async def all(self) -> list[tuple[dict[str, Any], bool]]:
+        """Every trigger's definition and whether it is enabled, by name."""
+        query = select(TriggerRow.definition, TriggerRow.enabled).order_by(TriggerRow.name)
+        rows = await self._sessions.query(lambda connection: connection.execute(query).all())
+        return [(dict(loads(row.definition)), bool(row.enabled)) for row in rows]
+
+    async def set_enabled(self, name: str, enabled: bool) -> bool:
+        """Enable or disable a trigger. False if there is none by that name."""
+        statement = (
+            update(TriggerRow).where(TriggerRow.name == name).values(enabled=enabled, updated_at=self._sessions.clock())
+        )
+        return await self._sessions.change(lambda connection: connection.execute(statement).rowcount == 1)

@@ -1,0 +1,159 @@
+"""Event triggers: events start workflows, once per cooldown per entity, decided atomically in the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from patterns import Engine, InvalidStep, LimitExceeded, Limits
+from registry import Registry, WorkflowSpec
+from registry.errors import InvalidToolSpec
+from registry.triggers import TriggerSpec
+from server.demo import TOOLS_FILE
+from storage import Store
+from tests.conftest import MovableClock
+from tests.helpers import podium
+
+pytestmark = pytest.mark.anyio
+
+RENEWAL = {"name": "renewal", "version": "1.0.0", "step": {"tool": "echo"}}
+
+
+async def setup(registry: Registry, **trigger: Any) -> None:
+    await registry.register_workflow(WorkflowSpec.model_validate(RENEWAL))
+    fields = {"name": "renewals", "on": "contract.renewal_due", "workflow": "renewal@^1", **trigger}
+    await registry.register_trigger(TriggerSpec.model_validate(fields))
+
+
+async def test_an_event_fires_once_per_cooldown_per_key(engine: Engine, registry: Registry, clock: MovableClock):
+    await setup(registry, cooldown_s=3600)
+    first = await engine.emit("contract.renewal_due", {"contract": "C-1"}, key="C-1", event_id="e1")
+    again = await engine.emit("contract.renewal_due", {"contract": "C-1"}, key="C-1", event_id="e2")
+    other = await engine.emit("contract.renewal_due", {"contract": "C-2"}, key="C-2", event_id="e3")
+    clock.advance(3601)
+    later = await engine.emit("contract.renewal_due", {"contract": "C-1"}, key="C-1", event_id="e4")
+    [fired] = first["fired"]
+    assert fired["trigger"] == "renewals" and fired["key"] == "C-1"
+    assert again["fired"] == [] and again["suppressed"][0]["reason"] == "cooldown"
+    assert again["suppressed"][0]["until"].endswith("Z")
+    assert [f["key"] for f in other["fired"]] == ["C-2"] and [f["key"] for f in later["fired"]] == ["C-1"]
+    run = await engine.wait(fired["run_id"], timeout_s=10)
+    assert run.error is None, run.error
+    assert run.status == "succeeded" and run.output == {"contract": "C-1"}
+    assert run.tags == {"trigger": "renewals", "event_id": "e1"} and run.idempotency_key == "event:e1:renewals"
+    stored = await engine.store.events.get("e2")
+    assert stored is not None and stored.outcome["suppressed"][0]["reason"] == "cooldown"
+
+
+async def test_a_redelivered_event_is_a_duplicate_and_starts_nothing(engine: Engine, registry: Registry) -> None:
+    await setup(registry, cooldown_s=0)
+    first = await engine.emit("contract.renewal_due", {"contract": "C-1"}, key="C-1", event_id="same")
+    again = await engine.emit("contract.renewal_due", {"contract": "C-1"}, key="C-1", event_id="same")
+    assert len(first["fired"]) == 1 and again["duplicate"] is True and again["fired"] == []
+    assert again["suppressed"] == [
+        {"trigger": "renewals", "reason": "duplicate", "until": again["suppressed"][0]["until"]}
+    ]
+    assert again["first"]["fired"] == first["fired"]  # what the event caused the first time
+    assert len(await engine.store.list_runs(None, 10)) == 1
+
+
+async def test_when_key_and_input_are_expressions_over_the_event(engine: Engine, registry: Registry) -> None:
+    await setup(
+        registry,
+        on="contract.*",
+        when="event.payload.days_left < `30`",
+        key="event.payload.account",
+        input={"contract": {"$": "event.key"}, "days": {"$": "event.payload.days_left"}},
+    )
+    far = await engine.emit("contract.renewal_due", {"days_left": 90, "account": 7}, key="C-1")
+    near = await engine.emit("contract.expiring", {"days_left": 10, "account": {"id": 7}}, key="C-1")
+    other_type = await engine.emit("invoice.paid", {"days_left": 1}, key="I-1")
+    assert far["fired"] == far["suppressed"] == far["skipped"] == []  # `when` is false: not for this trigger
+    [fired] = near["fired"]
+    assert fired["key"] == '{"id":7}'  # a non-string key, as canonical JSON
+    run = await engine.wait(fired["run_id"], timeout_s=10)
+    assert run.output == {"contract": "C-1", "days": 10}
+    assert other_type == {
+        "event_id": other_type["event_id"],
+        "duplicate": False,
+        "fired": [],
+        "suppressed": [],
+        "skipped": [],
+    }
+    assert (await engine.store.events.get(other_type["event_id"])) is not None  # stored all the same
+
+
+async def test_a_failing_expression_skips_its_trigger_and_not_the_others(engine: Engine, registry: Registry) -> None:
+    await setup(registry, name="strict", key="length(event.payload.missing)")
+    await registry.register_trigger(
+        TriggerSpec.model_validate({"name": "lenient", "on": "contract.renewal_due", "workflow": "renewal"})
+    )
+    answer = await engine.emit("contract.renewal_due", {"contract": "C-9"}, key="C-9")
+    assert [f["trigger"] for f in answer["fired"]] == ["lenient"]
+    [skipped] = answer["skipped"]
+    assert skipped["trigger"] == "strict" and "length" in skipped["reason"]
+
+
+async def test_bad_events_and_bad_triggers_are_refused(engine: Engine, registry: Registry, store: Store) -> None:
+    await setup(registry)
+    with pytest.raises(InvalidStep, match="event type 'contract renewal' is not allowed"):
+        await engine.emit("contract renewal", {})
+    with pytest.raises(InvalidStep, match="an event's key is a string of 1 to 512 characters"):
+        await engine.emit("contract.renewal_due", {}, key="k" * 513)
+    async with Engine(store, registry, Limits(max_payload_bytes=1000)) as small:
+        with pytest.raises(LimitExceeded, match="max_payload_bytes"):
+            await small.emit("contract.renewal_due", {"blob": "x" * 2000})
+    with pytest.raises(InvalidToolSpec, match="trigger 'lost' starts workflow 'nope': unknown workflow 'nope'"):
+        await registry.register_trigger(TriggerSpec.model_validate({"name": "lost", "on": "a", "workflow": "nope"}))
+    with pytest.raises(ValueError, match="`debounce_s` is not available yet"):
+        TriggerSpec.model_validate({"name": "d", "on": "a", "workflow": "renewal", "debounce_s": 60})
+    await registry.enable_trigger("renewals", False)
+    quiet = await engine.emit("contract.renewal_due", {}, key="C-1")
+    assert quiet["fired"] == [] and quiet["suppressed"] == []
+
+
+async def test_replicas_racing_on_one_key_fire_once(db_url: str) -> None:
+    async with Store.open(db_url) as first, Store.open(db_url) as second:
+        answers: list[float | None] = []
+
+        async def claim(store: Store, n: int) -> None:
+            answers.append(await store.events.claim("renewals", "C-1", f"e{n}", 3600))
+
+        async with anyio.create_task_group() as group:
+            for n in range(20):
+                group.start_soon(claim, first if n % 2 else second, n)
+    assert answers.count(None) == 1 and all(a is not None for a in answers if a is not None)
+
+
+def test_the_cli_adds_triggers_emits_events_and_shows_what_they_caused(tmp_path: Path) -> None:
+    db = str(tmp_path / "podium.db")
+    registry_file = tmp_path / "renewals.toml"
+    registry_file.write_text(
+        '[[workflow]]\nname = "renewal-review"\nversion = "1.0.0"\nstep = { tool = "draft-renewal@^1" }\n\n'
+        '[[trigger]]\nname = "renewals"\non = "contract.renewal_due"\nworkflow = "renewal-review@^1"\n'
+        'input = { contract_id = { "$" = "event.key" } }\n'
+    )
+    assert podium("tools", "add", str(TOOLS_FILE), "--db", db).returncode == 0
+    added = podium("triggers", "add", str(registry_file), "--db", db)
+    fired = podium("events", "emit", "contract.renewal_due", "--key", "C-1001", "--id", "ev-1", "--json", "--db", db)
+    cooled = podium("events", "emit", "contract.renewal_due", "--key", "C-1001", "--id", "ev-2", "--db", db)
+    duplicate = podium("events", "emit", "contract.renewal_due", "--key", "C-1001", "--id", "ev-1", "--db", db)
+    listed = podium("events", "list", "--key", "C-1001", "--json", "--db", db)
+    disabled = podium("triggers", "disable", "renewals", "--db", db)
+    quiet = podium("events", "emit", "contract.renewal_due", "--key", "C-2002", "--db", db)
+    bad = podium("events", "emit", "contract renewal", "--db", db)
+    assert (
+        added.returncode == 0
+        and "published trigger renewals (contract.renewal_due -> renewal-review@^1)" in added.stdout
+    )
+    answer = json.loads(fired.stdout)
+    assert [f["trigger"] for f in answer["fired"]] == ["renewals"] and answer["runs"][0]["status"] == "succeeded"
+    assert "suppressed renewals: cooldown until" in cooled.stdout
+    assert "(a duplicate: it started nothing)" in duplicate.stdout
+    assert [e["event_id"] for e in json.loads(listed.stdout)["events"]] == ["ev-2", "ev-1"]
+    assert disabled.returncode == 0 and "no trigger matched" in quiet.stdout
+    assert bad.returncode == 2 and "event type 'contract renewal' is not allowed" in bad.stderr
