@@ -40,6 +40,7 @@ from server.lifespan import AppState, Running, app_state, lifespan
 from server.results import (
     DEFAULT_STEP_LIMIT,
     MAX_STEP_LIMIT,
+    EventAnswer,
     RunList,
     RunResult,
     RunSteps,
@@ -99,7 +100,8 @@ async def _tool_info(app: AppState, spec: ToolSpec) -> ToolInfo:
     return tool_info(spec, versions)
 
 
-RUN = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+# only what differs from the defaults (not read-only, destructive, not idempotent, open world): clients apply those
+RUN = ToolAnnotations(destructive_hint=False)
 READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
 
@@ -352,6 +354,19 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
             record = await app.engine.cancel(run_id, reason, by=current_principal())
             steps = await step_view(app, record, DEFAULT_STEP_LIMIT)
             return reply(run_result(record, steps, max_output_bytes=app.settings.max_result_bytes))
+
+    @mcp.tool(description=TOOL_DOCS["emit_event"], annotations=RUN)
+    async def emit_event(
+        ctx: Context[Any],
+        type: Annotated[str, Field(min_length=1, max_length=128)],
+        payload: Any = None,
+        key: str | None = None,  # its limits are checked (and named) with the event's
+        event_id: str | None = None,
+    ) -> Annotated[CallToolResult, EventAnswer]:
+        app = app_state(ctx)
+        with tool_errors():
+            answer = await app.engine.emit(type, payload, key=key, event_id=event_id, source=current_principal())
+            return reply(EventAnswer.model_validate(answer))
 
     @mcp.tool(description=TOOL_DOCS["find_tools"], annotations=READ)
     async def find_tools(

@@ -48,7 +48,7 @@ class Options(BaseModel):
         None,
         ge=0,
         allow_inf_nan=False,
-        description="Seconds to wait before answering `running` (<= 50).",
+        description="Max wait (s, <= 50).",
     )
     # The names say what the rest are (step_limit: steps listed in the result; parent_run_id: the run this one
     # works for; deadline_s: the run's time-out; tags: labels): this schema goes out in seven tools' input schemas.
@@ -57,7 +57,7 @@ class Options(BaseModel):
         None,
         min_length=1,
         max_length=200,
-        description="Calls with the same key get the same run.",
+        description="Same key, same run.",
     )
     parent_run_id: str | None = Field(None, min_length=1, max_length=MAX_ID_CHARS)
     deadline_s: float | None = Field(None, gt=0)

@@ -143,6 +143,19 @@ class RunList(BaseModel):
     runs: list[RunSummary]
 
 
+class EventAnswer(BaseModel):
+    """What an event caused (``emit_event``, ``podium events emit``)."""
+
+    event_id: str
+    duplicate: bool
+    fired: list[dict[str, str]]
+    """``{trigger, run_id, key}`` per run started."""
+    suppressed: list[dict[str, str]]
+    """``{trigger, reason: duplicate|cooldown, until, key?}``."""
+    skipped: list[dict[str, str]]
+    """``{trigger, reason, key?}``: an expression failed on the event, or the workflow refused its input."""
+
+
 class ToolInfo(BaseModel):
     name: str
     version: str

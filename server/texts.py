@@ -98,6 +98,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "cancel_run": {"run_id": "<run_id>", "reason": "the user changed their mind"},
     "find_tools": {"query": "invoice"},
     "describe_tool": {"ref": "extract-invoice@^1"},
+    "emit_event": {"type": "contract.renewal_due", "key": "C-1001", "payload": {"days_left": 30}},
 }
 
 
@@ -155,6 +156,8 @@ RunResult. step_limit (default 20) caps the steps listed; podium://runs/{{run_id
 {_example("list_runs")}""",
     "cancel_run": f"""Cancel a run and its child runs: in-flight steps stop and are recorded cancelled; a finished
 run is left as it is. Returns its RunResult. {_example("cancel_run")}""",
+    "emit_event": f"""Send an event: each trigger it matches starts its workflow, at most once per cooldown per
+key; a repeated event_id (24 h) starts nothing. {_example("emit_event")}""",
     "find_tools": f"""Search the registry by text (name or description) and/or tag: each match's name, versions and
 description, at most `limit` (default 20); describe_tool gives one's schemas. {_example("find_tools")}""",
     "describe_tool": f"""Describe one tool version: schemas, idempotency, cost, timeout, tags, other versions.

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.anyio
 
 RUN_TOOLS = {"run_chain", "fan_out", "map_reduce", "route", "refine"}
 CONTRACT_TOOLS = RUN_TOOLS | {"validate", "get_run", "wait_run", "list_runs", "cancel_run", "find_tools",
-                              "describe_tool", "await_approval", "decide_gate"}  # fmt: skip
+                              "describe_tool", "await_approval", "decide_gate", "emit_event"}  # fmt: skip
 
 
 async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:

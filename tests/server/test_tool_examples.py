@@ -49,6 +49,7 @@ async def test_every_example_runs_as_written(demo_settings: Settings, mode: str)
         for tool in ("get_run", "wait_run", "list_runs", "find_tools", "describe_tool"):
             await run(tool, run_id=finished)
         await run("cancel_run", run_id=waiting)
+        await run("emit_event")  # the demo registry's contract-renewals trigger starts contract-amendment
         # decide_gate: only an approver principal decides over MCP (the local person uses the CLI); its example's
         # arguments are checked against the tool's schema by the call being refused for who calls, not for what
         gate_id = outcomes["await_approval"]["gate"]["gate_id"]
@@ -63,3 +64,4 @@ async def test_every_example_runs_as_written(demo_settings: Settings, mode: str)
     assert outcomes["get_run"]["status"] == outcomes["wait_run"]["status"] == "succeeded"
     assert "extract-invoice" in [t["name"] for t in outcomes["find_tools"]["tools"]]
     assert outcomes["cancel_run"]["status"] == "cancelled"
+    assert [f["trigger"] for f in outcomes["emit_event"]["fired"]] == ["contract-renewals"]
