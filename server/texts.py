@@ -98,7 +98,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "cancel_run": {"run_id": "<run_id>", "reason": "the user changed their mind"},
     "find_tools": {"query": "invoice"},
     "describe_tool": {"ref": "extract-invoice@^1"},
-    "emit_event": {"type": "contract.renewal_due", "key": "C-1001", "payload": {"days_left": 30}},
+    "emit_event": {"type": "contract.renewal_due", "key": "C-1001/2026-12", "payload": {"contract_id": "C-1001"}},
 }
 
 

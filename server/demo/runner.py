@@ -24,7 +24,7 @@ from patterns import gates
 from registry.models import BreakerSettings
 from server.app import build_server
 from server.config import Settings
-from server.demo import shipping
+from server.demo import renewals, shipping
 from server.render import run_report
 from server.results import RunResult
 from server.runtree import run_tree_report
@@ -149,7 +149,11 @@ async def run_scenario(client: Client, scenario: Scenario, database_url: str) ->
         text = result.content[0].text if result.content else "no content"  # type: ignore[union-attr]
         raise RuntimeError(f"{scenario.tool} failed: {text}")
     run = RunResult.model_validate(result.structured_content)
-    decisions = list(scenario.decisions)
+    return await _follow(client, run, list(scenario.decisions), database_url)
+
+
+async def _follow(client: Client, run: RunResult, decisions: list[Decision], database_url: str) -> RunResult:
+    """Wait for ``run`` with wait_run; at each gate, decide as the next of ``decisions``' humans would."""
     while run.status in ("pending", "running") or run.status == "waiting" and decisions:
         if run.status == "waiting" and run.gate is not None:
             await _decide_as_a_human(database_url, run.gate.gate_id, run.gate.title, decisions.pop(0))
@@ -190,7 +194,26 @@ async def run_demo(settings: Settings) -> int:
             if run.status != scenario.expect:
                 unexpected += 1
                 print(f"!! expected {scenario.expect}, got {run.status}\n")
-        print(f"== {len(SCENARIOS) + 1}. {shipping.TITLE}")
+        print(f"== {len(SCENARIOS) + 1}. {renewals.TITLE}")
+        print(f"   {renewals.STORY}")
+        contract = next(s for s in SCENARIOS if s.arguments.get("workflow", "").startswith("contract-amendment"))
+
+        async def follow(run_id: str) -> RunResult:
+            now = await client.call_tool("get_run", {"run_id": run_id})  # parked at its first gate, or about to be
+            run = RunResult.model_validate(now.structured_content)
+            return await _follow(client, run, list(contract.decisions), settings.database_url)
+
+        answers, renewed = await renewals.run_renewals(client, follow)
+        for run in renewed:
+            print(f"   run {run.run_id}: {run.status}: {_summary(run.output)}")
+        counts = [(len(a["fired"]), [s["reason"] for s in a["suppressed"]]) for a in answers]
+        if counts != [(1, []), (0, ["duplicate"]), (0, ["cooldown"]), (1, [])] or any(
+            r.status != "succeeded" for r in renewed
+        ):
+            unexpected += 1
+            print(f"!! expected two runs, one duplicate and one cooldown, both runs succeeded: {counts}")
+        print()
+        print(f"== {len(SCENARIOS) + 2}. {shipping.TITLE}")
         print(f"   {shipping.STORY}")
         shown = shipping.summary(await shipping.run_shipping(client, settings.database_url))
         if shown["booked"] != len(shipping.ORDERS) or not shown["skipped_down_carrier"]:

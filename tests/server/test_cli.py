@@ -187,14 +187,17 @@ def test_demo_runs_the_scenarios_through_mcp_and_leaves_the_runs_inspectable(tmp
     assert "the demo decides for them: modify as 'legal'" in demo.stdout
     assert "send-for-signature@1.0.0  completed" in demo.stdout
     assert "Dana Ruiz is ready for 2027-01-11" in demo.stdout
-    # five scenario runs, the onboarding coordinator's three child runs, and four shipping orders
-    assert sorted(r["status"] for r in listed) == ["partial"] + ["succeeded"] * 11
+    # five scenario runs, the onboarding coordinator's three child runs, two renewals and four shipping orders
+    assert sorted(r["status"] for r in listed) == ["partial"] + ["succeeded"] * 13
+    assert demo.stdout.count("fired contract-renewals -> run") == 2
+    assert "suppressed contract-renewals (duplicate until" in demo.stdout
+    assert "suppressed contract-renewals (cooldown until" in demo.stdout
     assert "imported shipping.skyfreight_quote@1.0.0 (new)" in demo.stdout
     assert "the circuit breaker of shipping.skyfreight_quote@1.0.0 opened" in demo.stdout
     assert "0/route/default  shipping.roadline_quote@1.0.0  completed" in demo.stdout
     assert "shipping.skyfreight_quote@1.0.0  open   1      3 of its last 3 calls failed" in demo.stdout
     gates = json.loads(podium("gates", "list", "--status", "decided", "--json", env=home).stdout)["gates"]
-    assert sorted(g["decision"] for g in gates) == ["approve", "modify"]
+    assert sorted(g["decision"] for g in gates) == ["approve"] * 3 + ["modify"] * 3  # contract, and two renewals
     found = re.search(r"== 5\. Employee onboarding.*?\nrun (\S+): succeeded", demo.stdout, re.S)
     assert found is not None, demo.stdout
     coordinator = found.group(1)
