@@ -61,6 +61,7 @@ from server.results import (
 from server.stdio import refuse_oversized
 from server.surface import PodiumServer, compact, reply
 from server.texts import INSTRUCTIONS, SUPERVISE_PROMPT, TOOL_DOCS
+from server.webhooks import add_event_routes
 from storage import GATE_PENDING
 
 log = logging.getLogger("podium.server")
@@ -132,6 +133,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
     mcp.middleware.append(refuse_oversized)
     if http_url is not None:
         add_approval_routes(mcp, running, urlsplit(http_url).hostname or "")
+        add_event_routes(mcp, running, urlsplit(http_url).hostname or "")
 
     @mcp.tool(description=TOOL_DOCS["run_chain"], annotations=RUN)
     async def run_chain(

@@ -63,7 +63,7 @@ class BadRequest(Exception):
         self.message = message
 
 
-def _error(status: int, message: str) -> JSONResponse:
+def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
@@ -102,8 +102,8 @@ def _sign_in_page() -> HTMLResponse:
     return HTMLResponse(f"<!doctype html><title>Sign in</title><body>{body}</body>", status_code=401)
 
 
-async def _body(request: Request, limit: int) -> dict[str, Any]:
-    """The request's fields, from JSON or a form, read up to ``limit`` bytes. Raises ``BadRequest``."""
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The request's body, read up to ``limit`` bytes. Raises ``BadRequest`` (413 over it, 400 cut short)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BadRequest(413, f"the body is {declared} bytes; at most {limit} are accepted")
@@ -117,7 +117,12 @@ async def _body(request: Request, limit: int) -> dict[str, Any]:
             chunks.append(chunk)
     except ClientDisconnect:
         raise BadRequest(400, "the client went away before the body arrived") from None
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def _body(request: Request, limit: int) -> dict[str, Any]:
+    """The request's fields, from JSON or a form, read up to ``limit`` bytes. Raises ``BadRequest``."""
+    raw = await read_limited(request, limit)
     kind = request.headers.get("content-type", "application/x-www-form-urlencoded").split(";")[0].strip().lower()
     if kind == "application/json":
         try:
@@ -153,25 +158,25 @@ def add_approval_routes(mcp: MCPServer, running: Running, host: str) -> None:
             return refused
         app = running.state
         if app is None:
-            return _error(503, "the server is starting")
+            return error_response(503, "the server is starting")
         try:
             return await handler(app, request)
         except GateNotFound as exc:
-            return _error(404, exc.message)
+            return error_response(404, exc.message)
         except BadRequest as exc:
-            return _error(exc.status, exc.message)
+            return error_response(exc.status, exc.message)
 
     async def show(app: AppState, request: Request) -> Response:
         html_wanted = "text/html" in request.headers.get("accept", "")
-        if app.settings.principal and _principal(app, _bearer(request)) is None:
-            return _sign_in_page() if html_wanted else _error(401, "a bearer token of a principal is required")
+        if app.settings.principal and _principal(app, bearer(request)) is None:
+            return _sign_in_page() if html_wanted else error_response(401, "a bearer token of a principal is required")
         gate = gate_detail(await app.store.gates.get(request.path_params["gate_id"])).model_dump(mode="json")
         return _page(gate, named=not app.settings.principal) if html_wanted else JSONResponse(gate)
 
     async def decide(app: AppState, request: Request) -> Response:
         form = "application/json" not in request.headers.get("content-type", "")
         body = await _body(request, app.settings.max_request_bytes)
-        token = _bearer(request) or body.get("token") or ""
+        token = bearer(request) or body.get("token") or ""
         if form and app.settings.principal and body.get("decision") is None:
             if _principal(app, token) is None:  # the sign-in form: show the gate to a holder of a token
                 return _sign_in_page()
@@ -187,9 +192,9 @@ def add_approval_routes(mcp: MCPServer, running: Running, host: str) -> None:
                 body.get("payload"),
             )
         except GateError as exc:
-            return _error(GATE_ERROR_STATUS.get(exc.reason, 400), exc.message)
+            return error_response(GATE_ERROR_STATUS.get(exc.reason, 400), exc.message)
         except PatternError as exc:  # a modified payload that breaks the gate's payload schema
-            return _error(400, exc.message)
+            return error_response(400, exc.message)
         detail = gate_detail(decided).model_dump(mode="json")
         return (
             _page(detail, "Recorded. The run goes on.", named=not app.settings.principal)
@@ -203,7 +208,7 @@ def add_approval_routes(mcp: MCPServer, running: Running, host: str) -> None:
     mcp.custom_route("/gates/{gate_id}", methods=["GET", "POST"], name="gate")(gate_route)
 
 
-def _bearer(request: Request) -> str:
+def bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     return header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
 

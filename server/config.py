@@ -35,7 +35,7 @@ class Principal(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1)
-    roles: tuple[Literal["supervisor", "approver", "admin"], ...] = ("supervisor",)
+    roles: tuple[Literal["supervisor", "approver", "emitter", "admin"], ...] = ("supervisor",)
     token_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 hex of the bearer token.")
 
 
