@@ -1,9 +1,10 @@
 """Event triggers: an event starts the workflows of the triggers it matches, at most once per cooldown per entity.
 
-``emit`` stores the event (an id stored in the last 24 h makes it a duplicate, which starts nothing), then, for
-each enabled trigger whose ``on`` matches its type and whose ``when`` holds, evaluates the entity ``key`` and asks
-the store whether the trigger may fire for that key (``EventStore.claim``: one upsert, so of two replicas receiving
-the same event exactly one fires). A fired trigger starts its workflow with the event id in the run's idempotency
+``emit`` evaluates, for each enabled trigger whose ``on`` matches the event's type, its ``when``, entity ``key`` and
+``input``; then one transaction (``EventStore.decide``) checks the event id (one stored in the last 24 h makes the
+event a duplicate, which decides nothing), claims each trigger's key (an upsert that writes only once the key's
+cooldown has passed, so of two replicas receiving the same event exactly one fires) and stores the event with what
+was suppressed. A fired trigger starts its workflow with the event id in the run's idempotency
 key (``event:{id}:{trigger}``: an event re-delivered after a crash finds the run it started) and ``tags.trigger``
 and ``tags.event_id``. The answer, also stored with the event, says what happened: ``fired`` (trigger, run id),
 ``suppressed`` (trigger, ``duplicate`` or ``cooldown``, until when) and ``skipped`` (trigger, why: an expression
@@ -77,8 +78,20 @@ async def emit(
     payload = {} if payload is None else payload
     contracts.check_caller_payload(payload, "payload", engine.limits)
     event_id = event_id or str(uuid.uuid4())
-    record, created = await engine.store.events.record(event_id, type, key, dumps(payload), source)
     triggers = [t for t in await engine.registry.triggers() if t.enabled and t.matches(type)]
+    received = engine.store.now()
+    event = {"id": event_id, "type": type, "key": key, "payload": payload, "received_at": _iso(received)}
+    outcome: dict[str, Any] = {"event_id": event_id, "duplicate": False, "fired": [], "suppressed": [], "skipped": []}
+    planned: list[tuple[TriggerSpec, str, Any]] = []  # the triggers that may fire: what they would start
+    for trigger in triggers:
+        considered = _consider(trigger, event, outcome)
+        if considered is not None:
+            planned.append((trigger, *considered))
+    # the duplicate check, every cooldown decision and the event's record: one transaction
+    claims = [(trigger.name, entity, trigger.cooldown_s) for trigger, entity, _ in planned]
+    record, created, decided = await engine.store.events.decide(
+        event_id, type, key, dumps(payload), source, claims, outcome
+    )
     if not created:
         until = _iso(record.received_at + DUPLICATE_S)
         return {
@@ -89,43 +102,37 @@ async def emit(
             "skipped": [],
             "first": record.outcome,
         }
-    event = {"id": event_id, "type": type, "key": key, "payload": payload, "received_at": _iso(record.received_at)}
-    outcome: dict[str, Any] = {"event_id": event_id, "duplicate": False, "fired": [], "suppressed": [], "skipped": []}
-    for trigger in triggers:
-        await _consider(engine, trigger, event, outcome)
-    await engine.store.events.set_outcome(event_id, outcome)
+    outcome = dict(record.outcome)
+    fired = [(trigger, entity, value) for trigger, entity, value in planned if decided.get(trigger.name) is None]
+    for trigger, entity, value in fired:
+        options = RunOptions(
+            idempotency_key=f"event:{event_id}:{trigger.name}",
+            tags={"trigger": trigger.name, "event_id": event_id},
+        )
+        try:
+            run = await engine.start_workflow(trigger.workflow, value, options)
+        except PatternError as exc:
+            outcome["skipped"].append({"trigger": trigger.name, "reason": f"{exc.type}: {exc.message}", "key": entity})
+            continue
+        outcome["fired"].append({"trigger": trigger.name, "run_id": run.id, "key": entity})
+    if fired:
+        await engine.store.events.set_outcome(event_id, outcome)
     return outcome
 
 
-async def _consider(engine: Engine, trigger: TriggerSpec, event: dict[str, Any], outcome: dict[str, Any]) -> None:
+def _consider(trigger: TriggerSpec, event: dict[str, Any], outcome: dict[str, Any]) -> tuple[str, Any] | None:
+    """For a trigger whose type matched: its entity key and the workflow input, or None (its ``when`` is false, or
+    an expression failed on this event: then it is in ``outcome["skipped"]``)."""
     context = {"event": event}
     try:
         if trigger.when is not None and not _truthy(compile_expression(trigger.when).search(context)):
-            return  # not for this trigger
+            return None  # not for this trigger
         key = compile_expression(trigger.key).search(context) if trigger.key is not None else event["key"]
         value = compile_template(trigger.input, f"trigger {trigger.name}")(context) if trigger.has_input else None
     except (ExpressionError, PatternError) as exc:
         outcome["skipped"].append({"trigger": trigger.name, "reason": f"{getattr(exc, 'message', exc)}"})
-        return
-    if not trigger.has_input:
-        value = event["payload"]
-    entity = "" if key is None else _key_of(key)
-    until = await engine.store.events.claim(trigger.name, entity, event["id"], trigger.cooldown_s)
-    if until is not None:
-        outcome["suppressed"].append(
-            {"trigger": trigger.name, "reason": "cooldown", "until": _iso(until), "key": entity}
-        )
-        return
-    options = RunOptions(
-        idempotency_key=f"event:{event['id']}:{trigger.name}",
-        tags={"trigger": trigger.name, "event_id": event["id"]},
-    )
-    try:
-        run = await engine.start_workflow(trigger.workflow, value, options)
-    except PatternError as exc:
-        outcome["skipped"].append({"trigger": trigger.name, "reason": f"{exc.type}: {exc.message}", "key": entity})
-        return
-    outcome["fired"].append({"trigger": trigger.name, "run_id": run.id, "key": entity})
+        return None
+    return ("" if key is None else _key_of(key)), (value if trigger.has_input else event["payload"])
 
 
 def _truthy(value: Any) -> bool:

@@ -76,6 +76,7 @@ class Registry:
         self._versions: dict[tuple[str, str], tuple[float, list[StoredTool]]] = {}
         self._workflows: dict[tuple[str, str], WorkflowSpec] = {}
         self._servers: dict[str, tuple[float, ServerSpec]] = {}
+        self._triggers: tuple[float, list[TriggerSpec]] | None = None
 
     async def register(self, spec: ToolSpec, *, check_provider: bool = True) -> bool:
         """Publish ``spec``. Returns False if the identical definition was already there.
@@ -191,17 +192,25 @@ class Registry:
             await self.workflow(spec.workflow)
         except RegistryError as exc:
             raise InvalidToolSpec(f"trigger {spec.name!r} starts workflow {spec.workflow!r}: {exc.message}") from None
+        self._triggers = None
         return await self._store.triggers.put(spec.name, spec.definition(), spec.definition_hash(), spec.enabled)
 
     async def triggers(self) -> list[TriggerSpec]:
-        """Every trigger, by name, with whether it is enabled."""
-        return [
+        """Every trigger, by name, with whether it is enabled: read at most once per ``VERSIONS_TTL_S`` (every
+        event asks); what this registry adds or toggles is seen at once, what another process does within it."""
+        now = time.monotonic()
+        if self._triggers is not None and now - self._triggers[0] < VERSIONS_TTL_S:
+            return self._triggers[1]
+        found = [
             TriggerSpec.model_validate({**definition, "enabled": enabled})
             for definition, enabled in await self._store.triggers.all()
         ]
+        self._triggers = (now, found)
+        return found
 
     async def enable_trigger(self, name: str, enabled: bool = True) -> None:
         """Raises InvalidToolSpec if there is no trigger ``name``."""
+        self._triggers = None
         if not await self._store.triggers.set_enabled(name, enabled):
             known = ", ".join(t.name for t in await self.triggers()) or "none is registered"
             raise InvalidToolSpec(f"no trigger named {name!r} (triggers: {known})")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,6 +23,10 @@ from storage.records import dumps, loads
 from storage.sessions import Sessions
 
 DUPLICATE_S = 86_400.0
+
+
+def iso_time(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,80 @@ class EventStore:
             assert existing is not None
             return existing, False
 
+    async def decide(
+        self,
+        event_id: str,
+        type: str,
+        key: str | None,
+        payload_json: str,
+        source: str,
+        claims: list[tuple[str, str, float]],
+        outcome: dict[str, Any],
+    ) -> tuple[EventRecord, bool, dict[str, float | None]]:
+        """Take an event and decide its triggers in one transaction: a duplicate id (stored less than
+        ``DUPLICATE_S`` ago) returns that event and decides nothing; else each ``(trigger, key, cooldown_s)`` of
+        ``claims`` is claimed (see ``claim``: None where it fires, else until when it may not), and the event is
+        stored with ``outcome`` and its suppressions. Returns the event, whether it is new, and the claims."""
+        now = self._sessions.clock()
+
+        def write(connection: Connection) -> tuple[EventRecord, bool, dict[str, float | None]]:
+            found = connection.execute(select(EventRow).where(EventRow.id == event_id)).first()
+            if found is not None and found.received_at > now - DUPLICATE_S:
+                return _event(found), False, {}
+            results = {
+                trigger: self._claim(connection, trigger, entity, event_id, cooldown, now)
+                for trigger, entity, cooldown in claims
+            }
+            stored = dict(outcome)
+            stored["suppressed"] = [
+                *outcome.get("suppressed", []),
+                *(
+                    {"trigger": trigger, "reason": "cooldown", "until": iso_time(until), "key": entity}
+                    for (trigger, entity, _), until in zip(claims, results.values(), strict=True)
+                    if until is not None
+                ),
+            ]
+            row = {
+                "id": event_id,
+                "type": type,
+                "key": key,
+                "payload": payload_json,
+                "source": source,
+                "outcome": dumps(stored),
+                "received_at": now,
+            }
+            if found is not None:
+                connection.execute(update(EventRow).where(EventRow.id == event_id).values(**row))
+            else:
+                connection.execute(insert(EventRow).values(**row))
+            return _event(SimpleNamespace(**row)), True, results
+
+        try:
+            return await self._sessions.change(write)
+        except Duplicate:  # another process took the same id meanwhile: its claims stand, ours were rolled back
+            existing = await self.get(event_id)
+            assert existing is not None
+            return existing, False, {}
+
+    def _claim(
+        self, connection: Connection, trigger: str, key: str, event_id: str, cooldown_s: float, now: float
+    ) -> float | None:
+        module = importlib.import_module(f"sqlalchemy.dialects.{self._dialect}")
+        upsert = module.insert(TriggerKeyRow).values(
+            trigger=trigger, key=key, next_allowed_at=now + cooldown_s, event_id=event_id, fired_at=now
+        )
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[TriggerKeyRow.trigger, TriggerKeyRow.key],
+            set_={"next_allowed_at": now + cooldown_s, "event_id": event_id, "fired_at": now},
+            where=TriggerKeyRow.next_allowed_at <= now,
+        ).returning(TriggerKeyRow.trigger)
+        if connection.execute(upsert).first() is not None:
+            return None
+        found = connection.execute(
+            select(TriggerKeyRow.next_allowed_at).where(TriggerKeyRow.trigger == trigger, TriggerKeyRow.key == key)
+        ).scalar()
+        return float(found) if found is not None else now
+
     async def set_outcome(self, event_id: str, outcome: dict[str, Any]) -> None:
         statement = update(EventRow).where(EventRow.id == event_id).values(outcome=dumps(outcome))
         await self._sessions.change(lambda connection: connection.execute(statement))
@@ -106,28 +185,13 @@ class EventStore:
         return await self._sessions.query(lambda connection: [_event(r) for r in connection.execute(query)])
 
     async def claim(self, trigger: str, key: str, event_id: str, cooldown_s: float) -> float | None:
-        """Fire ``trigger`` for ``key`` if its cooldown has passed: one upsert. Returns None when it may fire (the
-        cooldown now runs from this moment), else the time it may fire again."""
+        """Fire ``trigger`` for ``key`` if its cooldown has passed: one upsert that writes only when
+        ``next_allowed_at`` has passed. Returns None when it may fire (the cooldown now runs from this moment),
+        else the time it may fire again."""
         now = self._sessions.clock()
-        module = importlib.import_module(f"sqlalchemy.dialects.{self._dialect}")
-        upsert = module.insert(TriggerKeyRow).values(
-            trigger=trigger, key=key, next_allowed_at=now + cooldown_s, event_id=event_id, fired_at=now
+        return await self._sessions.change(
+            lambda connection: self._claim(connection, trigger, key, event_id, cooldown_s, now)
         )
-        upsert = upsert.on_conflict_do_update(
-            index_elements=[TriggerKeyRow.trigger, TriggerKeyRow.key],
-            set_={"next_allowed_at": now + cooldown_s, "event_id": event_id, "fired_at": now},
-            where=TriggerKeyRow.next_allowed_at <= now,
-        ).returning(TriggerKeyRow.trigger)
-
-        def write(connection: Connection) -> float | None:
-            if connection.execute(upsert).first() is not None:
-                return None
-            found = connection.execute(
-                select(TriggerKeyRow.next_allowed_at).where(TriggerKeyRow.trigger == trigger, TriggerKeyRow.key == key)
-            ).scalar()
-            return float(found) if found is not None else now
-
-        return await self._sessions.change(write)
 
 
 class TriggerStore:

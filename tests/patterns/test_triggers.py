@@ -138,6 +138,7 @@ def test_the_cli_adds_triggers_emits_events_and_shows_what_they_caused(tmp_path:
         'input = { contract_id = { "$" = "event.key" } }\n'
     )
     assert podium("tools", "add", str(TOOLS_FILE), "--db", db).returncode == 0
+    assert podium("triggers", "disable", "contract-renewals", "--db", db).returncode == 0  # the demo's own
     added = podium("triggers", "add", str(registry_file), "--db", db)
     fired = podium("events", "emit", "contract.renewal_due", "--key", "C-1001", "--id", "ev-1", "--json", "--db", db)
     cooled = podium("events", "emit", "contract.renewal_due", "--key", "C-1001", "--id", "ev-2", "--db", db)
