@@ -94,8 +94,8 @@ async def main(events: int, reps: int) -> None:
     print(f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}; {events} events, median of {reps}\n")
     print(f"(b) sqlite3 INSERT+COMMIT per event:        {per['floor']:8.1f} µs/event")
     print(f"(c) emit, one hot key (all but 1 suppressed): {per['hot']:8.1f} µs/event   runs started: {runs['hot']}")
-    distinct = f"{per['distinct']:8.1f} µs/event   runs started: {runs['distinct']}"
-    print(f"(d) emit, distinct keys (each fires a run):  {distinct}")
+    shown = f"{per['distinct']:8.1f} µs/event   runs started: {runs['distinct']}"
+    print(f"(d) emit, distinct keys (each fires a run):  {shown}")
     print(
         f"\nhot key / floor: {ratio:.2f}   target <= {TARGET}: {'PASS' if ratio <= TARGET else 'FAIL'}; "
         f"suppressions start no run: {'PASS' if runs['hot'] == 1 else 'FAIL'}"
