@@ -158,3 +158,18 @@ def test_the_cli_adds_triggers_emits_events_and_shows_what_they_caused(tmp_path:
     assert [e["event_id"] for e in json.loads(listed.stdout)["events"]] == ["ev-2", "ev-1"]
     assert disabled.returncode == 0 and "no trigger matched" in quiet.stdout
     assert bad.returncode == 2 and "event type 'contract renewal' is not allowed" in bad.stderr
+
+
+async def test_the_cooldown_ends_exactly_cooldown_s_after_the_run_fired(
+    engine: Engine, registry: Registry, clock: MovableClock
+) -> None:
+    await setup(registry, cooldown_s=600)
+    assert (await engine.emit("contract.renewal_due", {}, key="C-1"))["fired"]
+    clock.advance(599.5)
+    early = await engine.emit("contract.renewal_due", {}, key="C-1")
+    clock.advance(0.5)  # 600 s after it fired: allowed again
+    on_time = await engine.emit("contract.renewal_due", {}, key="C-1")
+    assert early["fired"] == [] and early["suppressed"][0]["reason"] == "cooldown"
+    assert len(on_time["fired"]) == 1
+    clock.advance(1)  # and the new run's cooldown starts from its own firing
+    assert (await engine.emit("contract.renewal_due", {}, key="C-1"))["suppressed"][0]["reason"] == "cooldown"

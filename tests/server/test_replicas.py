@@ -6,6 +6,7 @@ expires and finishes it from its step records. The same idempotency key sent to 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import httpx2
 import pytest
 from mcp import Client
 from sqlalchemy import text
@@ -252,3 +254,49 @@ async def test_a_stalled_replica_that_lost_its_run_never_makes_its_payment(
     assert calls(str(pay)) == 1, replica_a_output
     assert (after["status"], _owner_pid(after["lease_owner"])) == ("succeeded", b.process.pid)
     assert "another engine took over its lease" in replica_a_output
+
+
+async def test_two_replicas_receiving_events_for_one_key_at_once_fire_one_run(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """50 rounds: each sends two events for one new key, one to each replica's POST /events at the same time;
+    exactly one of them fires (the other is suppressed by the cooldown), and the database holds one run per key."""
+    registry = tmp_path / "events.json"
+    registry.write_text(
+        json.dumps(
+            {
+                "tool": [
+                    {"name": "noop", "version": "1.0.0", "provider": {"type": "python", "target": "tests.tools:noop"}}
+                ],
+                "workflow": [{"name": "on-renewal", "version": "1.0.0", "step": {"tool": "noop"}}],
+                "trigger": [{"name": "renewals", "on": "contract.renewal_due", "workflow": "on-renewal"}],
+            }
+        )
+    )
+    rounds = 50
+    answers: list[dict[str, dict[str, Any]]] = []
+    async with _replicas(tmp_path, postgres_url, registry) as (a, b):
+        base = {name: replica.url.removesuffix("/mcp") for name, replica in (("a", a), ("b", b))}
+        with anyio.fail_after(120):
+            async with httpx2.AsyncClient() as http:
+
+                async def send(name: str, key: str, answer: dict[str, dict[str, Any]]) -> None:
+                    event = {"type": "contract.renewal_due", "key": key, "event_id": f"{key}-{name}"}
+                    response = await http.post(f"{base[name]}/events", json=event)
+                    assert response.status_code == 200, response.text
+                    answer[name] = response.json()
+
+                for n in range(rounds):
+                    key = f"C-{n}-{uuid.uuid4().hex[:6]}"
+                    answer: dict[str, dict[str, Any]] = {}
+                    async with anyio.create_task_group() as group:  # both deliveries in flight at once
+                        group.start_soon(send, "a", key, answer)
+                        group.start_soon(send, "b", key, answer)
+                    answers.append(answer)
+        runs = await _query(postgres_url, "SELECT idempotency_key FROM runs")
+
+    for n, answer in enumerate(answers):
+        fired = [f for name in ("a", "b") for f in answer[name]["fired"]]
+        suppressed = [s["reason"] for name in ("a", "b") for s in answer[name]["suppressed"]]
+        assert len(fired) == 1 and suppressed == ["cooldown"], (n, answer)
+    assert len(runs) == rounds and all(r["idempotency_key"].startswith("event:") for r in runs)
