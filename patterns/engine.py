@@ -457,6 +457,10 @@ class Engine:
         """Take an event: start the workflows of the triggers it matches (see ``patterns.triggers``)."""
         return await triggers.emit(self, type, payload, key=key, event_id=event_id, source=source)
 
+    async def fire_due_triggers(self) -> int:
+        """Start the runs of debounced triggers whose time has come (``patterns.triggers.fire_due``)."""
+        return await triggers.fire_due(self)
+
     async def start_workflow(
         self,
         ref: str,

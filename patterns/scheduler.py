@@ -7,6 +7,7 @@
   the budget grants of runs that ended without their engine settling them;
 - gates: reminders, escalations and time-outs that are due; runs parked at a gate decided elsewhere are resumed;
 - cancellation: runs executing here that another process recorded cancelled, or whose parent run is, stop;
+- triggers: debounced events whose time has come start their runs;
 - breakers: the calls counted here go to the store, the breakers of the tools called here are read again, and
   those whose failure rate crossed their threshold open.
 
@@ -61,6 +62,8 @@ class Scheduled(Protocol):
 
     async def resume(self, run_id: str) -> RunRecord: ...
 
+    async def fire_due_triggers(self) -> int: ...
+
 
 async def schedule(engine: Scheduled, stopping: anyio.Event) -> None:
     """Run passes until ``stopping`` is set; a pass under way when it is set completes first."""
@@ -82,6 +85,7 @@ async def schedule(engine: Scheduled, stopping: anyio.Event) -> None:
             await engine.breakers.sync()
             if not engine.draining:
                 await gates.tick(engine.store, engine.clock(), engine.events.publish)
+                await engine.fire_due_triggers()
             if adopt:
                 for run_id in await engine.store.gates.waiting_runs_with_answers():
                     await engine.resume(run_id)

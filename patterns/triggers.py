@@ -7,8 +7,10 @@ cooldown has passed, so of two replicas receiving the same event exactly one fir
 was suppressed. A fired trigger starts its workflow with the event id in the run's idempotency
 key (``event:{id}:{trigger}``: an event re-delivered after a crash finds the run it started) and ``tags.trigger``
 and ``tags.event_id``. The answer, also stored with the event, says what happened: ``fired`` (trigger, run id),
-``suppressed`` (trigger, ``duplicate`` or ``cooldown``, until when) and ``skipped`` (trigger, why: an expression
-that failed on this event, or a workflow that refused its input). Triggers of other types are not listed.
+``suppressed`` (trigger, ``duplicate``, ``cooldown`` or ``debounced``, until when) and ``skipped`` (trigger, why: an
+expression that failed on this event, or a workflow that refused its input). Triggers of other types are not
+listed. A debounced event is held in the store (``trigger_keys.due_at``: a durable timer), and ``fire_due``, on
+every engine's scheduler pass, starts the run of each burst whose time has come, adding it to that event's outcome.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from patterns.planning import RunOptions
 from patterns.templates import compile_template
 from registry.triggers import TriggerSpec
 from storage import dumps
-from storage.events import DUPLICATE_S
+from storage.events import DUPLICATE_S, Claim
 
 if TYPE_CHECKING:
     from patterns.engine import Engine
@@ -88,7 +90,10 @@ async def emit(
         if considered is not None:
             planned.append((trigger, *considered))
     # the duplicate check, every cooldown decision and the event's record: one transaction
-    claims = [(trigger.name, entity, trigger.cooldown_s) for trigger, entity, _ in planned]
+    claims = [
+        Claim(trigger.name, entity, trigger.cooldown_s, trigger.debounce_s, trigger.max_wait_s)
+        for trigger, entity, _ in planned
+    ]
     record, created, decided = await engine.store.events.decide(
         event_id, type, key, dumps(payload), source, claims, outcome
     )
@@ -103,21 +108,62 @@ async def emit(
             "first": record.outcome,
         }
     outcome = dict(record.outcome)
-    fired = [(trigger, entity, value) for trigger, entity, value in planned if decided.get(trigger.name) is None]
+    fired = [(t, entity, value) for t, entity, value in planned if decided.get(t.name, ("fire", None))[0] == "fire"]
     for trigger, entity, value in fired:
-        options = RunOptions(
-            idempotency_key=f"event:{event_id}:{trigger.name}",
-            tags={"trigger": trigger.name, "event_id": event_id},
-        )
-        try:
-            run = await engine.start_workflow(trigger.workflow, value, options)
-        except PatternError as exc:
-            outcome["skipped"].append({"trigger": trigger.name, "reason": f"{exc.type}: {exc.message}", "key": entity})
-            continue
-        outcome["fired"].append({"trigger": trigger.name, "run_id": run.id, "key": entity})
+        await _start(engine, trigger, entity, value, event_id, outcome)
     if fired:
         await engine.store.events.set_outcome(event_id, outcome)
     return outcome
+
+
+async def _start(
+    engine: Engine, trigger: TriggerSpec, entity: str, value: Any, event_id: str, outcome: dict[str, Any]
+) -> None:
+    """Start ``trigger``'s workflow for an event, and say so in ``outcome`` (fired, or skipped with why)."""
+    options = RunOptions(
+        idempotency_key=f"event:{event_id}:{trigger.name}",
+        tags={"trigger": trigger.name, "event_id": event_id},
+    )
+    try:
+        run = await engine.start_workflow(trigger.workflow, value, options)
+    except PatternError as exc:
+        outcome["skipped"].append({"trigger": trigger.name, "reason": f"{exc.type}: {exc.message}", "key": entity})
+        return
+    outcome["fired"].append({"trigger": trigger.name, "run_id": run.id, "key": entity})
+
+
+async def fire_due(engine: Engine) -> int:
+    """The scheduler's pass over debounced triggers: start one run with the last event of each burst whose time
+    has come (a compare-and-set takes it: one replica fires it, whichever restarted), and add it to that event's
+    outcome. Returns how many fired."""
+    due = await engine.store.events.due()
+    if not due:
+        return 0
+    triggers = {t.name: t for t in await engine.registry.triggers()}
+    fired = 0
+    for name, entity, event_id in due:
+        trigger = triggers.get(name)
+        cooldown = trigger.cooldown_s if trigger is not None else 0.0
+        if not await engine.store.events.take_due(name, entity, event_id, cooldown):
+            continue  # another replica took it
+        record = await engine.store.events.get(event_id)
+        if record is None or trigger is None or not trigger.enabled:
+            continue  # the event or its trigger is gone, or disabled meanwhile: the burst is dropped
+        event = {
+            "id": record.id,
+            "type": record.type,
+            "key": record.key,
+            "payload": record.payload,
+            "received_at": _iso(record.received_at),
+        }
+        outcome = {"event_id": record.id, "duplicate": False, "fired": [], "suppressed": [], "skipped": []}
+        outcome.update({k: list(v) for k, v in record.outcome.items() if isinstance(v, list)})
+        considered = _consider(trigger, event, outcome)
+        if considered is not None:
+            await _start(engine, trigger, entity, considered[1], record.id, outcome)
+            fired += 1
+        await engine.store.events.set_outcome(record.id, outcome)
+    return fired
 
 
 def _consider(trigger: TriggerSpec, event: dict[str, Any], outcome: dict[str, Any]) -> tuple[str, Any] | None:

@@ -4,8 +4,10 @@ often at most.
 A trigger matches events whose ``type`` equals ``on`` or matches it as a glob (``contract.*``), when its optional
 ``when`` (JMESPath over ``{event}``) is truthy. ``key`` (JMESPath over ``{event}``; default the event's ``key``)
 names the entity; ``cooldown_s`` is the least time between two runs for one key (leading edge: the first event
-fires, the ones after it within the cooldown are suppressed). ``input`` is a template over ``{event}`` (default:
-the event's payload). Triggers are not versioned: adding one again replaces it.
+fires, the ones after it within the cooldown are suppressed). With ``debounce_s``, an event outside the cooldown is
+held back instead, and one run starts with the last of a burst once ``debounce_s`` pass without another, never
+later than ``max_wait_s`` after the first. ``input`` is a template over ``{event}`` (default: the event's payload).
+Triggers are not versioned: adding one again replaces it.
 """
 
 from __future__ import annotations
@@ -41,11 +43,6 @@ class TriggerSpec(BaseModel):
 
     @model_validator(mode="after")
     def _debounce(self) -> TriggerSpec:
-        if self.debounce_s is not None:
-            raise ValueError(
-                "`debounce_s` is not available yet (this Podium fires on the leading edge with `cooldown_s`); "
-                "remove it, or use cooldown_s"
-            )
         if self.max_wait_s is not None and self.debounce_s is None:
             raise ValueError("`max_wait_s` caps a debounce: set `debounce_s` too")
         if self.debounce_s is not None and self.max_wait_s is not None and self.max_wait_s < self.debounce_s:

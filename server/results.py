@@ -151,7 +151,7 @@ class EventAnswer(BaseModel):
     fired: list[dict[str, str]]
     """``{trigger, run_id, key}`` per run started."""
     suppressed: list[dict[str, str]]
-    """``{trigger, reason: duplicate|cooldown, until, key?}``."""
+    """``{trigger, reason: duplicate|cooldown|debounced, until, key?}``."""
     skipped: list[dict[str, str]]
     """``{trigger, reason, key?}``: an expression failed on the event, or the workflow refused its input."""
 

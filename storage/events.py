@@ -30,6 +30,17 @@ def iso_time(at: float) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """What an event asks of one trigger's key: fire now unless in cooldown, or (``debounce_s``) be held back."""
+
+    trigger: str
+    key: str
+    cooldown_s: float
+    debounce_s: float | None = None
+    max_wait_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EventRecord:
     id: str
     type: str
@@ -99,32 +110,38 @@ class EventStore:
         key: str | None,
         payload_json: str,
         source: str,
-        claims: list[tuple[str, str, float]],
+        claims: list[Claim],
         outcome: dict[str, Any],
-    ) -> tuple[EventRecord, bool, dict[str, float | None]]:
+    ) -> tuple[EventRecord, bool, dict[str, tuple[str, float | None]]]:
         """Take an event and decide its triggers in one transaction: a duplicate id (stored less than
         ``DUPLICATE_S`` ago) returns that event and decides nothing; else each ``(trigger, key, cooldown_s)`` of
         ``claims`` is claimed (see ``claim``: None where it fires, else until when it may not), and the event is
-        stored with ``outcome`` and its suppressions. Returns the event, whether it is new, and the claims."""
+        stored with ``outcome`` and its suppressions. Returns the event, whether it is new, and per trigger what
+        was decided: ``("fire", None)``, ``("cooldown", until)`` or ``("debounced", due)``."""
         now = self._sessions.clock()
 
-        def write(connection: Connection) -> tuple[EventRecord, bool, dict[str, float | None]]:
+        def write(connection: Connection) -> tuple[EventRecord, bool, dict[str, tuple[str, float | None]]]:
             found = connection.execute(select(EventRow).where(EventRow.id == event_id)).first()
             if found is not None and found.received_at > now - DUPLICATE_S:
                 return _event(found), False, {}
-            results = {
-                trigger: self._claim(connection, trigger, entity, event_id, cooldown, now)
-                for trigger, entity, cooldown in claims
-            }
-            stored = dict(outcome)
-            stored["suppressed"] = [
-                *outcome.get("suppressed", []),
-                *(
-                    {"trigger": trigger, "reason": "cooldown", "until": iso_time(until), "key": entity}
-                    for (trigger, entity, _), until in zip(claims, results.values(), strict=True)
-                    if until is not None
-                ),
+            results: dict[str, tuple[str, float | None]] = {}
+            for claim in claims:
+                if claim.debounce_s is None:
+                    until = self._claim(connection, claim.trigger, claim.key, event_id, claim.cooldown_s, now)
+                    results[claim.trigger] = ("fire", None) if until is None else ("cooldown", until)
+                else:
+                    results[claim.trigger] = self._debounce(connection, claim, event_id, now)
+            held = [
+                {
+                    "trigger": c.trigger,
+                    "reason": results[c.trigger][0],
+                    "until": iso_time(results[c.trigger][1] or now),
+                    "key": c.key,
+                }
+                for c in claims
+                if results[c.trigger][0] != "fire"
             ]
+            stored = {**outcome, "suppressed": [*outcome.get("suppressed", []), *held]}
             row = {
                 "id": event_id,
                 "type": type,
@@ -165,6 +182,69 @@ class EventStore:
             select(TriggerKeyRow.next_allowed_at).where(TriggerKeyRow.trigger == trigger, TriggerKeyRow.key == key)
         ).scalar()
         return float(found) if found is not None else now
+
+    def _debounce(self, connection: Connection, claim: Claim, event_id: str, now: float) -> tuple[str, float | None]:
+        """Hold ``event_id`` back for a debounced trigger: it becomes the key's pending event, due ``debounce_s``
+        from now but no later than ``max_wait_s`` after the burst's first event. Within a cooldown it is dropped
+        like any other event."""
+        module = importlib.import_module(f"sqlalchemy.dialects.{self._dialect}")
+        connection.execute(
+            module.insert(TriggerKeyRow)
+            .values(trigger=claim.trigger, key=claim.key, next_allowed_at=0.0, event_id=event_id, fired_at=0.0)
+            .on_conflict_do_nothing(index_elements=[TriggerKeyRow.trigger, TriggerKeyRow.key])
+        )
+        query = select(TriggerKeyRow).where(TriggerKeyRow.trigger == claim.trigger, TriggerKeyRow.key == claim.key)
+        if self._dialect == "postgresql":
+            query = query.with_for_update()
+        row = connection.execute(query).one()
+        if row.pending_event_id is None and row.next_allowed_at > now:
+            return "cooldown", float(row.next_allowed_at)
+        first = row.first_at if row.pending_event_id is not None and row.first_at is not None else now
+        assert claim.debounce_s is not None
+        due = now + claim.debounce_s
+        if claim.max_wait_s is not None:
+            due = min(due, first + claim.max_wait_s)
+        connection.execute(
+            update(TriggerKeyRow)
+            .where(TriggerKeyRow.trigger == claim.trigger, TriggerKeyRow.key == claim.key)
+            .values(pending_event_id=event_id, first_at=first, due_at=due)
+        )
+        return "debounced", due
+
+    async def due(self, limit: int = 50) -> list[tuple[str, str, str]]:
+        """Debounced (trigger, key, event id) whose time has come, oldest first."""
+        now = self._sessions.clock()
+        query = (
+            select(TriggerKeyRow.trigger, TriggerKeyRow.key, TriggerKeyRow.pending_event_id)
+            .where(TriggerKeyRow.due_at <= now, TriggerKeyRow.pending_event_id.is_not(None))
+            .order_by(TriggerKeyRow.due_at)
+            .limit(limit)
+        )
+        rows = await self._sessions.query(lambda connection: connection.execute(query).all())
+        return [(row[0], row[1], str(row[2])) for row in rows]
+
+    async def take_due(self, trigger: str, key: str, event_id: str, cooldown_s: float) -> bool:
+        """Take a due debounced event to fire it (a compare-and-set on the pending event: one replica wins); its
+        cooldown starts now."""
+        now = self._sessions.clock()
+        statement = (
+            update(TriggerKeyRow)
+            .where(
+                TriggerKeyRow.trigger == trigger,
+                TriggerKeyRow.key == key,
+                TriggerKeyRow.pending_event_id == event_id,
+                TriggerKeyRow.due_at <= now,
+            )
+            .values(
+                pending_event_id=None,
+                first_at=None,
+                due_at=None,
+                next_allowed_at=now + cooldown_s,
+                event_id=event_id,
+                fired_at=now,
+            )
+        )
+        return await self._sessions.change(lambda connection: connection.execute(statement).rowcount == 1)
 
     async def set_outcome(self, event_id: str, outcome: dict[str, Any]) -> None:
         statement = update(EventRow).where(EventRow.id == event_id).values(outcome=dumps(outcome))

@@ -125,6 +125,10 @@ class TriggerKeyRow(Base):
     next_allowed_at: Mapped[float] = mapped_column(Float)
     event_id: Mapped[str] = mapped_column(String(200))
     fired_at: Mapped[float] = mapped_column(Float)
+    pending_event_id: Mapped[str | None] = mapped_column(String(200))
+    """A debounced trigger's latest event, held back until ``due_at``."""
+    first_at: Mapped[float | None] = mapped_column(Float)
+    due_at: Mapped[float | None] = mapped_column(Float, index=True)
 
 
 class RunRow(Base):

@@ -109,8 +109,8 @@ async def test_bad_events_and_bad_triggers_are_refused(engine: Engine, registry:
             await small.emit("contract.renewal_due", {"blob": "x" * 2000})
     with pytest.raises(InvalidToolSpec, match="trigger 'lost' starts workflow 'nope': unknown workflow 'nope'"):
         await registry.register_trigger(TriggerSpec.model_validate({"name": "lost", "on": "a", "workflow": "nope"}))
-    with pytest.raises(ValueError, match="`debounce_s` is not available yet"):
-        TriggerSpec.model_validate({"name": "d", "on": "a", "workflow": "renewal", "debounce_s": 60})
+    with pytest.raises(ValueError, match="`max_wait_s` caps a debounce: set `debounce_s` too"):
+        TriggerSpec.model_validate({"name": "d", "on": "a", "workflow": "renewal", "max_wait_s": 60})
     await registry.enable_trigger("renewals", False)
     quiet = await engine.emit("contract.renewal_due", {}, key="C-1")
     assert quiet["fired"] == [] and quiet["suppressed"] == []
@@ -173,3 +173,58 @@ async def test_the_cooldown_ends_exactly_cooldown_s_after_the_run_fired(
     assert len(on_time["fired"]) == 1
     clock.advance(1)  # and the new run's cooldown starts from its own firing
     assert (await engine.emit("contract.renewal_due", {}, key="C-1"))["suppressed"][0]["reason"] == "cooldown"
+
+
+async def runs_of(engine: Engine) -> list[Any]:
+    return await engine.store.list_runs(None, 50)
+
+
+async def until_a_run(engine: Engine, count: int = 1) -> list[Any]:
+    """The runs once ``count`` exist (the scheduler's pass fires due bursts four times a second)."""
+    with anyio.fail_after(10):
+        while len(runs := await runs_of(engine)) < count:
+            await anyio.sleep(0.05)
+    return runs
+
+
+async def test_a_debounced_burst_starts_one_run_with_its_last_event(
+    engine: Engine, registry: Registry, clock: MovableClock
+) -> None:
+    await setup(registry, debounce_s=60, max_wait_s=600, cooldown_s=0)
+    first = await engine.emit("contract.renewal_due", {"n": 1}, key="C-1", event_id="b1")
+    clock.advance(30)
+    second = await engine.emit("contract.renewal_due", {"n": 2}, key="C-1", event_id="b2")
+    clock.advance(30)  # 60 s after the first, 30 after the last: still quiet for too short
+    assert await engine.fire_due_triggers() == 0 and await runs_of(engine) == []
+    assert first["suppressed"][0]["reason"] == second["suppressed"][0]["reason"] == "debounced"
+    clock.advance(31)
+    [run] = await until_a_run(engine)
+    done = await engine.wait(run.id, timeout_s=10)
+    assert done.output == {"n": 2} and done.tags == {"trigger": "renewals", "event_id": "b2"}
+    stored = await engine.store.events.get("b2")
+    assert stored is not None and stored.outcome["fired"][0]["run_id"] == run.id
+
+
+async def test_max_wait_caps_a_burst_that_never_goes_quiet(
+    engine: Engine, registry: Registry, clock: MovableClock
+) -> None:
+    await setup(registry, debounce_s=60, max_wait_s=120, cooldown_s=0)
+    for n in range(3):  # every 50 s: never 60 s of quiet
+        await engine.emit("contract.renewal_due", {"n": n}, key="C-1")
+        clock.advance(50)
+    # now t = 150: the burst began at 0, so it was due at 120 whatever came after
+    [run] = await until_a_run(engine)
+    assert (await engine.wait(run.id, timeout_s=10)).output == {"n": 2}
+
+
+async def test_a_debounced_event_fires_after_a_restart(
+    store: Store, registry: Registry, limits: Limits, clock: MovableClock
+) -> None:
+    await setup(registry, debounce_s=60, cooldown_s=0)
+    async with Engine(store, registry, limits) as first:
+        answer = await first.emit("contract.renewal_due", {"n": 7}, key="C-1")
+        assert answer["suppressed"][0]["reason"] == "debounced"
+    clock.advance(61)  # the first engine is gone; the timer is in the store
+    async with Engine(store, registry, limits) as second:
+        [run] = await until_a_run(second)
+        assert (await second.wait(run.id, timeout_s=10)).output == {"n": 7}
