@@ -123,11 +123,12 @@ class RunResult(BaseModel):
     next_action: str
     history: list[dict[str, Any]] = Field(
         default_factory=list,
-        description="Operator actions on the run, oldest first: action (retry, skip, cancel), by, at, steps, reason.",
+        description="Operator actions, oldest first: action (retry, skip, cancel), by, at, steps, reason.",
     )
     children: list[ChildInfo] = Field(
         default_factory=list, description="Child runs, oldest first (at most step_limit)."
     )
+    tags: dict[str, str] = Field(default_factory=dict)
 
 
 class RunSummary(BaseModel):
@@ -451,6 +452,7 @@ def run_result(
         step_counts=step_counts(statuses, record.history),
         steps_omitted=len(statuses) - len(shown),
         usage=usage(record),
+        tags=dict(record.tags),
         created_at=iso(record.created_at),
         finished_at=iso(record.finished_at),
         gate=None if gate is None else gate_info(gate),

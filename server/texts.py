@@ -146,13 +146,13 @@ name@^1; input must fit its input_schema. {_example("run_workflow")}
 tool references resolve (and to which versions), templates name existing steps, static limits hold, and each
 chain producer's output (a workflow's input) can satisfy the next tool's required input. Returns {{valid, lock,
 problems}}. {_example("validate")}""",
-    "get_run": f"""Get a run's current state at once (status, output, error, gaps, steps, usage, next_action): a
-RunResult. step_limit (default 20) caps the steps listed; podium://runs/{{run_id}}/steps has them all.
+    "get_run": f"""A run's current state (status, output, error, gaps, steps, usage, next_action): a RunResult.
+step_limit (default 20) caps the steps listed; podium://runs/{{run_id}}/steps has them all.
 {_example("get_run")}""",
-    "wait_run": f"""Wait for a run to settle, up to timeout_s (at most 50; unset: the server's default_wait_s,
-20 s unless configured), then return its RunResult. Call it again while the status is `running`.
+    "wait_run": f"""Wait for a run to settle, up to timeout_s (at most 50; default: the server's default_wait_s,
+20 s), then return its RunResult. Call it again while the status is `running`.
 {_example("wait_run")}""",
-    "list_runs": f"""List recent runs, newest first, optionally by status (e.g. "failed", "partial", "running").
+    "list_runs": f"""Recent runs, newest first, optionally by status ("failed", "partial", "running").
 {_example("list_runs")}""",
     "cancel_run": f"""Cancel a run and its child runs: in-flight steps stop and are recorded cancelled; a finished
 run is left as it is. Returns its RunResult. {_example("cancel_run")}""",

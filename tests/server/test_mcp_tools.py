@@ -87,6 +87,7 @@ async def test_every_contract_tool_is_listed_with_a_description_and_a_compact_sc
         "next_action",
         "history",
         "children",
+        "tags",
     }
 
 

@@ -50,6 +50,8 @@ async def test_every_example_runs_as_written(demo_settings: Settings, mode: str)
             await run(tool, run_id=finished)
         await run("cancel_run", run_id=waiting)
         await run("emit_event")  # the demo registry's contract-renewals trigger starts contract-amendment
+        fired_run = outcomes["emit_event"]["fired"][0]["run_id"]
+        tagged = await client.call_tool("get_run", {"run_id": fired_run})
         # decide_gate: only an approver principal decides over MCP (the local person uses the CLI); its example's
         # arguments are checked against the tool's schema by the call being refused for who calls, not for what
         gate_id = outcomes["await_approval"]["gate"]["gate_id"]
@@ -65,3 +67,8 @@ async def test_every_example_runs_as_written(demo_settings: Settings, mode: str)
     assert "extract-invoice" in [t["name"] for t in outcomes["find_tools"]["tools"]]
     assert outcomes["cancel_run"]["status"] == "cancelled"
     assert [f["trigger"] for f in outcomes["emit_event"]["fired"]] == ["contract-renewals"]
+    assert tagged.structured_content is not None
+    assert tagged.structured_content["tags"] == {
+        "trigger": "contract-renewals",
+        "event_id": outcomes["emit_event"]["event_id"],
+    }
