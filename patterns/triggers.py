@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from patterns import contracts
@@ -28,7 +27,7 @@ from patterns.planning import RunOptions
 from patterns.templates import compile_template
 from registry.triggers import TriggerSpec
 from storage import dumps
-from storage.events import DUPLICATE_S, Claim
+from storage.events import DUPLICATE_S, Claim, iso_time
 
 if TYPE_CHECKING:
     from patterns.engine import Engine
@@ -36,10 +35,6 @@ if TYPE_CHECKING:
 EVENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 MAX_KEY_CHARS = 512
 MAX_EVENT_ID_CHARS = 200
-
-
-def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def check_event(type: str, key: Any, event_id: Any) -> None:
@@ -82,7 +77,7 @@ async def emit(
     event_id = event_id or str(uuid.uuid4())
     triggers = [t for t in await engine.registry.triggers() if t.enabled and t.matches(type)]
     received = engine.store.now()
-    event = {"id": event_id, "type": type, "key": key, "payload": payload, "received_at": _iso(received)}
+    event = {"id": event_id, "type": type, "key": key, "payload": payload, "received_at": iso_time(received)}
     outcome: dict[str, Any] = {"event_id": event_id, "duplicate": False, "fired": [], "suppressed": [], "skipped": []}
     planned: list[tuple[TriggerSpec, str, Any]] = []  # the triggers that may fire: what they would start
     for trigger in triggers:
@@ -98,7 +93,7 @@ async def emit(
         event_id, type, key, dumps(payload), source, claims, outcome
     )
     if not created:
-        until = _iso(record.received_at + DUPLICATE_S)
+        until = iso_time(record.received_at + DUPLICATE_S)
         return {
             "event_id": event_id,
             "duplicate": True,
@@ -154,7 +149,7 @@ async def fire_due(engine: Engine) -> int:
             "type": record.type,
             "key": record.key,
             "payload": record.payload,
-            "received_at": _iso(record.received_at),
+            "received_at": iso_time(record.received_at),
         }
         outcome = {"event_id": record.id, "duplicate": False, "fired": [], "suppressed": [], "skipped": []}
         outcome.update({k: list(v) for k, v in record.outcome.items() if isinstance(v, list)})

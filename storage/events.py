@@ -1,10 +1,10 @@
 """Events and triggers in the store.
 
-- ``record``: an event is stored with its id; an id stored less than ``DUPLICATE_S`` ago makes the event a
-  duplicate (the earlier one is returned), so a re-delivered event causes nothing twice.
-- ``claim``: whether a trigger may fire for a key now is one statement: an upsert of ``trigger_keys`` that
-  inserts the key, or moves its ``next_allowed_at`` on only if that has passed. It returns the row only when it
-  wrote it, so of two replicas receiving the same event at once exactly one fires.
+- ``decide``: one transaction per event. An id stored less than ``DUPLICATE_S`` ago makes the event a duplicate
+  (the earlier one is returned), so a re-delivered event causes nothing twice. Whether a trigger may fire for a key
+  now is one statement: an upsert of ``trigger_keys`` that inserts the key, or moves its ``next_allowed_at`` on only
+  if that has passed, returning the row only when it wrote it, so of two replicas receiving the same event at once
+  exactly one fires. A debounced trigger's event is held in the key's row instead, with a due time.
 """
 
 from __future__ import annotations
@@ -69,39 +69,6 @@ class EventStore:
     def __init__(self, sessions: Sessions, dialect: str) -> None:
         self._sessions = sessions
         self._dialect = dialect
-
-    async def record(
-        self, event_id: str, type: str, key: str | None, payload_json: str, source: str
-    ) -> tuple[EventRecord, bool]:
-        """Store a new event. Returns it and True; or, for an id stored less than ``DUPLICATE_S`` ago, that event
-        and False. An id older than that is taken as a new event (its old record is replaced)."""
-        now = self._sessions.clock()
-        row = {
-            "id": event_id,
-            "type": type,
-            "key": key,
-            "payload": payload_json,
-            "source": source,
-            "outcome": dumps({}),
-            "received_at": now,
-        }
-
-        def write(connection: Connection) -> tuple[EventRecord, bool]:
-            found = connection.execute(select(EventRow).where(EventRow.id == event_id)).first()
-            if found is not None and found.received_at > now - DUPLICATE_S:
-                return _event(found), False
-            if found is not None:
-                connection.execute(update(EventRow).where(EventRow.id == event_id).values(**row))
-            else:
-                connection.execute(insert(EventRow).values(**row))
-            return _event(SimpleNamespace(**row)), True
-
-        try:
-            return await self._sessions.change(write)
-        except Duplicate:  # another process stored the same id between our read and insert
-            existing = await self.get(event_id)
-            assert existing is not None
-            return existing, False
 
     async def decide(
         self,
@@ -263,15 +230,6 @@ class EventStore:
         if key is not None:
             query = query.where(EventRow.key == key)
         return await self._sessions.query(lambda connection: [_event(r) for r in connection.execute(query)])
-
-    async def claim(self, trigger: str, key: str, event_id: str, cooldown_s: float) -> float | None:
-        """Fire ``trigger`` for ``key`` if its cooldown has passed: one upsert that writes only when
-        ``next_allowed_at`` has passed. Returns None when it may fire (the cooldown now runs from this moment),
-        else the time it may fire again."""
-        now = self._sessions.clock()
-        return await self._sessions.change(
-            lambda connection: self._claim(connection, trigger, key, event_id, cooldown_s, now)
-        )
 
 
 class TriggerStore:

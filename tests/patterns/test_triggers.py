@@ -15,6 +15,7 @@ from registry.errors import InvalidToolSpec
 from registry.triggers import TriggerSpec
 from server.demo import TOOLS_FILE
 from storage import Store
+from storage.events import Claim
 from tests.conftest import MovableClock
 from tests.helpers import podium
 
@@ -118,15 +119,19 @@ async def test_bad_events_and_bad_triggers_are_refused(engine: Engine, registry:
 
 async def test_replicas_racing_on_one_key_fire_once(db_url: str) -> None:
     async with Store.open(db_url) as first, Store.open(db_url) as second:
-        answers: list[float | None] = []
+        answers: list[str] = []
 
         async def claim(store: Store, n: int) -> None:
-            answers.append(await store.events.claim("renewals", "C-1", f"e{n}", 3600))
+            _, created, decided = await store.events.decide(
+                f"e{n}", "contract.renewal_due", "C-1", "{}", "test", [Claim("renewals", "C-1", 3600)], {}
+            )
+            assert created
+            answers.append(decided["renewals"][0])
 
         async with anyio.create_task_group() as group:
             for n in range(20):
                 group.start_soon(claim, first if n % 2 else second, n)
-    assert answers.count(None) == 1 and all(a is not None for a in answers if a is not None)
+    assert sorted(answers) == ["cooldown"] * 19 + ["fire"]
 
 
 def test_the_cli_adds_triggers_emits_events_and_shows_what_they_caused(tmp_path: Path) -> None:
