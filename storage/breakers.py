@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, select, update
 
 from storage.models import BreakerCallRow, BreakerRow
 from storage.sessions import Sessions
@@ -116,11 +116,15 @@ class BreakerStore:
 
         def write(connection: Connection) -> BreakerRecord | None:
             values = {"state": OPEN, "opened_at": now, "open_s": open_s, "reason": reason, "updated_at": now}
-            if seen is None:
-                exists = connection.execute(select(BreakerRow.tool).where(BreakerRow.tool == tool)).first()
-                if exists is not None:
+            if seen is None:  # no row yet: the insert is the compare-and-set (a replica inserting first wins)
+                module = importlib.import_module(f"sqlalchemy.dialects.{self._dialect}")
+                statement = (
+                    module.insert(BreakerRow)
+                    .values(tool=tool, generation=1, opens=1, **values)
+                    .on_conflict_do_nothing(index_elements=[BreakerRow.tool])
+                )
+                if connection.execute(statement).rowcount != 1:
                     return None
-                connection.execute(insert(BreakerRow).values(tool=tool, generation=1, opens=1, **values))
             else:
                 changed = connection.execute(
                     update(BreakerRow)
