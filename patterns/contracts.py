@@ -80,12 +80,13 @@ def check_built(value: Any, path: str, what: str, limits: Limits) -> None:
         )
 
 
-def check_caller_payload(value: Any, name: str, limits: Limits) -> None:
+def check_caller_payload(value: Any, name: str, limits: Limits) -> str:
     """Refuse, as the caller's mistake, a value given with a request (a run's input) that is not JSON data (NaN, an
-    infinity, an integer too long to write) or breaks the payload limits."""
-    size = len(check_payload(value, name, limits).encode())
-    if size > limits.max_payload_bytes:
+    infinity, an integer too long to write) or breaks the payload limits. Returns its JSON."""
+    text = check_payload(value, name, limits)
+    if len(text) * 4 > limits.max_payload_bytes and (size := len(text.encode())) > limits.max_payload_bytes:
         raise LimitExceeded("max_payload_bytes", limits.max_payload_bytes, f"{name} is {size} bytes")
+    return text
 
 
 def is_number(value: Any) -> bool:

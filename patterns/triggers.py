@@ -26,7 +26,6 @@ from patterns.expressions import ExpressionError, compile_expression
 from patterns.planning import RunOptions
 from patterns.templates import compile_template
 from registry.triggers import TriggerSpec
-from storage import dumps
 from storage.events import DUPLICATE_S, Claim, iso_time
 
 if TYPE_CHECKING:
@@ -73,7 +72,8 @@ async def emit(
     """
     check_event(type, key, event_id)
     payload = {} if payload is None else payload
-    contracts.check_caller_payload(payload, "payload", engine.limits)
+    payload_json = contracts.check_caller_payload(payload, "payload", engine.limits)
+    new_id = event_id is None
     event_id = event_id or str(uuid.uuid4())
     triggers = [t for t in await engine.registry.triggers() if t.enabled and t.matches(type)]
     received = engine.store.now()
@@ -90,7 +90,7 @@ async def emit(
         for trigger, entity, _ in planned
     ]
     record, created, decided = await engine.store.events.decide(
-        event_id, type, key, dumps(payload), source, claims, outcome
+        event_id, type, key, payload_json, source, claims, outcome, new_id=new_id, payload=payload
     )
     if not created:
         until = iso_time(record.received_at + DUPLICATE_S)

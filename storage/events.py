@@ -1,32 +1,60 @@
 """Events and triggers in the store.
 
-- ``decide``: one transaction per event. An id stored less than ``DUPLICATE_S`` ago makes the event a duplicate
-  (the earlier one is returned), so a re-delivered event causes nothing twice. Whether a trigger may fire for a key
-  now is one statement: an upsert of ``trigger_keys`` that inserts the key, or moves its ``next_allowed_at`` on only
-  if that has passed, returning the row only when it wrote it, so of two replicas receiving the same event at once
-  exactly one fires. A debounced trigger's event is held in the key's row instead, with a due time.
+- ``decide``: one transaction per event, or for the events that arrive together (one commit for many: the events
+  waiting while a transaction runs go in the next). An id stored less than ``DUPLICATE_S`` ago makes the event a
+  duplicate (the earlier one is returned), so a re-delivered event causes nothing twice. Whether a trigger may
+  fire for a key now is one statement: an upsert of ``trigger_keys`` that inserts the key, or moves its
+  ``next_allowed_at`` on only if that has passed, returning the row only when it wrote it, so of two replicas
+  receiving the same event at once exactly one fires. A debounced trigger's event is held in the key's row
+  instead, with a due time.
+- The cooldowns this store has seen are remembered (``_until``): a key's ``next_allowed_at`` only ever moves
+  forward, and only once it has passed, so while a remembered time is still ahead it is exactly the database's.
+  An event all of whose claims fall in such a cooldown (or that matched no trigger) changes nothing but its own
+  record, so it is decided here without a transaction and its record is written behind by the group-commit writer
+  (``EventInsert``, visible to this store's reads at once, durable within milliseconds). The duplicate check still
+  holds: an id generated for the event is new; one the caller gave is looked up first.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+import anyio
+from sqlalchemy import Connection, Insert, Select, bindparam, insert, select, update
 
+from storage import driver_sql
 from storage.errors import Duplicate
 from storage.models import EventRow, TriggerKeyRow, TriggerRow
-from storage.records import dumps, loads
+from storage.records import DUPLICATE_S, EventInsert, dumps, loads
 from storage.sessions import Sessions
+from storage.writer import StepWriter
 
-DUPLICATE_S = 86_400.0
+__all__ = ["DUPLICATE_S", "Claim", "EventRecord", "EventStore", "TriggerStore", "iso_time"]
+
+MAX_REMEMBERED = 65_536  # cooldowns remembered per store; past it, the ones that have ended go first
+
+
+_seconds: dict[int, str] = {}  # whole seconds already formatted: events come many a second, with a few times each
 
 
 def iso_time(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2026-12-04T05:25:05.123Z``: an epoch time as ISO-8601 UTC, to the millisecond (truncated)."""
+    fraction, whole = math.modf(at)  # as datetime.fromtimestamp rounds
+    second, micros = int(whole), round(fraction * 1_000_000)
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    elif micros < 0:
+        second, micros = second - 1, micros + 1_000_000
+    text = _seconds.get(second)
+    if text is None:
+        if len(_seconds) >= 1024:
+            _seconds.clear()
+        text = _seconds[second] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{micros // 1000:03d}Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +79,65 @@ class EventRecord:
     received_at: float
 
 
+Decided = tuple[EventRecord, bool, dict[str, tuple[str, float | None]]]
+"""What ``decide`` answers: the event, whether it is new, and per trigger its verdict with a time."""
+
+
+@dataclass(slots=True, eq=False)
+class _Decision:
+    """An event waiting for its transaction: its row but the outcome, what it claims, and then what was decided."""
+
+    row: dict[str, Any]
+    payload: Any
+    claims: list[Claim]
+    outcome: dict[str, Any]
+    new_id: bool
+    result: Decided | None = None
+    error: BaseException | None = None
+
+
+# the statements of a decision, built once (each decision only binds its values)
+_SELECT_EVENT: Select[Any] = select(EventRow).where(EventRow.id == bindparam("id"))
+_INSERT_EVENT: Insert = insert(EventRow)
+_SELECT_UNTIL: Select[Any] = select(TriggerKeyRow.next_allowed_at).where(
+    TriggerKeyRow.trigger == bindparam("trigger"), TriggerKeyRow.key == bindparam("key")
+)
+_claim_upserts: dict[str, Any] = {}
+
+
+def _insert_event(dialect: str) -> Insert:
+    return _INSERT_EVENT
+
+
+def _select_until(dialect: str) -> Select[Any]:
+    return _SELECT_UNTIL
+
+
+def _claim_upsert(dialect: str) -> Any:
+    """Insert the key's row, or move its ``next_allowed_at`` on if that has passed: returns a row only where it
+    wrote one, i.e. where the trigger fires."""
+    statement = _claim_upserts.get(dialect)
+    if statement is None:
+        module = importlib.import_module(f"sqlalchemy.dialects.{dialect}")
+        upsert = module.insert(TriggerKeyRow).values(
+            trigger=bindparam("trigger"),
+            key=bindparam("key"),
+            next_allowed_at=bindparam("until"),
+            event_id=bindparam("event_id"),
+            fired_at=bindparam("now"),
+        )
+        statement = _claim_upserts[dialect] = upsert.on_conflict_do_update(
+            index_elements=[TriggerKeyRow.trigger, TriggerKeyRow.key],
+            set_={
+                "next_allowed_at": upsert.excluded.next_allowed_at,
+                "event_id": upsert.excluded.event_id,
+                "fired_at": upsert.excluded.fired_at,
+            },
+            where=TriggerKeyRow.next_allowed_at <= upsert.excluded.fired_at,
+        ).returning(TriggerKeyRow.trigger)
+    return statement
+
+
 def _event(row: Any) -> EventRecord:
     return EventRecord(
         id=row.id,
@@ -66,9 +153,13 @@ def _event(row: Any) -> EventRecord:
 class EventStore:
     """``store.events``: events received, what they caused, and the cooldown of each (trigger, key)."""
 
-    def __init__(self, sessions: Sessions, dialect: str) -> None:
+    def __init__(self, sessions: Sessions, dialect: str, writer: StepWriter) -> None:
         self._sessions = sessions
         self._dialect = dialect
+        self._writer = writer
+        self._until: dict[tuple[str, str], float] = {}  # (trigger, key): a next_allowed_at seen in the database
+        self._queue: list[_Decision] = []  # decisions waiting for a transaction
+        self._turn = anyio.Lock()  # held by the one deciding a batch
 
     async def decide(
         self,
@@ -79,76 +170,191 @@ class EventStore:
         source: str,
         claims: list[Claim],
         outcome: dict[str, Any],
+        *,
+        new_id: bool = False,
+        payload: Any = None,
     ) -> tuple[EventRecord, bool, dict[str, tuple[str, float | None]]]:
         """Take an event and decide its triggers in one transaction: a duplicate id (stored less than
         ``DUPLICATE_S`` ago) returns that event and decides nothing; else each ``(trigger, key, cooldown_s)`` of
         ``claims`` is claimed (see ``claim``: None where it fires, else until when it may not), and the event is
         stored with ``outcome`` and its suppressions. Returns the event, whether it is new, and per trigger what
-        was decided: ``("fire", None)``, ``("cooldown", until)`` or ``("debounced", due)``."""
+        was decided: ``("fire", None)``, ``("cooldown", until)`` or ``("debounced", due)``. ``new_id``: the id was
+        generated for this event, so it cannot be a duplicate; ``payload``: the payload ``payload_json`` encodes, if the
+        caller has it (else it is decoded).
+
+        An event that can change nothing but its own record (module docstring) is decided without a transaction;
+        the others that arrive together share one (``_batched``)."""
         now = self._sessions.clock()
-
-        def write(connection: Connection) -> tuple[EventRecord, bool, dict[str, tuple[str, float | None]]]:
-            found = connection.execute(select(EventRow).where(EventRow.id == event_id)).first()
-            if found is not None and found.received_at > now - DUPLICATE_S:
-                return _event(found), False, {}
-            results: dict[str, tuple[str, float | None]] = {}
-            for claim in claims:
-                if claim.debounce_s is None:
-                    until = self._claim(connection, claim.trigger, claim.key, event_id, claim.cooldown_s, now)
-                    results[claim.trigger] = ("fire", None) if until is None else ("cooldown", until)
-                else:
-                    results[claim.trigger] = self._debounce(connection, claim, event_id, now)
-            held = [
-                {
-                    "trigger": c.trigger,
-                    "reason": results[c.trigger][0],
-                    "until": iso_time(results[c.trigger][1] or now),
-                    "key": c.key,
-                }
-                for c in claims
-                if results[c.trigger][0] != "fire"
-            ]
-            stored = {**outcome, "suppressed": [*outcome.get("suppressed", []), *held]}
-            row = {
-                "id": event_id,
-                "type": type,
-                "key": key,
-                "payload": payload_json,
-                "source": source,
-                "outcome": dumps(stored),
-                "received_at": now,
-            }
-            if found is not None:
-                connection.execute(update(EventRow).where(EventRow.id == event_id).values(**row))
-            else:
-                connection.execute(insert(EventRow).values(**row))
-            return _event(SimpleNamespace(**row)), True, results
-
+        held = self._held(claims, now)
+        if held is not None and (new_id or await self._is_new(event_id, now)):
+            value = loads(payload_json) if payload is None else payload
+            return self._write_behind(event_id, type, key, (payload_json, value), source, claims, outcome, held, now)
+        if not new_id:
+            await self._writer.flush()  # an event of this id written behind is seen by the check below
+        row = {"id": event_id, "type": type, "key": key, "payload": payload_json, "source": source, "received_at": now}
         try:
-            return await self._sessions.change(write)
+            value = loads(payload_json) if payload is None else payload
+            decided = await self._batched(_Decision(row, value, claims, outcome, new_id))
         except Duplicate:  # another process took the same id meanwhile: its claims stand, ours were rolled back
             existing = await self.get(event_id)
             assert existing is not None
             return existing, False, {}
+        for claim in claims:  # what the transaction saw, for the events that follow
+            verdict, until = decided[2].get(claim.trigger, ("", None))
+            if verdict == "fire" and claim.cooldown_s > 0:
+                self._remember(claim, now + claim.cooldown_s, now)
+            elif verdict == "cooldown" and until is not None:
+                self._remember(claim, until, now)
+        return decided
 
-    def _claim(
-        self, connection: Connection, trigger: str, key: str, event_id: str, cooldown_s: float, now: float
-    ) -> float | None:
-        module = importlib.import_module(f"sqlalchemy.dialects.{self._dialect}")
-        upsert = module.insert(TriggerKeyRow).values(
-            trigger=trigger, key=key, next_allowed_at=now + cooldown_s, event_id=event_id, fired_at=now
-        )
-        upsert = upsert.on_conflict_do_update(
-            index_elements=[TriggerKeyRow.trigger, TriggerKeyRow.key],
-            set_={"next_allowed_at": now + cooldown_s, "event_id": event_id, "fired_at": now},
-            where=TriggerKeyRow.next_allowed_at <= now,
-        ).returning(TriggerKeyRow.trigger)
-        if connection.execute(upsert).first() is not None:
+    async def _batched(self, decision: _Decision) -> Decided:
+        """Decide ``decision`` in a transaction with the others waiting: the first waiter to get the turn takes the
+        whole queue into one transaction (one commit for all), the others find theirs done when their turn comes.
+        Decisions are independent of each other but for their order, which the queue keeps."""
+        self._queue.append(decision)
+        try:
+            async with self._turn:
+                if decision.result is None and decision.error is None:
+                    batch, self._queue = self._queue, []
+                    with anyio.CancelScope(shield=True):  # taken from the queue: decided even if this caller goes
+                        await self._decide_batch(batch)
+        finally:
+            if decision.result is None and decision.error is None and decision in self._queue:
+                self._queue.remove(decision)  # cancelled while waiting: never decided
+        if decision.error is not None:
+            raise decision.error
+        assert decision.result is not None
+        return decision.result
+
+    async def _decide_batch(self, batch: list[_Decision]) -> None:
+        """Decide ``batch`` in one transaction, and give each its result, or the error that prevented it."""
+        try:
+            results = await self._sessions.change(lambda connection: self._write_all(connection, batch))
+        except Duplicate as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+            else:
+                for decision in batch:  # an id taken by another process: decide each alone to find whose
+                    await self._decide_batch([decision])
+            return
+        except BaseException as exc:  # each caller raises it as its own
+            for decision in batch:
+                decision.error = exc
+            return
+        for decision, result in zip(batch, results, strict=True):
+            decision.result = result
+
+    def _write_all(self, connection: Connection, batch: list[_Decision]) -> list[Decided]:
+        """Decide each of ``batch`` in order; the new events' records are inserted together at the end."""
+        results: list[Decided] = []
+        rows: list[dict[str, Any]] = []
+        taken: dict[str, EventRecord] = {}  # the ids this batch stores, for a duplicate within it
+        for decision in batch:
+            first = taken.get(decision.row["id"])
+            decided = (first, False, {}) if first is not None else self._write(connection, decision, rows)
+            if decided[1]:
+                taken[decided[0].id] = decided[0]
+            results.append(decided)
+        if rows:
+            driver_sql.execute(connection, "events", _insert_event, rows)
+        return results
+
+    def _write(self, connection: Connection, decision: _Decision, rows: list[dict[str, Any]]) -> Decided:
+        """Decide one event: its claims now, its record to ``rows`` (a new one) or updated (a stale id's)."""
+        event_id, now = decision.row["id"], decision.row["received_at"]
+        found = None if decision.new_id else connection.execute(_SELECT_EVENT, {"id": event_id}).first()
+        if found is not None and found.received_at > now - DUPLICATE_S:
+            return _event(found), False, {}
+        results: dict[str, tuple[str, float | None]] = {}
+        for claim in decision.claims:
+            if claim.debounce_s is None:
+                until = self._claim(connection, claim, event_id, now)
+                results[claim.trigger] = ("fire", None) if until is None else ("cooldown", until)
+            else:
+                results[claim.trigger] = self._debounce(connection, claim, event_id, now)
+        held = [
+            {
+                "trigger": c.trigger,
+                "reason": results[c.trigger][0],
+                "until": iso_time(results[c.trigger][1] or now),
+                "key": c.key,
+            }
+            for c in decision.claims
+            if results[c.trigger][0] != "fire"
+        ]
+        outcome = decision.outcome
+        stored = {**outcome, "suppressed": [*outcome.get("suppressed", []), *held]}
+        row = {**decision.row, "outcome": dumps(stored)}
+        if found is not None:
+            connection.execute(update(EventRow).where(EventRow.id == event_id).values(**row))
+        else:
+            rows.append(row)
+        event = EventRecord(event_id, row["type"], row["key"], decision.payload, row["source"], stored, now)
+        return event, True, results
+
+    def _held(self, claims: list[Claim], now: float) -> list[float] | None:
+        """Until when each claim is in a cooldown this store has seen, or None unless all of them are."""
+        found = []
+        for claim in claims:
+            until = self._until.get((claim.trigger, claim.key))
+            if until is None or until <= now:
+                return None
+            found.append(until)
+        return found
+
+    def _remember(self, claim: Claim, until: float, now: float) -> None:
+        remembered = self._until
+        if len(remembered) >= MAX_REMEMBERED and (claim.trigger, claim.key) not in remembered:
+            for pair in [pair for pair, at in remembered.items() if at <= now]:
+                del remembered[pair]
+            while len(remembered) >= MAX_REMEMBERED * 3 // 4:  # all still running: forget the oldest seen
+                del remembered[next(iter(remembered))]
+        remembered[(claim.trigger, claim.key)] = until
+
+    async def _is_new(self, event_id: str, now: float) -> bool:
+        """Whether no event with this id was stored less than ``DUPLICATE_S`` ago (those written behind too)."""
+        await self._writer.flush()
+        query = select(EventRow.received_at).where(EventRow.id == event_id)
+        found = await self._sessions.query(lambda connection: connection.execute(query).scalar())
+        return found is None or found <= now - DUPLICATE_S
+
+    def _write_behind(
+        self,
+        event_id: str,
+        type: str,
+        key: str | None,
+        payload: tuple[str, Any],
+        source: str,
+        claims: list[Claim],
+        outcome: dict[str, Any],
+        held: list[float],
+        now: float,
+    ) -> tuple[EventRecord, bool, dict[str, tuple[str, float | None]]]:
+        suppressed = [
+            {"trigger": claim.trigger, "reason": "cooldown", "until": iso_time(until), "key": claim.key}
+            for claim, until in zip(claims, held, strict=True)
+        ]
+        stored = {**outcome, "suppressed": [*outcome.get("suppressed", []), *suppressed]}
+        row = {
+            "id": event_id,
+            "type": type,
+            "key": key,
+            "payload": payload[0],
+            "source": source,
+            "outcome": dumps(stored),
+            "received_at": now,
+        }
+        self._writer.submit(EventInsert(row))
+        record = EventRecord(event_id, type, key, payload[1], source, stored, now)
+        return record, True, {claim.trigger: ("cooldown", until) for claim, until in zip(claims, held, strict=True)}
+
+    def _claim(self, connection: Connection, claim: Claim, event_id: str, now: float) -> float | None:
+        values = {"trigger": claim.trigger, "key": claim.key, "event_id": event_id, "now": now}
+        values["until"] = now + claim.cooldown_s
+        if driver_sql.first(connection, "claim", _claim_upsert, values) is not None:
             return None
-        found = connection.execute(
-            select(TriggerKeyRow.next_allowed_at).where(TriggerKeyRow.trigger == trigger, TriggerKeyRow.key == key)
-        ).scalar()
-        return float(found) if found is not None else now
+        found = driver_sql.first(connection, "cooldown until", _select_until, values)
+        return float(found[0]) if found is not None else now
 
     def _debounce(self, connection: Connection, claim: Claim, event_id: str, now: float) -> tuple[str, float | None]:
         """Hold ``event_id`` back for a debounced trigger: it becomes the key's pending event, due ``debounce_s``
@@ -218,12 +424,14 @@ class EventStore:
         await self._sessions.change(lambda connection: connection.execute(statement))
 
     async def get(self, event_id: str) -> EventRecord | None:
+        await self._writer.flush()  # the events written behind, too
         query = select(EventRow).where(EventRow.id == event_id)
         row = await self._sessions.query(lambda connection: connection.execute(query).first())
         return None if row is None else _event(row)
 
     async def list(self, type: str | None = None, key: str | None = None, limit: int = 20) -> list[EventRecord]:
         """Newest first."""
+        await self._writer.flush()
         query = select(EventRow).order_by(EventRow.received_at.desc(), EventRow.id.desc()).limit(limit)
         if type is not None:
             query = query.where(EventRow.type == type)

@@ -66,6 +66,23 @@ class RunInsert:
 
 
 @dataclass(frozen=True, slots=True)
+class EventInsert:
+    """An event decided without the database (every trigger it matched is in a cooldown the store already showed,
+    and its id is new), for the writer: written behind, keeping an earlier record of the same id unless that one
+    is older than ``DUPLICATE_S``."""
+
+    row: dict[str, Any]
+
+    @property
+    def run_id(self) -> str:
+        """What a failed write is reported under (the writer groups failures by run)."""
+        return f"event:{self.row['id']}"
+
+
+DUPLICATE_S = 86_400.0  # an event id stored less than this long ago makes an event with that id a duplicate
+
+
+@dataclass(frozen=True, slots=True)
 class RunRecord:
     id: str
     status: str

@@ -143,7 +143,7 @@ class Store:
         self.workflows = ToolStore(self._sessions, WorkflowRow)
         self.servers = ServerStore(self._sessions)
         self.breakers = BreakerStore(self._sessions, db.dialect)
-        self.events = EventStore(self._sessions, db.dialect)
+        self.events = EventStore(self._sessions, db.dialect, writer)
         self.triggers = TriggerStore(self._sessions)
         self.leases = LeaseStore(self._sessions, db.dialect)
         self.gates = GateStore(self._sessions)

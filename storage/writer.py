@@ -21,34 +21,25 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-from sqlalchemy import Connection, Engine, Insert, Table, Update, update
+from sqlalchemy import Connection, Engine, Insert, Table, Update, literal_column, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage import driver_sql
 from storage.errors import WriteFailed
-from storage.models import RunRow, StepRow
-from storage.records import STEP_COLUMNS, RunInsert, RunUpdate, StepWrite, dumps
+from storage.models import EventRow, RunRow, StepRow
+from storage.records import DUPLICATE_S, STEP_COLUMNS, EventInsert, RunInsert, RunUpdate, StepWrite, dumps
 
 log = logging.getLogger("podium.storage")
 
-Op = StepWrite | RunUpdate | RunInsert
+Op = StepWrite | RunUpdate | RunInsert | EventInsert
 _STEPS: Table = StepRow.__table__  # type: ignore[assignment]
 _RUNS: Table = RunRow.__table__  # type: ignore[assignment]
+_EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
+_event_inserts: dict[str, Insert] = {}
 _STEP_UPDATE_COLUMNS = [c.name for c in _STEPS.columns if c.name not in ("run_id", "path")]
 _upserts: dict[str, Insert] = {}
-_compiled: dict[str, tuple[str, tuple[str, ...]]] = {}
 _run_update_texts: dict[tuple[str, ...], str] = {}
 COALESCE_S = 0.002  # the SQLite writer gathers records nobody waits for this long before writing them
-
-
-def _compiled_upsert(connection: Connection) -> tuple[str, tuple[str, ...]]:
-    """The upsert as driver SQL and the order of its parameters, compiled once per dialect."""
-    name = connection.dialect.name
-    found = _compiled.get(name)
-    if found is None:
-        compiled = _step_upsert(name).compile(dialect=connection.dialect)
-        assert compiled.positiontup is not None
-        found = _compiled[name] = (str(compiled), tuple(compiled.positiontup))
-    return found
 
 
 def _step_upsert(dialect: str) -> Insert:
@@ -63,6 +54,21 @@ def _step_upsert(dialect: str) -> Insert:
             set_={name: insert.excluded[name] for name in _STEP_UPDATE_COLUMNS},
         )
         _upserts[dialect] = stmt
+    return stmt
+
+
+def _event_insert(dialect: str) -> Insert:
+    """``INSERT .. ON CONFLICT (id) DO UPDATE .. WHERE`` the stored event is older than ``DUPLICATE_S``: a
+    duplicate written behind keeps the first record."""
+    stmt = _event_inserts.get(dialect)
+    if stmt is None:
+        module = importlib.import_module(f"sqlalchemy.dialects.{dialect}")
+        insert = module.insert(_EVENTS)
+        stmt = _event_inserts[dialect] = insert.on_conflict_do_update(
+            index_elements=[_EVENTS.c.id],
+            set_={c.name: insert.excluded[c.name] for c in _EVENTS.columns if c.name != "id"},
+            where=_EVENTS.c.received_at < insert.excluded.received_at - literal_column(repr(DUPLICATE_S)),
+        )
     return stmt
 
 
@@ -112,18 +118,23 @@ def _run_values(change: RunUpdate, now: float) -> dict[str, Any]:
 
 
 def apply_batch(connection: Connection, ops: list[Op], now: float) -> None:
-    """Write ``ops`` on ``connection`` (inside the caller's transaction): new runs first, then steps, then run
-    updates."""
+    """Write ``ops`` on ``connection`` (inside the caller's transaction): events written behind and new runs
+    first, then steps, then run updates."""
     steps: dict[tuple[str, str], StepWrite] = {}
     runs: list[RunUpdate] = []
     inserts: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
     for op in ops:
         if isinstance(op, StepWrite):
             steps[(op.run_id, op.path)] = op
         elif isinstance(op, RunUpdate):
             runs.append(op)
+        elif isinstance(op, EventInsert):
+            events.append(op.row)
         else:
             inserts.append(op.row)
+    if events:
+        driver_sql.execute(connection, "events written behind", _event_insert, events)
     if inserts:
         connection.execute(_RUNS.insert(), inserts)
     qmark = connection.dialect.paramstyle == "qmark"
@@ -131,7 +142,7 @@ def apply_batch(connection: Connection, ops: list[Op], now: float) -> None:
         if qmark:
             # SQLite: the compiled statement with plain tuples skips SQLAlchemy's per-row parameter processing,
             # which is most of a batch's cost here (the writer holds the GIL while it runs)
-            sql, order = _compiled_upsert(connection)
+            sql, order = driver_sql.compiled(connection, "steps", _step_upsert)
             if order == STEP_COLUMNS:
                 connection.exec_driver_sql(sql, [s.values() for s in steps.values()])
             else:
