@@ -26,7 +26,7 @@ from patterns.expressions import ExpressionError, compile_expression
 from patterns.planning import RunOptions
 from patterns.templates import compile_template
 from registry.triggers import TriggerSpec
-from storage.events import DUPLICATE_S, Claim, iso_time
+from storage.events import DUPLICATE_S, STARTING, Claim, EventRecord, iso_time
 
 if TYPE_CHECKING:
     from patterns.engine import Engine
@@ -93,6 +93,9 @@ async def emit(
         event_id, type, key, payload_json, source, claims, outcome, new_id=new_id, payload=payload
     )
     if not created:
+        first = record.outcome
+        if first.get(STARTING):  # its first delivery decided to fire but did not get to record the runs
+            first = await _start_decided(engine, record)
         until = iso_time(record.received_at + DUPLICATE_S)
         return {
             "event_id": event_id,
@@ -100,15 +103,45 @@ async def emit(
             "fired": [],
             "suppressed": [{"trigger": t.name, "reason": "duplicate", "until": until} for t in triggers],
             "skipped": [],
-            "first": record.outcome,
+            "first": first,
         }
-    outcome = dict(record.outcome)
+    outcome = {name: value for name, value in record.outcome.items() if name != STARTING}
     fired = [(t, entity, value) for t, entity, value in planned if decided.get(t.name, ("fire", None))[0] == "fire"]
     for trigger, entity, value in fired:
         await _start(engine, trigger, entity, value, event_id, outcome)
     if fired:
         await engine.store.events.set_outcome(event_id, outcome)
     return outcome
+
+
+async def _start_decided(engine: Engine, record: EventRecord) -> dict[str, Any]:
+    """Start the runs an event's first delivery decided on but did not record (a crash between the decision and
+    the run): each run's idempotency key comes from the event, so a run that did start is found, not doubled.
+    Returns the event's outcome as recorded now."""
+    triggers = {t.name: t for t in await engine.registry.triggers()}
+    outcome = {name: value for name, value in record.outcome.items() if name != STARTING}
+    outcome = {**outcome, "fired": list(outcome.get("fired", [])), "skipped": list(outcome.get("skipped", []))}
+    for decided in record.outcome[STARTING]:
+        trigger = triggers.get(decided["trigger"])
+        considered = None if trigger is None else _consider(trigger, _event_of(record), outcome)
+        if trigger is None or considered is None:
+            reason = "the trigger is gone" if trigger is None else "the trigger no longer takes this event"
+            outcome["skipped"].append({"trigger": decided["trigger"], "reason": reason, "key": decided["key"]})
+            continue
+        await _start(engine, trigger, decided["key"], considered[1], record.id, outcome)
+    await engine.store.events.set_outcome(record.id, outcome)
+    return outcome
+
+
+def _event_of(record: EventRecord) -> dict[str, Any]:
+    """An event as triggers' expressions see it (``{event}``)."""
+    return {
+        "id": record.id,
+        "type": record.type,
+        "key": record.key,
+        "payload": record.payload,
+        "received_at": iso_time(record.received_at),
+    }
 
 
 async def _start(
@@ -144,16 +177,9 @@ async def fire_due(engine: Engine) -> int:
         record = await engine.store.events.get(event_id)
         if record is None or trigger is None or not trigger.enabled:
             continue  # the event or its trigger is gone, or disabled meanwhile: the burst is dropped
-        event = {
-            "id": record.id,
-            "type": record.type,
-            "key": record.key,
-            "payload": record.payload,
-            "received_at": iso_time(record.received_at),
-        }
         outcome = {"event_id": record.id, "duplicate": False, "fired": [], "suppressed": [], "skipped": []}
         outcome.update({k: list(v) for k, v in record.outcome.items() if isinstance(v, list)})
-        considered = _consider(trigger, event, outcome)
+        considered = _consider(trigger, _event_of(record), outcome)
         if considered is not None:
             await _start(engine, trigger, entity, considered[1], record.id, outcome)
             fired += 1

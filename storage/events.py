@@ -33,8 +33,10 @@ from storage.records import DUPLICATE_S, EventInsert, dumps, loads
 from storage.sessions import Sessions
 from storage.writer import StepWriter
 
-__all__ = ["DUPLICATE_S", "Claim", "EventRecord", "EventStore", "TriggerStore", "iso_time"]
+__all__ = ["DUPLICATE_S", "STARTING", "Claim", "EventRecord", "EventStore", "TriggerStore", "iso_time"]
 
+STARTING = "starting"
+"""In a stored outcome: the triggers that fired and whose runs are not recorded as started yet."""
 MAX_REMEMBERED = 65_536  # cooldowns remembered per store; past it, the ones that have ended go first
 
 
@@ -284,6 +286,9 @@ class EventStore:
         ]
         outcome = decision.outcome
         stored = {**outcome, "suppressed": [*outcome.get("suppressed", []), *held]}
+        starting = [{"trigger": c.trigger, "key": c.key} for c in decision.claims if results[c.trigger][0] == "fire"]
+        if starting:  # until the caller records the runs: a re-delivery after a crash starts them (``STARTING``)
+            stored[STARTING] = starting
         row = {**decision.row, "outcome": dumps(stored)}
         if found is not None:
             connection.execute(update(EventRow).where(EventRow.id == event_id).values(**row))

@@ -233,3 +233,35 @@ async def test_a_debounced_event_fires_after_a_restart(
     async with Engine(store, registry, limits) as second:
         [run] = await until_a_run(second)
         assert (await second.wait(run.id, timeout_s=10)).output == {"n": 7}
+
+
+async def test_a_redelivery_after_a_crash_between_decision_and_run_starts_the_run(
+    engine: Engine, registry: Registry, store: Store
+) -> None:
+    await setup(registry, cooldown_s=3600)
+    # the first delivery's decision, committed, and then the process died before it started the run
+    _, created, decided = await store.events.decide(
+        "e1", "contract.renewal_due", "C-1", '{"contract":"C-1"}', "api", [Claim("renewals", "C-1", 3600)], {}
+    )
+    assert created and decided == {"renewals": ("fire", None)}
+    assert await engine.store.list_runs(None, 10) == []
+    again = await engine.emit("contract.renewal_due", {"contract": "C-1"}, key="C-1", event_id="e1")
+    assert again["duplicate"] is True and again["fired"] == []
+    [fired] = again["first"]["fired"]
+    assert "starting" not in again["first"]
+    run = await engine.wait(fired["run_id"], timeout_s=10)
+    assert run.status == "succeeded" and run.output == {"contract": "C-1"}
+    assert run.idempotency_key == "event:e1:renewals"
+    third = await engine.emit("contract.renewal_due", {"contract": "C-1"}, key="C-1", event_id="e1")
+    assert third["first"]["fired"] == [fired]  # recorded now: no second run
+    assert len(await engine.store.list_runs(None, 10)) == 1
+    stored = await store.events.get("e1")
+    assert stored is not None and "starting" not in stored.outcome
+
+
+async def test_an_event_that_fired_records_its_run_and_nothing_pending(engine: Engine, registry: Registry) -> None:
+    await setup(registry)
+    answer = await engine.emit("contract.renewal_due", {"contract": "C-3"}, key="C-3", event_id="e3")
+    assert set(answer) == {"event_id", "duplicate", "fired", "suppressed", "skipped"}
+    stored = await engine.store.events.get("e3")
+    assert stored is not None and stored.outcome["fired"] == answer["fired"] and "starting" not in stored.outcome
