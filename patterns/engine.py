@@ -23,8 +23,9 @@ from typing import Any
 
 import anyio
 import anyio.abc
+from opentelemetry.trace import Span
 
-from patterns import contracts, gates, triggers
+from patterns import contracts, gates, tracing, triggers
 from patterns.breakers import Breakers
 from patterns.drain import Drain
 from patterns.errors import (
@@ -252,7 +253,11 @@ class Engine:
         """Stop executing a run whose lease another engine took over, without recording anything more for it."""
         active = self._active.get(run_id)
         if active is not None and not active.abandoned:
-            log.warning("run %s: another engine took over its lease (this one stalled); stopping it here", run_id)
+            log.warning(
+                "run %s: another engine took over its lease (this one stalled); stopping it here",
+                run_id,
+                extra={"run_id": run_id},
+            )
             active.abandoned = True
             active.scope.cancel()
 
@@ -532,13 +537,16 @@ class Engine:
                     plan.limits.max_run_depth,
                     f"a child of run {parent_id} would be {depth + 1} deep in its run tree",
                 )
+        span = tracing.start_run(plan.step.kind)  # its trace is the run's: the caller's, or a new one
         new = NewRun(
             id=new_run_id(),
             step=step,
             input=input,
             lock=lock,
             limits=plan.limits.model_dump(mode="json"),
-            trace_id=uuid.uuid4().hex,
+            trace_id=tracing.trace_id_of(span),
+            span_id=tracing.span_id_of(span) if span.is_recording() else None,
+            pattern=plan.step.kind,
             status="running",
             tags=dict(options.tags),
             idempotency_key=options.idempotency_key,
@@ -557,7 +565,7 @@ class Engine:
         if not created:
             return record
         self._depths[record.id] = depth
-        self._launch(record, plan.step, plan.specs, Limits.model_validate(record.limits), {})
+        self._launch(record, plan.step, plan.specs, Limits.model_validate(record.limits), {}, span)
         return record
 
     def _tree_here(self, run_id: str | None) -> tuple[RunState, ...]:
@@ -715,7 +723,10 @@ class Engine:
         specs: dict[str, ToolSpec],
         limits: Limits,
         records: dict[str, StepRecord],
+        span: Span | None = None,
     ) -> RunState:
+        """Execute a run in the engine's task group. ``span``: the span its creation started (None: a resumption,
+        whose span starts a new trace linked to the run's first)."""
         if self._group is None:
             raise RuntimeError("the engine is not running; use it as `async with Engine(...) as engine`")
         state = RunState(
@@ -736,6 +747,7 @@ class Engine:
             confirm_lease=functools.partial(self._confirm_lease, record.id),
             publish=self.events.publish,
             breakers=self.breakers,
+            traced=tracing.recording(),
         )
         state.delegate = functools.partial(self._delegate, record, state)
         state.held_steps, state.held_cost = record.held_steps, record.held_cost
@@ -747,8 +759,17 @@ class Engine:
         if parent is not None and parent.runner is not None and record.hold_state is None:
             state.ancestors = (parent.runner.state, *parent.runner.state.ancestors)
         active = self._active[record.id] = _Active(runner=Runner(state), total=static_tool_steps(tree))
-        self._group.start_soon(self._execute, record, tree, state, active)
+        if span is None:
+            span = tracing.resumed_run(tree.kind, record.trace_id, record.span_id)
+        self._group.start_soon(self._traced, record, tree, state, active, span)
         return state
+
+    async def _traced(self, record: RunRecord, tree: AnyStep, state: RunState, active: _Active, span: Span) -> None:
+        with tracing.running(span, record.id, record.trace_id):
+            await self._execute(record, tree, state, active)
+            final = active.final
+            if final is not None:
+                tracing.ended(span, final.status, final.error)
 
     async def _execute(self, record: RunRecord, tree: AnyStep, state: RunState, active: _Active) -> None:
         store = self.store

@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from patterns import contracts
+from patterns import contracts, tracing
 from patterns.base import NodeRunner
 from patterns.chain import run_chain
 from patterns.delegation import run_delegation
@@ -119,6 +119,18 @@ class Runner:
         state.cancel_live(path, RunCancelled(f"cancelled: step {describe_path(path)} failed ({error.type})"))
 
     async def _dispatch(self, step: AnyStep, path: str, value: Any, scope: Scope) -> Any:
+        state = self.state
+        if state.traced and (path or isinstance(step, ToolStep)):  # a composite root node's span is its run's
+            spec = state.specs.get(step.tool) if isinstance(step, ToolStep) else None
+            if spec is not None:
+                name, tool = f"execute_tool {spec.name}", (spec.name, spec.version)
+            else:
+                name, tool = step.kind, None
+            with tracing.step(name, state.run_id, path, tool):
+                return await self._dispatch_node(step, path, value, scope)
+        return await self._dispatch_node(step, path, value, scope)
+
+    async def _dispatch_node(self, step: AnyStep, path: str, value: Any, scope: Scope) -> Any:
         if isinstance(step, ToolStep):
             return await run_tool(self, step, path, value)
         if isinstance(step, GateStep):

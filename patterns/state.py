@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from patterns import contracts
+from patterns import contracts, tracing
 from patterns.breakers import Breakers
 from patterns.drain import Drain
 from patterns.errors import LimitExceeded, PatternError, describe_path
@@ -152,6 +152,8 @@ class RunState:
     for a call costing that much, or raise LimitExceeded."""
     breakers: Breakers | None = None
     """The engine's circuit breakers (``patterns.breakers``); None: none are kept."""
+    traced: bool = False
+    """Whether its steps open OpenTelemetry spans (``patterns.tracing``: a tracer provider is installed)."""
     usage_written: tuple[int, float] = (0, 0.0)
     """The usage the heartbeat last wrote to the run's row."""
     counted_for: dict[str, list[float]] = field(default_factory=dict)
@@ -196,8 +198,11 @@ class RunState:
         }
 
     def tell(self, kind: EventKind, level: Level, message: str, step: str | None = None) -> None:
-        """Publish an event of this run to whoever follows it."""
+        """Publish an event of this run to whoever follows it (and, traced, on the current span: a retry, a
+        fallback, a gap, a gate that waits)."""
         self.publish(RunEvent(self.run_id, kind, level, message, step))
+        if self.traced:
+            tracing.event(f"podium.{kind}", message=message, **{tracing.STEP_PATH: step})
 
     def missing_so_far(self) -> list[str]:
         """The gaps recorded so far, as templates see them: a list that never changes once handed out."""

@@ -45,6 +45,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, TextContent, ToolListChangedNotification
+from opentelemetry.propagate import inject
 
 from registry.errors import InvalidToolSpec, RegistryError
 from registry.models import HttpProvider, McpProvider, ToolSpec
@@ -295,6 +296,7 @@ class Downstream:
             headers = {k: expand_text(v, f"tool {spec.ref}") for k, v in provider.headers.items()}
         except InvalidToolSpec as exc:
             raise DownstreamError(exc.message, permanent=True) from None
+        inject(headers)  # the step's trace context (traceparent), when there is one
         query = provider.method in ("GET", "DELETE")
         request = self._http.build_request(
             provider.method,

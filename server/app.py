@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import AcceptedElicitation, Context, ElicitationResult, MCPServer, Resolve
+from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import AnyHttpUrl, Field, WithJsonSchema
 
@@ -58,6 +59,7 @@ from server.results import (
     workflow_catalogue,
     workflow_summary,
 )
+from server.stats import WindowError, read_stats
 from server.stdio import refuse_oversized
 from server.surface import PodiumServer, compact, reply
 from server.texts import INSTRUCTIONS, SUPERVISE_PROMPT, TOOL_DOCS
@@ -441,6 +443,31 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         app = app_state(ctx)
         with resource_errors():
             return compact(await _tool_info(app, await app.registry.get(name, version)))
+
+    @mcp.resource(
+        "podium://stats",
+        mime_type="application/json",
+        description="The last 24 h: per tool version calls, error rate, p50/p95/p99 ms, cost; runs per pattern.",
+    )
+    async def stats_resource() -> str:  # a static resource gets no context: the state is the running server's
+        state = running.state
+        if state is None:
+            raise ResourceError("unavailable: the server is starting or shutting down")
+        with resource_errors():
+            return compact(await read_stats(state.store))
+
+    @mcp.resource(
+        "podium://stats/{window}",
+        mime_type="application/json",
+        description="As podium://stats over another window: 30m, 6h, 7d, or all.",
+    )
+    async def stats_window_resource(window: str, ctx: Context[Any]) -> str:
+        app = app_state(ctx)
+        with resource_errors():
+            try:
+                return compact(await read_stats(app.store, window))
+            except WindowError as exc:
+                raise ResourceError(f"invalid_input: window {exc}") from None
 
     @mcp.prompt(description="How to supervise work with Podium's tools: plan, start, wait, read gaps, recover.")
     def supervise(goal: str = "") -> str:

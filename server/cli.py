@@ -21,6 +21,7 @@ from registry import Registry, RegistryError, load_registry_file, staged
 from registry.mcp_import import import_server
 from registry.servers import ServerSpec
 from server.config import ConfigError, Settings
+from server.log_format import LogFormatError, configure_logging
 from server.render import gate_report, gates_table, run_report, runs_table, step_tree, table, tools_table
 from server.results import (
     GateList,
@@ -36,7 +37,9 @@ from server.results import (
     workflow_info,
 )
 from server.runtree import run_tree_report, whole
-from storage import StorageError, Store
+from server.stats import DEFAULT_WINDOW, WindowError, read_stats, stats_report
+from storage import StorageError, Store, migrate
+from storage.database import parse_database_url
 from storage.events import EventRecord
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -210,6 +213,16 @@ def _parser() -> argparse.ArgumentParser:
         _as(decide, "who decides")
         if verb == "approve":
             decide.add_argument("--payload", help="the edited payload as JSON (approves a modified version)")
+
+    stats = commands.add_parser(
+        "stats", parents=[common, as_json], help="per tool version: calls, error rate, p50/p95/p99, cost; runs"
+    )
+    stats.add_argument("--since", default=DEFAULT_WINDOW, metavar="WINDOW", help="30m, 1h, 7d, or all (default 24h)")
+    stats.add_argument("--tool", metavar="NAME", help="one tool's versions only")
+
+    db = commands.add_parser("db", help="the database schema").add_subparsers(dest="action", required=True)
+    db.add_parser("upgrade", parents=[common], help="migrate the database to this version's schema")
+    db.add_parser("current", parents=[common, as_json], help="the schema revision of the database, and this version's")
 
     validate = commands.add_parser("validate", parents=[common, as_json], help="check a step tree file")
     validate.add_argument("file", help="a JSON or YAML file holding one step tree")
@@ -670,6 +683,39 @@ async def _gates_decide(store: Store, args: argparse.Namespace) -> int:
     return _emit(args, gate, f"gate {gate.gate_id}: {gate.decision} by {gate.decided_by}; run {gate.run_id} goes on")
 
 
+async def _stats(store: Store, args: argparse.Namespace) -> int:
+    try:
+        result = await read_stats(store, args.since, args.tool)
+    except WindowError as exc:
+        raise CommandError(f"--since {exc}") from None
+    return _emit(args, result, stats_report(result))
+
+
+async def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    db = parse_database_url(settings.database_url)
+    if db.path is not None:
+        db.path.parent.mkdir(parents=True, exist_ok=True)
+    before = await migrate.current_revision(db)
+    await migrate.upgrade(db)
+    after = await migrate.current_revision(db)
+    print(f"{db.display}: at {after}" + (" (already)" if before == after else f" (was {before or 'empty'})"))
+    return 0
+
+
+async def _db_current(settings: Settings, args: argparse.Namespace) -> int:
+    db = parse_database_url(settings.database_url)
+    if db.path is not None and not db.path.exists():
+        raise CommandError(f"no database at {db.path} (`podium db upgrade` creates it)")
+    current = await migrate.current_revision(db)
+    state = "up to date" if current == migrate.HEAD else ("empty" if current is None else "needs `podium db upgrade`")
+    if args.json:
+        current_ok = current == migrate.HEAD
+        _print_json({"database": db.display, "current": current, "head": migrate.HEAD, "up_to_date": current_ok})
+    else:
+        print(f"{db.display}: revision {current or '-'}; this version's schema is {migrate.HEAD}: {state}")
+    return 0
+
+
 HANDLERS: dict[tuple[str, str | None], Callable[[Store, argparse.Namespace], Awaitable[int]]] = {
     ("runs", "list"): _runs_list,
     ("runs", "show"): _runs_show,
@@ -697,6 +743,7 @@ HANDLERS: dict[tuple[str, str | None], Callable[[Store, argparse.Namespace], Awa
     ("workflows", "add"): _workflows_add,
     ("workflows", "validate"): _workflows_validate,
     ("validate", None): _validate,
+    ("stats", None): _stats,
     ("gates", "list"): _gates_list,
     ("gates", "show"): _gates_show,
     ("gates", "approve"): _gates_decide,
@@ -708,6 +755,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from server.app import build_server
     from server.lifespan import Running
     from server.serving import return_freed_memory, serve_http, serve_stdio
+    from server.telemetry import start_tracing
 
     if args.http and args.host not in LOOPBACK and not args.host.startswith("127.") and not settings.principal:
         raise CommandError(
@@ -720,10 +768,15 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return_freed_memory()
     running = Running()
     server = build_server(settings, http_url=f"http://{args.host}:{args.port}" if args.http else None, running=running)
-    if args.http:
-        anyio.run(serve_http, server, running, args.host, args.port, settings)
-    else:
-        anyio.run(serve_stdio, server, running, settings.max_request_bytes)
+    stop_tracing = start_tracing()
+    try:
+        if args.http:
+            anyio.run(serve_http, server, running, args.host, args.port, settings)
+        else:
+            anyio.run(serve_stdio, server, running, settings.max_request_bytes)
+    finally:
+        if stop_tracing is not None:
+            stop_tracing()  # the spans still in the exporter's queue go out
     return 0
 
 
@@ -736,12 +789,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv, server_command = argv[:cut], argv[cut + 1 :]
     args = _parser().parse_args(argv)
     args.server_command = server_command
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        configure_logging(logging.WARNING)
+    except LogFormatError as exc:
+        print(f"podium: {exc}", file=sys.stderr)
+        return 2
     try:
         settings = Settings.load(args.config, database_url=args.db)
+        configure_logging(logging.WARNING, settings.log_format)  # a config file may name it too
         if args.command == "serve":
             logging.getLogger().setLevel(logging.INFO)
             return _serve(settings, args)
+        if args.command == "db":
+            command = _db_upgrade if args.action == "upgrade" else _db_current
+            return anyio.run(command, settings, args)
         if args.command == "demo":
             from server.demo import run_demo
 

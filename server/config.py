@@ -65,6 +65,9 @@ class Settings(BaseModel):
     max_request_bytes: int = Field(
         2_097_152, ge=65_536, description="Size of one MCP request (stdio line or HTTP body); larger ones are refused."
     )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines on stderr: text, or one JSON object per line with run_id and trace_id."
+    )
 
     @classmethod
     def load(

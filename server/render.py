@@ -131,6 +131,8 @@ def run_report(
         f"({result.usage.steps} step{'' if result.usage.steps == 1 else 's'}, cost {result.usage.cost:g}, "
         f"{_ms(result.usage.duration_ms)})"
     ]
+    if what == "run" and result.trace_id:
+        lines.append(f"trace {result.trace_id}")
     if result.error is not None:
         where = f" at step {result.error.step}" if result.error.step else ""
         lines.append(f"error{where}: {result.error.type}: {result.error.message}")

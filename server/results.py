@@ -129,6 +129,7 @@ class RunResult(BaseModel):
         default_factory=list, description="Child runs, oldest first (at most step_limit)."
     )
     tags: dict[str, str] = Field(default_factory=dict)
+    trace_id: str
 
 
 class RunSummary(BaseModel):
@@ -459,6 +460,7 @@ def run_result(
         next_action=action,
         history=_with_iso_times(list(record.history)),
         children=[child_info(c) for c in children],
+        trace_id=record.trace_id,
     )
     return result if step_limit is None and max_output_bytes is None else _within_budget(result)
 

@@ -143,10 +143,10 @@ request). Returns the RunResult. {_example("decide_gate")}""",
 name@^1; input must fit its input_schema. {_example("run_workflow")}
 {_RESULT}""",
     "validate": f"""Check a step tree (`step`) or a workflow (`workflow`: name@spec) without running it: it parses,
-tool references resolve (and to which versions), templates name existing steps, static limits hold, and each
+tool references resolve, templates name existing steps, static limits hold, and each
 chain producer's output (a workflow's input) can satisfy the next tool's required input. Returns {{valid, lock,
 problems}}. {_example("validate")}""",
-    "get_run": f"""A run's current state (status, output, error, gaps, steps, usage, next_action): a RunResult.
+    "get_run": f"""A run's state (status, output, error, gaps, steps, usage, next_action): a RunResult.
 step_limit (default 20) caps the steps listed; podium://runs/{{run_id}}/steps has them all.
 {_example("get_run")}""",
     "wait_run": f"""Wait for a run to settle, up to timeout_s (at most 50; default: the server's default_wait_s,

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0009"
+HEAD = "0010"
 """The newest revision in migrations/versions (a test checks that it is Alembic's head)."""
 VERSION_TABLE = "alembic_version"
 logging.getLogger("alembic").setLevel(logging.WARNING)  # upgrades are routine; their chatter is not news

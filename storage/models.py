@@ -150,6 +150,10 @@ class RunRow(Base):
     parent_run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True)
     principal: Mapped[str] = mapped_column(String(200), default="local")
     trace_id: Mapped[str] = mapped_column(String(64))
+    pattern: Mapped[str | None] = mapped_column(String(20))
+    """The kind of the run's root step (``chain``, ``fan_out``, ...), for ``storage.stats``."""
+    span_id: Mapped[str | None] = mapped_column(String(16))
+    """The OpenTelemetry span that started the run (``patterns.tracing``): a resumption's span links to it."""
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[float | None] = mapped_column(Float)
     deadline_at: Mapped[float | None] = mapped_column(Float)
@@ -195,6 +199,18 @@ class StepRow(Base):
     cost: Mapped[float] = mapped_column(Float, default=0.0)
     started_at: Mapped[float] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
+
+
+# ``storage.stats``: per tool version, in duration order, with what the aggregates read (migration 0010)
+Index(
+    "ix_steps_stats",
+    StepRow.tool,
+    StepRow.version,
+    StepRow.finished_at - StepRow.started_at,
+    StepRow.started_at,
+    StepRow.status,
+    StepRow.cost,
+)
 
 
 class GateRow(Base):

@@ -55,6 +55,10 @@ class NewRun:
     deadline_at: float | None = None
     lease_owner: str | None = None
     lease_expires_at: float | None = None
+    pattern: str | None = None
+    """The kind of its root step (``chain``, ``fan_out``, ...), for statistics."""
+    span_id: str | None = None
+    """The span that started it (``patterns.tracing``), for the spans of its resumptions to link to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +121,8 @@ class RunRecord:
     hold_steps: int | None = None
     """Its grant so far (it grows as the run tops it up, up to its ``max_steps``)."""
     hold_cost: float | None = None
+    span_id: str | None = None
+    """The OpenTelemetry span that started the run, if one was recorded (``patterns.tracing``)."""
 
     @property
     def duration_ms(self) -> float:

@@ -31,6 +31,7 @@ from storage.ledger import Draw, LedgerStore
 from storage.models import RunRow, StepRow, WorkflowRow
 from storage.records import NewRun, RunInsert, RunRecord, RunUpdate, StepRecord, StepWrite, dumps, loads
 from storage.sessions import Sessions, translated
+from storage.stats import StatsStore
 from storage.tools import ServerStore, ToolStore
 from storage.writer import AsyncWriter, StepWriter, ThreadedWriter
 
@@ -67,6 +68,7 @@ def _run(row: Any) -> RunRecord:
         hold_state=row.hold_state,
         hold_steps=row.hold_steps,
         hold_cost=row.hold_cost,
+        span_id=row.span_id,
     )
 
 
@@ -145,6 +147,7 @@ class Store:
         self.breakers = BreakerStore(self._sessions, db.dialect)
         self.events = EventStore(self._sessions, db.dialect, writer)
         self.triggers = TriggerStore(self._sessions)
+        self.stats = StatsStore(self._sessions, db.dialect)
         self.leases = LeaseStore(self._sessions, db.dialect)
         self.gates = GateStore(self._sessions)
         self.ledger = LedgerStore(self._sessions, db.dialect)
@@ -227,6 +230,8 @@ class Store:
             "parent_run_id": new.parent_run_id,
             "principal": new.principal,
             "trace_id": new.trace_id,
+            "pattern": new.pattern,
+            "span_id": new.span_id,
             "lease_owner": new.lease_owner,
             "lease_expires_at": new.lease_expires_at,
             "deadline_at": new.deadline_at,

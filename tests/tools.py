@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -212,3 +213,9 @@ def nest(depth: int) -> dict[str, Any]:
     for _ in range(depth):
         value = [value]
     return {"nested": value}
+
+
+async def chatty(**kwargs: Any) -> dict[str, Any]:
+    """A tool that writes a warning to the log while it runs (its line belongs to the run that called it)."""
+    logging.getLogger("tests.tools").warning("checked %d fields", len(kwargs))
+    return dict(kwargs)

@@ -13,6 +13,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from patterns import Engine, Limits
 from registry import Registry, ToolSpec
@@ -149,3 +151,21 @@ async def test_a_header_naming_an_unset_variable_fails_without_calling(
     failed = await run(store, registry, {"tool": "quote", "input": {"weight_kg": 1}})
     assert failed.status == "failed" and "/quote" not in Endpoints.calls
     assert "uses ${PODIUM_NOT_SET_ANYWHERE}, which is not set in Podium's environment" in failed.error["message"]
+
+
+async def test_the_call_carries_the_runs_trace_context(store: Store, registry: Registry, endpoint: str) -> None:
+    """With no tracer provider installed, the caller's context still flows: the run takes its trace id, and the
+    endpoint gets a traceparent of that trace (an SDK would put the step's span id in it)."""
+    await registry.register(http_tool("quote", f"{endpoint}/quote"))
+    trace_id, span_id = 0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7
+    caller = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(1))
+    with trace.use_span(NonRecordingSpan(caller)):
+        done = await run(store, registry, {"tool": "quote", "input": {"weight_kg": 1}})
+    untraced = await run(store, registry, {"tool": "quote", "input": {"weight_kg": 1}})
+    assert done.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736" and done.status == "succeeded"
+    assert untraced.trace_id != done.trace_id and len(untraced.trace_id) == 32
+    assert "traceparent" not in Endpoints.seen_headers["/quote"]  # the untraced call, last: nothing to carry
+    Endpoints.seen_headers.clear()
+    with trace.use_span(NonRecordingSpan(caller)):
+        await run(store, registry, {"tool": "quote", "input": {"weight_kg": 2}})
+    assert Endpoints.seen_headers["/quote"]["traceparent"] == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

@@ -99,6 +99,8 @@ def test_runs_show_draws_the_step_tree_with_errors(db: str, registry_file: Path)
     assert shown.returncode == 0
     lines = shown.stdout.splitlines()
     assert lines[0].startswith(f"run {bad}: failed")
+    trace_id = json.loads(podium("runs", "show", bad, "--db", db, "--json").stdout)["trace_id"]
+    assert lines[1] == f"trace {trace_id}" and len(trace_id) == 32
     assert any("└─ 0  wrong-output@1.0.0  failed  1 attempt" in line for line in lines)
     assert any("! contract_violation:" in line for line in lines)
 

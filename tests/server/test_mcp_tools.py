@@ -65,7 +65,8 @@ async def test_every_contract_tool_is_listed_with_a_description_and_a_compact_sc
         else:
             assert tools[name].output_schema is not None, name
     listed = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools.values()]
-    assert len(json.dumps(listed, separators=(",", ":"))) < 25 * 1024  # compact: a client reads all of it
+    size = len(json.dumps(listed, separators=(",", ":")))
+    assert size < 25 * 1024, size  # compact: a client reads all of it
     for tool in tools.values():
         assert not _titled(tool.input_schema) and not _titled(tool.output_schema), tool.name
     run_fields = set(tools["get_run"].output_schema["properties"])  # type: ignore[index]
@@ -88,6 +89,7 @@ async def test_every_contract_tool_is_listed_with_a_description_and_a_compact_sc
         "history",
         "children",
         "tags",
+        "trace_id",
     }
 
 

@@ -240,7 +240,9 @@ async def test_a_stalled_replica_that_lost_its_run_never_makes_its_payment(
                     done = await client.call_tool("wait_run", {"run_id": run_id, "timeout_s": LEASE_S + 20})
         finally:
             os.kill(a.process.pid, signal.SIGCONT)
-        with anyio.fail_after(20):  # A's sleepy step ends now; it must find its lease gone, not go on to pay
+        assert done.structured_content is not None, done.content
+        assert done.structured_content["status"] == "succeeded", (done.structured_content, a.output(), b.output())
+        with anyio.fail_after(60):  # A's sleepy step ends now; it must find its lease gone, not go on to pay
             while "another engine took over its lease" not in a.output():
                 await anyio.sleep(0.1)
         after = await _run_row(postgres_url, run_id)
