@@ -59,7 +59,7 @@ from server.results import (
     workflow_catalogue,
     workflow_summary,
 )
-from server.stats import WindowError, read_stats
+from server.stats import RESOURCE_TOOLS, WindowError, read_stats
 from server.stdio import refuse_oversized
 from server.surface import PodiumServer, compact, reply
 from server.texts import INSTRUCTIONS, SUPERVISE_PROMPT, TOOL_DOCS
@@ -447,14 +447,15 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
     @mcp.resource(
         "podium://stats",
         mime_type="application/json",
-        description="The last 24 h: per tool version calls, error rate, p50/p95/p99 ms, cost; runs per pattern.",
+        description="The last 24 h: per tool version (the 100 most called) calls, error rate, p50/p95/p99 ms, cost; "
+        "runs per pattern.",
     )
     async def stats_resource() -> str:  # a static resource gets no context: the state is the running server's
         state = running.state
         if state is None:
             raise ResourceError("unavailable: the server is starting or shutting down")
         with resource_errors():
-            return compact(await read_stats(state.store))
+            return compact(await read_stats(state.store, limit=RESOURCE_TOOLS))
 
     @mcp.resource(
         "podium://stats/{window}",
@@ -465,7 +466,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         app = app_state(ctx)
         with resource_errors():
             try:
-                return compact(await read_stats(app.store, window))
+                return compact(await read_stats(app.store, window, limit=RESOURCE_TOOLS))
             except WindowError as exc:
                 raise ResourceError(f"invalid_input: window {exc}") from None
 

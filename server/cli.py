@@ -218,7 +218,7 @@ def _parser() -> argparse.ArgumentParser:
         "stats", parents=[common, as_json], help="per tool version: calls, error rate, p50/p95/p99, cost; runs"
     )
     stats.add_argument("--since", default=DEFAULT_WINDOW, metavar="WINDOW", help="30m, 1h, 7d, or all (default 24h)")
-    stats.add_argument("--tool", metavar="NAME", help="one tool's versions only")
+    stats.add_argument("--tool", metavar="NAME", help="one tool's versions only (NAME@VERSION: one version)")
 
     db = commands.add_parser("db", help="the database schema").add_subparsers(dest="action", required=True)
     db.add_parser("upgrade", parents=[common], help="migrate the database to this version's schema")

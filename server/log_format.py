@@ -77,9 +77,15 @@ def configure_logging(
         chosen = environ.get("PODIUM_LOG_FORMAT", "text").strip().lower() or "text"
     if chosen not in FORMATS:
         raise LogFormatError(f"PODIUM_LOG_FORMAT is {chosen[:40]!r}: it is text (the default) or json")
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _PodiumHandler(sys.stderr)
     handler.addFilter(RunContext())
     handler.setFormatter(JsonFormatter() if chosen == "json" else logging.Formatter(TEXT))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    for earlier in [h for h in root.handlers if isinstance(h, _PodiumHandler)]:  # ours only: an embedder's stay
+        root.removeHandler(earlier)
+    root.addHandler(handler)
     root.setLevel(level)
+
+
+class _PodiumHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler ``configure_logging`` installs (and replaces when called again)."""

@@ -14,6 +14,8 @@ from storage.stats import Stats
 
 DEFAULT_WINDOW = "24h"
 MAX_WINDOW_S = 366 * 86_400
+RESOURCE_TOOLS = 100
+"""The tool versions ``podium://stats`` lists at most (the most called); ``podium stats`` lists them all."""
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
@@ -55,6 +57,7 @@ class StatsResult(BaseModel):
     since: str | None = Field(description="The window's start (ISO-8601 UTC), or null: every record.")
     until: str
     tools: list[ToolStatsInfo] = Field(description="Per tool version, by name.")
+    tools_omitted: int = Field(0, description="Tool versions left out (the least called), past the listing's limit.")
     runs: dict[str, dict[str, int]] = Field(description="Per pattern (the run's root step kind): runs by status.")
 
 
@@ -80,11 +83,22 @@ def stats_result(stats: Stats) -> StatsResult:
     )
 
 
-async def read_stats(store: Store, window: str = DEFAULT_WINDOW, tool: str | None = None) -> StatsResult:
-    """The statistics over the last ``window`` (see ``parse_window``), of one tool or all."""
+async def read_stats(
+    store: Store, window: str = DEFAULT_WINDOW, tool: str | None = None, limit: int | None = None
+) -> StatsResult:
+    """The statistics over the last ``window`` (see ``parse_window``), of one tool (``name``, or ``name@version``
+    for one version) or all; with ``limit``, of at most that many tool versions, the most called."""
     seconds = parse_window(window)
     since = None if seconds is None else store.now() - seconds
-    return stats_result(await store.stats.read(since, tool))
+    name, _, version = (tool or "").partition("@")
+    result = stats_result(await store.stats.read(since, name or None))
+    if version:
+        result.tools = [t for t in result.tools if t.version == version]
+    if limit is not None and len(result.tools) > limit:
+        kept = {id(t) for t in sorted(result.tools, key=lambda t: -t.calls)[:limit]}
+        result.tools_omitted = len(result.tools) - limit
+        result.tools = [t for t in result.tools if id(t) in kept]
+    return result
 
 
 def stats_report(result: StatsResult) -> str:
@@ -107,6 +121,8 @@ def stats_report(result: StatsResult) -> str:
             for t in result.tools
         ]
         lines.append(table(["TOOL", "CALLS", "ERRORS", "P50", "P95", "P99", "COST"], rows))
+        if result.tools_omitted:
+            lines.append(f"... and {result.tools_omitted} less called tool versions")
     lines.append("")
     if not result.runs:
         lines.append("no run was created in this window")

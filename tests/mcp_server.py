@@ -69,6 +69,14 @@ def build(v2: bool, calls_file: str | None, describe: bool = False) -> MCPServer
         called("big")
         return "x" * size
 
+    @server.tool(annotations=ToolAnnotations(idempotent_hint=True))
+    def trace_id() -> str:
+        """The trace the call arrived in (from the `traceparent` in its `_meta`), or none."""
+        from opentelemetry import trace
+
+        context = trace.get_current_span().get_span_context()
+        return format(context.trace_id, "032x") if context.is_valid else "none"
+
     @server.tool()
     async def slow(seconds: float) -> str:
         """Answers after `seconds`."""

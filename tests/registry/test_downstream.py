@@ -17,6 +17,8 @@ from typing import Any
 
 import anyio
 import pytest
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from patterns import Engine, Limits
 from registry import Registry, ToolSpec
@@ -265,7 +267,7 @@ def test_the_cli_imports_a_server_reports_changes_deprecates_and_lists_breakers(
     reset = podium("breakers", "reset", "calc.add@2", "--db", db)
     bad = podium("tools", "import-mcp", "calc", "--db", db)
     assert first.returncode == 0, first.stderr
-    assert "MCP server calc (stdio): 7 tool(s)" in first.stdout and "calc.add@1.0.0: new" in first.stdout
+    assert "MCP server calc (stdio): 8 tool(s)" in first.stdout and "calc.add@1.0.0: new" in first.stdout
     changes = {t["name"]: t for t in json.loads(again.stdout)["tools"]}
     assert changes["calc.add"]["change"] == "schema changed" and changes["calc.add"]["version"] == "2.0.0"
     assert changes["calc.echo"]["change"] == "unchanged"
@@ -321,3 +323,14 @@ async def test_an_http_session_lost_to_a_server_restart_is_opened_again(
     assert first.output == {"sum": 2.0}
     assert second.status == "succeeded", second.error
     assert second.output == {"sum": 4.0}
+
+
+async def test_a_downstream_call_carries_the_runs_trace_context(engine: Engine, registry: Registry, mode: str):
+    await import_server(registry, stdio("calc", mode=mode))
+    caller = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, True, TraceFlags(1))
+    with trace.use_span(NonRecordingSpan(caller)):
+        traced = await engine.run({"tool": "calc.trace_id", "input": {}}, {})
+    untraced = await engine.run({"tool": "calc.trace_id", "input": {}}, {})
+    assert traced.trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert traced.output == {"result": traced.trace_id}  # the downstream server saw the run's trace
+    assert untraced.output == {"result": "none"}

@@ -6,10 +6,13 @@ import json
 import sqlite3
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp import Client, MCPError
 
 from server import Settings, build_server
+from server.stats import StatsResult, read_stats
+from storage import Store
 from storage.migrate import HEAD
 from tests.helpers import podium
 from tests.server.test_cli import make_runs
@@ -34,6 +37,16 @@ def test_podium_stats_shows_each_tool_version_and_runs_per_pattern(tmp_path: Pat
     text = podium("stats", "--db", db, "--since", "1h", "--tool", "add").stdout
     assert text.splitlines()[1].split() == ["TOOL", "CALLS", "ERRORS", "P50", "P95", "P99", "COST"]
     assert "add@1.0.0" in text and "double@1.0.0" not in text and "chain" in text
+    one = json.loads(podium("stats", "--db", db, "--tool", "add@1.0.0", "--json").stdout)
+    assert [(t["tool"], t["version"]) for t in one["tools"]] == [("add", "1.0.0")]
+    assert json.loads(podium("stats", "--db", db, "--tool", "add@9.9.9", "--json").stdout)["tools"] == []
+
+    async def most_called() -> StatsResult:
+        async with Store.open(db) as store:
+            return await read_stats(store, "all", limit=1)
+
+    capped = anyio.run(most_called)
+    assert len(capped.tools) == 1 and capped.tools_omitted == 2
     bad = podium("stats", "--db", db, "--since", "yesterday")
     assert bad.returncode == 2
     assert "--since 'yesterday' is not a window: a number and a unit s, m, h or d (30m, 1h, 7d), or all" in bad.stderr

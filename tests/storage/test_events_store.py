@@ -108,3 +108,15 @@ async def test_one_id_sent_twice_at_once_is_decided_once(db_url: str) -> None:
                 group.start_soon(send, first if n % 2 else second, n)
         assert [event.id for event in await second.events.list(limit=5)] == ["same"]
     assert sorted(answers) == [(False, "-")] * 19 + [(True, "fire")]
+
+
+async def test_written_behind_events_on_each_database(db_url: str) -> None:
+    async with Store.open(db_url) as store:
+        await decide(store, "fires", "C-1", new_id=True)
+        for n in range(3):
+            record, created, decided = await decide(store, f"behind-{n}", "C-1")  # caller ids, looked up first
+            assert created and decided["renewals"][0] == "cooldown"
+        again, created, _ = await decide(store, "behind-1", "C-1")
+        assert not created and again.id == "behind-1"
+        listed = await store.events.list(limit=10)
+    assert sorted(event.id for event in listed) == ["behind-0", "behind-1", "behind-2", "fires"]
