@@ -126,7 +126,7 @@ class Runner:
                 name, tool = f"execute_tool {spec.name}", (spec.name, spec.version)
             else:
                 name, tool = step.kind, None
-            with tracing.step(name, state.run_id, path, tool):
+            with tracing.step(name, state.run_id, path, tool, parked=(GateWaiting,)):
                 return await self._dispatch_node(step, path, value, scope)
         return await self._dispatch_node(step, path, value, scope)
 

@@ -101,9 +101,16 @@ def ended(span: Span, status: str, error: dict[str, Any] | None = None) -> None:
 
 
 @contextmanager
-def step(name: str, run_id: str, path: str, tool: tuple[str, str] | None = None) -> Iterator[Span]:
+def step(
+    name: str,
+    run_id: str,
+    path: str,
+    tool: tuple[str, str] | None = None,
+    parked: tuple[type[Exception], ...] = (),
+) -> Iterator[Span]:
     """A step's span, current while it runs: ``execute_tool {name}`` for a tool (``tool``: name and version),
-    else the node's kind. A failure sets ``error.type``."""
+    else the node's kind. A failure sets ``error.type``; ``parked``: the exceptions that are control flow (a gate
+    that waits), not failures."""
     attributes: dict[str, Any] = {RUN_ID: run_id, STEP_PATH: path}
     if tool is not None:
         attributes.update({TOOL_NAME: tool[0], TOOL_VERSION: tool[1], "gen_ai.operation.name": "execute_tool"})
@@ -112,6 +119,9 @@ def step(name: str, run_id: str, path: str, tool: tuple[str, str] | None = None)
     ) as span:
         try:
             yield span
+        except parked:
+            span.set_attribute("podium.step.status", "waiting")
+            raise
         except Exception as exc:
             span.set_attribute("error.type", str(getattr(exc, "type", type(exc).__name__)))
             span.set_status(StatusCode.ERROR, str(getattr(exc, "message", exc))[:500])

@@ -1,7 +1,7 @@
 """Exporting spans: the OpenTelemetry SDK with an OTLP/HTTP exporter, configured from the standard variables.
 
 ``podium serve`` calls ``start_tracing`` before it serves. It installs a tracer provider only when the ``otel`` extra
-is installed (``pip install 'podium-mcp[otel]'``) and ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+is installed (``pip install -e '.[otel]'``) and ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` says where to send, and ``OTEL_SDK_DISABLED`` is not ``true``; the exporter
 and the resource read the rest of ``OTEL_*`` themselves (headers, timeout, ``OTEL_SERVICE_NAME``,
 ``OTEL_RESOURCE_ATTRIBUTES``). Otherwise nothing is installed, the API stays a no-op and the engine opens no
@@ -35,7 +35,7 @@ def start_tracing(environ: Mapping[str, str] = os.environ) -> Callable[[], None]
     except ImportError:
         log.warning(
             "%s is set, but the OpenTelemetry SDK is not installed: no spans are exported "
-            "(install the otel extra: pip install 'podium-mcp[otel]')",
+            "(install the otel extra: pip install -e '.[otel]' in the checkout, or 'podium-mcp[otel]')",
             next(name for name in ENDPOINTS if environ.get(name)),
         )
         return None

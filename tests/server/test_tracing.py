@@ -174,7 +174,10 @@ async def test_a_run_resumed_after_its_gate_starts_a_new_trace_linked_to_the_fir
         params = StdioServerParameters(command=PODIUM, args=serve_args(tmp_path, registry_file), env=env, cwd=REPO)
         with anyio.fail_after(90):
             async with Client(params) as client:
-                opened = await client.call_tool("await_approval", {**gate, "options": {"wait_s": 10}})
+                steps = [{"tool": "add"}, {"gate": gate}]
+                opened = await client.call_tool(
+                    "run_chain", {"steps": steps, "input": {"a": 1, "b": 2}, "options": {"wait_s": 10}}
+                )
                 assert opened.structured_content is not None, opened.content
                 run_id = opened.structured_content["run_id"]
                 gate_id = opened.structured_content["gate"]["gate_id"]
@@ -186,16 +189,19 @@ async def test_a_run_resumed_after_its_gate_starts_a_new_trace_linked_to_the_fir
                 assert done.structured_content is not None and done.structured_content["status"] == "succeeded"
 
             def complete() -> bool:
-                return sum(bool(s["name"] == "invoke_workflow gate") for s in received.spans) >= 2
+                return sum(bool(s["name"] == "invoke_workflow chain") for s in received.spans) >= 2
 
             while not complete():
                 await anyio.to_thread.run_sync(_wait, received, complete)
     trace_id = opened.structured_content["trace_id"]
     first, resumed = sorted(
-        (s for s in received.spans if s["name"] == "invoke_workflow gate"), key=lambda s: s["trace_id"] != trace_id
+        (s for s in received.spans if s["name"] == "invoke_workflow chain"), key=lambda s: s["trace_id"] != trace_id
     )
     assert first["trace_id"] == trace_id and first["attributes"]["podium.run.status"] == "waiting"
-    assert "podium.gate_opened" in first["events"]  # the wait is an event, not a span that lasts
+    [waiting] = [s for s in received.spans if s["name"] == "gate" and s["trace_id"] == trace_id]
+    assert waiting["parent"] == first["span_id"] and "podium.gate_opened" in waiting["events"]  # an event ...
+    assert waiting["attributes"]["podium.step.status"] == "waiting" and "error.type" not in waiting["attributes"]
+    assert "error.type" not in first["attributes"]  # ... and no span that lasts, nor an error
     assert resumed["trace_id"] != trace_id and resumed["parent"] == ""  # a new trace ...
     assert resumed["links"] == [(trace_id, first["span_id"])]  # ... linked to the span that started the run
     assert resumed["attributes"]["podium.run_id"] == run_id
