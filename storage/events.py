@@ -12,7 +12,8 @@
   An event all of whose claims fall in such a cooldown (or that matched no trigger) changes nothing but its own
   record, so it is decided here without a transaction and its record is written behind by the group-commit writer
   (``EventInsert``, visible to this store's reads at once, durable within milliseconds). The duplicate check still
-  holds: an id generated for the event is new; one the caller gave is looked up first.
+  holds: an id generated for the event is new; one the caller gave is looked up among the events written behind
+  and not yet durable (``_written_behind``), then in the database.
 """
 
 from __future__ import annotations
@@ -107,6 +108,13 @@ _SELECT_UNTIL: Select[Any] = select(TriggerKeyRow.next_allowed_at).where(
 _claim_upserts: dict[str, Any] = {}
 
 
+_RECEIVED_AT: Select[Any] = select(EventRow.received_at).where(EventRow.id == bindparam("id"))
+
+
+def _received_at(dialect: str) -> Select[Any]:
+    return _RECEIVED_AT
+
+
 def _insert_event(dialect: str) -> Insert:
     return _INSERT_EVENT
 
@@ -140,6 +148,29 @@ def _claim_upsert(dialect: str) -> Any:
     return statement
 
 
+def _stored(
+    outcome: dict[str, Any], claims: list[Claim], verdicts: dict[str, tuple[str, float | None]], now: float
+) -> dict[str, Any]:
+    """An event's outcome as it is stored: each claim that did not fire added to ``suppressed`` (reason and until
+    when), and those that fired under ``STARTING`` until the caller records their runs (a re-delivery after a
+    crash starts them)."""
+    held = [
+        {
+            "trigger": c.trigger,
+            "reason": verdicts[c.trigger][0],
+            "until": iso_time(verdicts[c.trigger][1] or now),
+            "key": c.key,
+        }
+        for c in claims
+        if verdicts[c.trigger][0] != "fire"
+    ]
+    stored = {**outcome, "suppressed": [*outcome.get("suppressed", []), *held]}
+    starting = [{"trigger": c.trigger, "key": c.key} for c in claims if verdicts[c.trigger][0] == "fire"]
+    if starting:
+        stored[STARTING] = starting
+    return stored
+
+
 def _event(row: Any) -> EventRecord:
     return EventRecord(
         id=row.id,
@@ -160,6 +191,7 @@ class EventStore:
         self._dialect = dialect
         self._writer = writer
         self._until: dict[tuple[str, str], float] = {}  # (trigger, key): a next_allowed_at seen in the database
+        self._behind: dict[str, tuple[int, EventRecord]] = {}  # written behind, not known durable: (sequence, event)
         self._queue: list[_Decision] = []  # decisions waiting for a transaction
         self._turn = anyio.Lock()  # held by the one deciding a batch
 
@@ -178,7 +210,7 @@ class EventStore:
     ) -> tuple[EventRecord, bool, dict[str, tuple[str, float | None]]]:
         """Take an event and decide its triggers in one transaction: a duplicate id (stored less than
         ``DUPLICATE_S`` ago) returns that event and decides nothing; else each ``(trigger, key, cooldown_s)`` of
-        ``claims`` is claimed (see ``claim``: None where it fires, else until when it may not), and the event is
+        ``claims`` is claimed (see ``_claim``: None where it fires, else until when it may not), and the event is
         stored with ``outcome`` and its suppressions. Returns the event, whether it is new, and per trigger what
         was decided: ``("fire", None)``, ``("cooldown", until)`` or ``("debounced", due)``. ``new_id``: the id was
         generated for this event, so it cannot be a duplicate; ``payload``: the payload ``payload_json`` encodes, if the
@@ -187,15 +219,23 @@ class EventStore:
         An event that can change nothing but its own record (module docstring) is decided without a transaction;
         the others that arrive together share one (``_batched``)."""
         now = self._sessions.clock()
+        if not new_id:
+            earlier = self._written_behind(event_id)
+            if earlier is not None:  # not durable yet, so not in the database for the checks below to find
+                return earlier, False, {}
+        value = loads(payload_json) if payload is None else payload
+        row = {"id": event_id, "type": type, "key": key, "payload": payload_json, "source": source, "received_at": now}
         held = self._held(claims, now)
         if held is not None and (new_id or await self._is_new(event_id, now)):
-            value = loads(payload_json) if payload is None else payload
-            return self._write_behind(event_id, type, key, (payload_json, value), source, claims, outcome, held, now)
-        if not new_id:
-            await self._writer.flush()  # an event of this id written behind is seen by the check below
-        row = {"id": event_id, "type": type, "key": key, "payload": payload_json, "source": source, "received_at": now}
+            verdicts: dict[str, tuple[str, float | None]] = {
+                claim.trigger: ("cooldown", until) for claim, until in zip(claims, held, strict=True)
+            }
+            stored = _stored(outcome, claims, verdicts, now)
+            event = EventRecord(event_id, type, key, value, source, stored, now)
+            sequence = self._writer.submit(EventInsert({**row, "outcome": dumps(stored)}))
+            self._behind[event_id] = (sequence, event)
+            return event, True, verdicts
         try:
-            value = loads(payload_json) if payload is None else payload
             decided = await self._batched(_Decision(row, value, claims, outcome, new_id))
         except Duplicate:  # another process took the same id meanwhile: its claims stand, ours were rolled back
             existing = await self.get(event_id)
@@ -274,21 +314,7 @@ class EventStore:
                 results[claim.trigger] = ("fire", None) if until is None else ("cooldown", until)
             else:
                 results[claim.trigger] = self._debounce(connection, claim, event_id, now)
-        held = [
-            {
-                "trigger": c.trigger,
-                "reason": results[c.trigger][0],
-                "until": iso_time(results[c.trigger][1] or now),
-                "key": c.key,
-            }
-            for c in decision.claims
-            if results[c.trigger][0] != "fire"
-        ]
-        outcome = decision.outcome
-        stored = {**outcome, "suppressed": [*outcome.get("suppressed", []), *held]}
-        starting = [{"trigger": c.trigger, "key": c.key} for c in decision.claims if results[c.trigger][0] == "fire"]
-        if starting:  # until the caller records the runs: a re-delivery after a crash starts them (``STARTING``)
-            stored[STARTING] = starting
+        stored = _stored(decision.outcome, decision.claims, results, now)
         row = {**decision.row, "outcome": dumps(stored)}
         if found is not None:
             connection.execute(update(EventRow).where(EventRow.id == event_id).values(**row))
@@ -316,46 +342,29 @@ class EventStore:
                 del remembered[next(iter(remembered))]
         remembered[(claim.trigger, claim.key)] = until
 
-    async def _is_new(self, event_id: str, now: float) -> bool:
-        """Whether no event with this id was stored less than ``DUPLICATE_S`` ago (those written behind too)."""
-        await self._writer.flush()
-        query = select(EventRow.received_at).where(EventRow.id == event_id)
-        found = await self._sessions.query(lambda connection: connection.execute(query).scalar())
-        return found is None or found <= now - DUPLICATE_S
+    def _written_behind(self, event_id: str) -> EventRecord | None:
+        """The event of this id written behind and not yet durable, if there is one (the durable ones are
+        forgotten here: the database has them)."""
+        behind, durable = self._behind, self._writer.durable
+        while behind:
+            oldest = next(iter(behind))
+            if behind[oldest][0] > durable:
+                break
+            del behind[oldest]
+        found = behind.get(event_id)
+        return None if found is None else found[1]
 
-    def _write_behind(
-        self,
-        event_id: str,
-        type: str,
-        key: str | None,
-        payload: tuple[str, Any],
-        source: str,
-        claims: list[Claim],
-        outcome: dict[str, Any],
-        held: list[float],
-        now: float,
-    ) -> tuple[EventRecord, bool, dict[str, tuple[str, float | None]]]:
-        suppressed = [
-            {"trigger": claim.trigger, "reason": "cooldown", "until": iso_time(until), "key": claim.key}
-            for claim, until in zip(claims, held, strict=True)
-        ]
-        stored = {**outcome, "suppressed": [*outcome.get("suppressed", []), *suppressed]}
-        row = {
-            "id": event_id,
-            "type": type,
-            "key": key,
-            "payload": payload[0],
-            "source": source,
-            "outcome": dumps(stored),
-            "received_at": now,
-        }
-        self._writer.submit(EventInsert(row))
-        record = EventRecord(event_id, type, key, payload[1], source, stored, now)
-        return record, True, {claim.trigger: ("cooldown", until) for claim, until in zip(claims, held, strict=True)}
+    async def _is_new(self, event_id: str, now: float) -> bool:
+        """Whether no event with this id was stored less than ``DUPLICATE_S`` ago (for the ones written behind and
+        not durable yet, ask ``_written_behind`` first)."""
+        found = await self._sessions.query(
+            lambda connection: driver_sql.first(connection, "event received", _received_at, {"id": event_id})
+        )
+        return found is None or found[0] <= now - DUPLICATE_S
 
     def _claim(self, connection: Connection, claim: Claim, event_id: str, now: float) -> float | None:
         values = {"trigger": claim.trigger, "key": claim.key, "event_id": event_id, "now": now}
-        values["until"] = now + claim.cooldown_s
+        values["until"] = now + claim.cooldown_s  # the upsert's next_allowed_at
         if driver_sql.first(connection, "claim", _claim_upsert, values) is not None:
             return None
         found = driver_sql.first(connection, "cooldown until", _select_until, values)

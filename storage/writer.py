@@ -203,12 +203,20 @@ class StepWriter:
         self._clock = clock
         self._closing = False
 
-    def submit(self, op: Op) -> None:
+    def submit(self, op: Op) -> int:
+        """Queue ``op``; returns its sequence number (it is durable once ``durable`` reaches it)."""
         b = self._b
         with b.lock:
             b.pending.append(op)
             b.submitted += 1
+            sequence = b.submitted
         self._kick(urgent=False)
+        return sequence
+
+    @property
+    def durable(self) -> int:
+        """The sequence number up to which every submitted record is written (or has failed: see ``flush``)."""
+        return self._b.durable
 
     async def flush(self, run_id: str | None = None) -> None:
         """Durability barrier: wait until every record submitted so far is committed (or has failed).
