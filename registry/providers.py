@@ -1,6 +1,6 @@
 """Providers: how a tool is invoked. ``python``: a callable, sync ones off the event loop, async ones on it.
 
-Sync callables share a few worker threads (``Registry(sync_threads=...)``, ``registry.threads``): every thread
+Sync callables share a few worker threads (``Registry(sync_threads=...)``, ``storage.threads``): every thread
 that runs Python code competes with the event loop for the interpreter lock, and dozens of busy ones (a wide fan-out
 of a CPU-bound sync tool) would hold the loop back by a tenth of a second at a time.
 """
@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from registry.errors import InvalidToolSpec
 from registry.models import PythonProvider, ToolSpec
-from registry.threads import WorkerThreads
+from storage.threads import WorkerThreads
 
 Invoker = Callable[[Any], Awaitable[Any]]
 
@@ -87,7 +87,7 @@ def make_invoker(spec: ToolSpec, threads: WorkerThreads | None = None) -> Invoke
     if not isinstance(spec.provider, PythonProvider):
         raise InvalidToolSpec(f"tool {spec.ref}: a {spec.provider.type} tool is called through the engine's downstream")
     if threads is None:
-        threads = _shared = _shared or WorkerThreads(DEFAULT_THREADS)
+        threads = _shared = _shared or WorkerThreads(DEFAULT_THREADS, name="podium-tool")
     return _python(spec.provider, threads)
 
 

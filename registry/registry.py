@@ -24,10 +24,10 @@ from registry.resolve import ToolRef, parse_ref, resolve_version
 from registry.schemacheck import SchemaCheck
 from registry.semver import Version
 from registry.servers import ServerSpec
-from registry.threads import WorkerThreads
 from registry.triggers import TriggerSpec
 from registry.workflows import WorkflowSpec
 from storage import Store, StoredTool
+from storage.threads import WorkerThreads
 
 SYNC_TOOL_THREADS = 8
 VERSIONS_TTL_S = 1.0  # how long resolve trusts the versions it read of a name
@@ -69,7 +69,7 @@ class Registry:
     def __init__(self, store: Store, *, sync_threads: int = SYNC_TOOL_THREADS) -> None:
         """``sync_threads``: how many calls of sync python tools run at once (each in a worker thread)."""
         self._store = store
-        self._threads = WorkerThreads(sync_threads)
+        self._threads = WorkerThreads(sync_threads, name="podium-tool")
         self._specs: dict[tuple[str, str], ToolSpec] = {}
         self._invokers: dict[tuple[str, str], Invoker] = {}
         self._validators: dict[tuple[str, str, str], SchemaCheck | None] = {}

@@ -7,6 +7,7 @@ raises ``DatabaseError`` with a one-line cause, so nothing above ``storage`` han
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.errors import DatabaseError, Duplicate, StorageError
+from storage.threads import WorkerThreads
 
 DRIVER_ERRORS = (SQLAlchemyError, OSError)
 T = TypeVar("T")
@@ -56,7 +58,7 @@ class Sessions:
         self._maker = async_sessionmaker(engine, expire_on_commit=False)
         self.clock = clock
         self._readers = readers
-        self._threads = anyio.CapacityLimiter(reader_threads)
+        self._threads = WorkerThreads(reader_threads, name="podium-read")
         self._writers = writers
         self._writer_threads = anyio.CapacityLimiter(1)  # SQLite has one writer at a time anyway
 
@@ -69,7 +71,7 @@ class Sessions:
             if self._readers is None:
                 async with self._engine.connect() as connection:
                     return await connection.run_sync(read)
-            return await anyio.to_thread.run_sync(self._query, read, limiter=self._threads)
+            return await self._threads.run(functools.partial(self._query, read))
 
     def _query(self, read: Callable[[Connection], T]) -> T:
         assert self._readers is not None

@@ -8,7 +8,7 @@ import threading
 import anyio
 import pytest
 
-from registry.threads import WorkerThreads
+from storage.threads import WorkerThreads
 
 pytestmark = pytest.mark.anyio
 
@@ -16,9 +16,9 @@ who = contextvars.ContextVar("who", default="nobody")
 
 
 async def test_a_call_returns_its_result_or_raises_its_exception_with_the_callers_context() -> None:
-    pool = WorkerThreads(2)
+    pool = WorkerThreads(2, name="podium-test")
     who.set("caller")
-    assert await pool.run(lambda: (who.get(), threading.current_thread().name)) == ("caller", "podium-tool")
+    assert await pool.run(lambda: (who.get(), threading.current_thread().name)) == ("caller", "podium-test")
 
     def boom() -> None:
         raise KeyError("missing")

@@ -1,10 +1,12 @@
-"""Worker threads for sync tools: a call is one hand-off to a thread and one back to the event loop.
+"""Worker threads for plain functions (sync tools, SQLite reads): a call is one hand-off to a thread and one back
+to the event loop.
 
 ``anyio.to_thread.run_sync`` costs about twice a bare hand-off here (a capacity limiter, run-scoped lookups and a
-cancel scope per call), and a chain of sync steps pays it once per step. This pool keeps only what a tool call
-needs: at most ``max_threads`` threads, started when calls wait and none is idle, ending after ``idle_s`` without
-work; calls beyond ``max_threads`` wait their turn in order. A caller that is cancelled stops waiting at once (its
-call, if already running, finishes in its thread and its result is dropped); a call not yet started never runs.
+cancel scope per call), and a chain of sync steps, or a stream of point reads, pays it once per call. This pool
+keeps only what such a call needs: at most ``max_threads`` threads, started when calls wait and none is idle,
+ending after ``idle_s`` without work; calls beyond ``max_threads`` wait their turn in order. A caller that is
+cancelled stops waiting at once (its call, if already running, finishes in its thread and its result is dropped);
+a call not yet started never runs.
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ def _deliver(future: asyncio.Future[Any], result: Any, error: BaseException | No
 class WorkerThreads:
     """Runs plain functions in worker threads for asyncio code (see the module's docstring)."""
 
-    def __init__(self, max_threads: int, idle_s: float = IDLE_S) -> None:
+    def __init__(self, max_threads: int, idle_s: float = IDLE_S, name: str = "podium-worker") -> None:
         if max_threads < 1:
             raise ValueError(f"max_threads must be at least 1, not {max_threads}")
         self.max_threads = max_threads
         self._idle_s = idle_s
+        self._name = name
         self._ready = threading.Condition(threading.Lock())
         self._jobs: deque[_Job] = deque()
         self._threads = 0
@@ -61,7 +64,7 @@ class WorkerThreads:
                 self._ready.notify()
             elif self._threads < self.max_threads:
                 self._threads += 1
-                threading.Thread(target=self._work, name="podium-tool", daemon=True).start()
+                threading.Thread(target=self._work, name=self._name, daemon=True).start()
         return await future
 
     def _work(self) -> None:
