@@ -18,12 +18,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from patterns.errors import PatternError, describe_path
 from patterns.events import Level, RunEvent
 from registry.models import BreakerSettings, ToolSpec
-from storage import StorageError, Store
-from storage.breakers import CLOSED, HALF_OPEN, OPEN, BreakerRecord
+from storage import StorageError
+from storage.records import CLOSED, HALF_OPEN, OPEN, BreakerRecord
+
+if TYPE_CHECKING:
+    from storage import Store
 
 PROBE_LEASE_S = 60.0
 """How long a probe call holds its lease: another replica may probe if the first never reports."""

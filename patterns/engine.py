@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -66,14 +66,16 @@ from storage import (
     RunUpdate,
     StepRecord,
     StorageError,
-    Store,
     dumps,
     loads,
 )
 from storage.errors import NoBudget
-from storage.leases import DELEGATION_KEY_PREFIX
-from storage.ledger import ENDED as LEDGER_ENDED
-from storage.ledger import Draw, share_of_cost, share_of_steps
+from storage.grants import ENDED as LEDGER_ENDED
+from storage.grants import Draw, share_of_cost, share_of_steps
+from storage.records import DELEGATION_KEY_PREFIX
+
+if TYPE_CHECKING:
+    from storage import Store
 
 # how loud a run's ending is, for whoever follows it (the others: error)
 _SETTLED_LEVELS: dict[str, Level] = {"succeeded": "info", "partial": "warning", "cancelled": "warning"}

@@ -13,7 +13,7 @@ import datetime
 import hashlib
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator
 
@@ -35,7 +35,10 @@ from patterns.events import Level, Listener, RunEvent, ignore
 from patterns.limits import Limits
 from patterns.state import Scope
 from patterns.steps import MAX_NAME_CHARS, GateStep
-from storage import GATE_DECIDED, GATE_EXPIRED, GATE_PENDING, GATE_TIMED_OUT, GateRecord, NewGate, Store, dumps
+from storage import GATE_DECIDED, GATE_EXPIRED, GATE_PENDING, GATE_TIMED_OUT, GateRecord, NewGate, dumps
+
+if TYPE_CHECKING:
+    from storage import Store
 
 log = logging.getLogger("podium.gates")
 DECISIONS = ("approve", "reject", "modify")

@@ -10,13 +10,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from patterns import contracts
 from patterns.errors import OperatorError, RunCancelled, describe_path
 from patterns.limits import Limits
 from registry import Registry
-from storage import STEP_CANCELLED, STEP_COMPLETED, STEP_STARTED, RunRecord, StepRecord, StepWrite, Store, dumps
+from storage import STEP_CANCELLED, STEP_COMPLETED, STEP_STARTED, RunRecord, StepRecord, StepWrite, dumps
+
+if TYPE_CHECKING:
+    from storage import Store
 
 REOPENABLE = ("needs_attention", "failed", "timed_out")
 """The run statuses an operator can retry or skip from."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
@@ -29,7 +29,10 @@ from patterns.breakers import Breakers
 from patterns.errors import PatternError
 from patterns.events import RunEvents
 from registry.errors import RegistryError
-from storage import RunRecord, StorageError, Store
+from storage import RunRecord, StorageError
+
+if TYPE_CHECKING:
+    from storage import Store
 
 log = logging.getLogger("podium.engine")
 

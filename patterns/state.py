@@ -12,7 +12,7 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -26,7 +26,10 @@ from patterns.steps import WorkflowStep
 from registry.models import ToolSpec
 from registry.providers import Invoker
 from registry.schemacheck import SchemaCheck
-from storage import STEP_CANCELLED, STEP_COMPLETED, STEP_FAILED, STEP_STARTED, RunRecord, StepRecord, StepWrite, Store
+from storage import STEP_CANCELLED, STEP_COMPLETED, STEP_FAILED, STEP_STARTED, RunRecord, StepRecord, StepWrite
+
+if TYPE_CHECKING:
+    from storage import Store
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from patterns.expressions import ExpressionError, compile_expression
 from patterns.planning import RunOptions
 from patterns.templates import compile_template
 from registry.triggers import TriggerSpec
-from storage.events import DUPLICATE_S, STARTING, Claim, EventRecord, iso_time
+from storage.records import DUPLICATE_S, STARTING, Claim, EventRecord, iso_time
 
 if TYPE_CHECKING:
     from patterns.engine import Engine

@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Set
 from contextlib import contextmanager
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from registry.errors import (
     InvalidToolSpec,
@@ -26,8 +26,11 @@ from registry.semver import Version
 from registry.servers import ServerSpec
 from registry.triggers import TriggerSpec
 from registry.workflows import WorkflowSpec
-from storage import Store, StoredTool
+from storage import StoredTool
 from storage.threads import WorkerThreads
+
+if TYPE_CHECKING:
+    from storage import Store
 
 SYNC_TOOL_THREADS = 8
 VERSIONS_TTL_S = 1.0  # how long resolve trusts the versions it read of a name

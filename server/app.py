@@ -108,7 +108,9 @@ RUN = ToolAnnotations(destructive_hint=False)
 READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
 
-def build_server(settings: Settings, *, http_url: str | None = None, running: Running | None = None) -> MCPServer:
+def build_server(
+    settings: Settings, *, http_url: str | None = None, running: Running | None = None, background: bool = False
+) -> MCPServer:
     """The Podium MCP server over the database and registry files that ``settings`` name.
 
     Args:
@@ -117,6 +119,8 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
             need a bearer token of one of them.
         running: where the server keeps its state (store, registry, engine) from start-up until its engine has
             stopped and its store is closed, for whoever drives the process (e.g. to drain the engine on SIGTERM).
+        background: answer at once and open the store, registry and engine in the background (``lifespan``);
+            requests that need them wait. ``podium serve`` over stdio does this.
     """
     auth: dict[str, Any] = {}
     if http_url is not None and settings.principal:
@@ -130,7 +134,11 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         }
     running = running if running is not None else Running()
     mcp = PodiumServer(
-        "podium", version="0.1.0", instructions=INSTRUCTIONS, lifespan=lifespan(settings, running, http_url), **auth
+        "podium",
+        version="0.1.0",
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan(settings, running, http_url, background=background),
+        **auth,
     )
     mcp.middleware.append(refuse_oversized)
     if http_url is not None:
@@ -144,7 +152,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         input: Any = None,
         options: Options | None = None,
     ) -> CallToolResult:
-        return reply(await start(app_state(ctx), ctx, {"chain": steps}, {} if input is None else input, options))
+        return reply(await start(await app_state(ctx), ctx, {"chain": steps}, {} if input is None else input, options))
 
     @mcp.tool(description=TOOL_DOCS["run_workflow"], annotations=RUN)
     async def run_workflow(
@@ -153,7 +161,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         input: Any = None,
         options: Options | None = None,
     ) -> CallToolResult:
-        app = app_state(ctx)
+        app = await app_state(ctx)
         return reply(await start_workflow(app, ctx, workflow, {} if input is None else input, options))
 
     @mcp.tool(description=TOOL_DOCS["fan_out"], annotations=RUN)
@@ -178,7 +186,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
                 "reduce": reduce,
             }
         )
-        return reply(await start(app_state(ctx), ctx, {"fan_out": spec}, {} if input is None else input, options))
+        return reply(await start(await app_state(ctx), ctx, {"fan_out": spec}, {} if input is None else input, options))
 
     @mcp.tool(description=TOOL_DOCS["map_reduce"], annotations=RUN)
     async def map_reduce(
@@ -204,7 +212,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
                 "quorum": quorum,
             }
         )
-        return reply(await start(app_state(ctx), ctx, {"map_reduce": spec}, items, options))
+        return reply(await start(await app_state(ctx), ctx, {"map_reduce": spec}, items, options))
 
     @mcp.tool(description=TOOL_DOCS["route"], annotations=RUN)
     async def route(
@@ -216,7 +224,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         options: Options | None = None,
     ) -> CallToolResult:
         spec = _clean({"on": on, "cases": cases, "default": default})
-        return reply(await start(app_state(ctx), ctx, {"route": spec}, {} if input is None else input, options))
+        return reply(await start(await app_state(ctx), ctx, {"route": spec}, {} if input is None else input, options))
 
     @mcp.tool(description=TOOL_DOCS["refine"], annotations=RUN)
     async def refine(
@@ -244,7 +252,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
                 "cost_budget": cost_budget,
             }
         )
-        return reply(await start(app_state(ctx), ctx, {"refine": spec}, {} if input is None else input, options))
+        return reply(await start(await app_state(ctx), ctx, {"refine": spec}, {} if input is None else input, options))
 
     @mcp.tool(description=TOOL_DOCS["await_approval"], annotations=RUN)
     async def await_approval(
@@ -262,7 +270,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         payload_schema: dict[str, Any] | None = None,
         options: Options | None = None,
     ) -> CallToolResult:
-        app = app_state(ctx)
+        app = await app_state(ctx)
         spec = _clean(
             {
                 "title": title,
@@ -295,7 +303,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         comment: Annotated[str, Field(max_length=MAX_COMMENT_CHARS)] | None = None,
         payload: Any = None,
     ) -> CallToolResult:
-        app = app_state(ctx)
+        app = await app_state(ctx)
         principal = current_principal()
         if "approver" not in roles_of(app.settings, principal):
             raise PodiumToolError(
@@ -312,7 +320,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
     async def validate(
         ctx: Context[Any], step: StepJSON | None = None, workflow: str | None = None
     ) -> Annotated[CallToolResult, Validation]:
-        app = app_state(ctx)
+        app = await app_state(ctx)
         if (step is None) == (workflow is None):
             raise PodiumToolError(
                 "invalid_input", "pass one of `step` (a step tree) or `workflow` (a published workflow, name@spec)"
@@ -327,13 +335,13 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         ctx: Context[Any], run_id: RunId, include_steps: bool = True, step_limit: StepLimit = DEFAULT_STEP_LIMIT
     ) -> Annotated[CallToolResult, RunResult]:  # the one tool that declares the RunResult schema (see surface)
         with tool_errors():
-            return reply(await settle(app_state(ctx), ctx, run_id, 0, step_limit if include_steps else 0))
+            return reply(await settle(await app_state(ctx), ctx, run_id, 0, step_limit if include_steps else 0))
 
     @mcp.tool(description=TOOL_DOCS["wait_run"], annotations=READ)
     async def wait_run(
         ctx: Context[Any], run_id: RunId, timeout_s: Seconds | None = None, step_limit: StepLimit = DEFAULT_STEP_LIMIT
     ) -> CallToolResult:
-        app = app_state(ctx)
+        app = await app_state(ctx)
         wait_s = app.settings.default_wait_s if timeout_s is None else timeout_s
         with tool_errors():
             return reply(await settle(app, ctx, run_id, wait_s, step_limit))
@@ -346,14 +354,14 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         parent_run_id: Annotated[str, Field(max_length=MAX_ID_CHARS)] | None = None,
     ) -> Annotated[CallToolResult, RunList]:
         with tool_errors():
-            records = await app_state(ctx).store.list_runs(status, limit, parent_run_id)
+            records = await (await app_state(ctx)).store.list_runs(status, limit, parent_run_id)
             return reply(RunList(runs=[run_summary(r) for r in records]))
 
     @mcp.tool(description=TOOL_DOCS["cancel_run"], annotations=RUN)
     async def cancel_run(
         ctx: Context[Any], run_id: RunId, reason: Annotated[str, Field(max_length=MAX_REASON_CHARS)] | None = None
     ) -> CallToolResult:
-        app = app_state(ctx)
+        app = await app_state(ctx)
         with tool_errors():
             record = await app.engine.cancel(run_id, reason, by=current_principal())
             steps = await step_view(app, record, DEFAULT_STEP_LIMIT)
@@ -367,7 +375,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         key: str | None = None,  # its limits are checked (and named) with the event's
         event_id: str | None = None,
     ) -> Annotated[CallToolResult, EventAnswer]:
-        app = app_state(ctx)
+        app = await app_state(ctx)
         with tool_errors():
             answer = await app.engine.emit(type, payload, key=key, event_id=event_id, source=current_principal())
             return reply(EventAnswer.model_validate(answer))
@@ -379,7 +387,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         tag: Annotated[str, Field(max_length=MAX_QUERY_CHARS)] | None = None,
         limit: Annotated[int, Field(ge=1, le=200)] = 20,
     ) -> Annotated[CallToolResult, ToolMatches]:
-        app = app_state(ctx)
+        app = await app_state(ctx)
         with tool_errors():
             needle = (query or "").lower()
             found = [
@@ -400,7 +408,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
     async def describe_tool(
         ctx: Context[Any], ref: Annotated[str, Field(max_length=MAX_REF_CHARS)]
     ) -> Annotated[CallToolResult, ToolInfo]:
-        app = app_state(ctx)
+        app = await app_state(ctx)
         with tool_errors():
             return reply(await _tool_info(app, await app.registry.resolve(ref)))
 
@@ -410,14 +418,14 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         description="A published workflow: its newest version (step tree, schemas, limits) and every version.",
     )
     async def workflow_resource(name: str, ctx: Context[Any]) -> str:
-        app = app_state(ctx)
+        app = await app_state(ctx)
         with resource_errors():
             [info] = workflow_catalogue(await app.registry.workflow_versions(name))
             return compact(info)
 
     @mcp.resource("podium://runs/{run_id}", mime_type="application/json", description="A run, as get_run gives it.")
     async def run_resource(run_id: str, ctx: Context[Any]) -> str:
-        app = app_state(ctx)
+        app = await app_state(ctx)
         with resource_errors():
             return compact(await settle(app, ctx, run_id, 0))
 
@@ -425,7 +433,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         "podium://runs/{run_id}/steps", mime_type="application/json", description="Every step of a run, in tree order."
     )
     async def run_steps_resource(run_id: str, ctx: Context[Any]) -> str:
-        app = app_state(ctx)
+        app = await app_state(ctx)
         with resource_errors():
             record = await app.engine.get(run_id)
             every = run_result(record, await app.engine.steps(run_id, payloads=False), step_limit=None)
@@ -433,14 +441,14 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
 
     @mcp.resource("podium://runs/{run_id}/output", mime_type="application/json", description="A run's whole output.")
     async def run_output_resource(run_id: str, ctx: Context[Any]) -> str:
-        app = app_state(ctx)
+        app = await app_state(ctx)
         with resource_errors():
             record = await app.engine.get(run_id)
             return json.dumps(record.output, separators=(",", ":"), ensure_ascii=False)
 
     @mcp.resource("podium://tools/{name}/{version}", mime_type="application/json", description="One version of a tool.")
     async def tool_resource(name: str, version: str, ctx: Context[Any]) -> str:
-        app = app_state(ctx)
+        app = await app_state(ctx)
         with resource_errors():
             return compact(await _tool_info(app, await app.registry.get(name, version)))
 
@@ -463,7 +471,7 @@ def build_server(settings: Settings, *, http_url: str | None = None, running: Ru
         description="As podium://stats over another window: 30m, 6h, 7d, or all.",
     )
     async def stats_window_resource(window: str, ctx: Context[Any]) -> str:
-        app = app_state(ctx)
+        app = await app_state(ctx)
         with resource_errors():
             try:
                 return compact(await read_stats(app.store, window, limit=RESOURCE_TOOLS))

@@ -16,7 +16,7 @@ from server.errors import tool_errors
 from server.lifespan import AppState
 from server.results import DEFAULT_STEP_LIMIT, MAX_STEP_LIMIT, RunResult, StepView, pick_steps, run_result
 from storage import GATE_PENDING, GateRecord, RunRecord
-from storage.leases import DELEGATION_KEY_PREFIX
+from storage.records import DELEGATION_KEY_PREFIX
 
 MAX_WAIT_S = 50.0
 POLL_S = 0.25

@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from pydantic import BaseModel, ValidationError
@@ -38,9 +38,11 @@ from server.results import (
 )
 from server.runtree import run_tree_report, whole
 from server.stats import DEFAULT_WINDOW, WindowError, read_stats, stats_report
-from storage import StorageError, Store, migrate
-from storage.database import parse_database_url
-from storage.events import EventRecord
+from storage import StorageError
+from storage.records import EventRecord
+
+if TYPE_CHECKING:
+    from storage import Store
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -230,6 +232,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _with_store(settings: Settings, body: Callable[[Store], Awaitable[int]]) -> int:
+    from storage import Store  # not at the top: ``podium serve`` answers its client before it loads the store
+
     async with Store.open(settings.database_url, durability=settings.durability) as store:
         return await body(store)
 
@@ -692,6 +696,8 @@ async def _stats(store: Store, args: argparse.Namespace) -> int:
 
 
 async def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from storage import migrate, parse_database_url
+
     db = parse_database_url(settings.database_url)
     if db.path is not None:
         db.path.parent.mkdir(parents=True, exist_ok=True)
@@ -703,6 +709,8 @@ async def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _db_current(settings: Settings, args: argparse.Namespace) -> int:
+    from storage import migrate, parse_database_url
+
     db = parse_database_url(settings.database_url)
     if db.path is not None and not db.path.exists():
         raise CommandError(f"no database at {db.path} (`podium db upgrade` creates it)")
@@ -767,7 +775,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"registry": (*settings.registry, *args.registry)})
     return_freed_memory()
     running = Running()
-    server = build_server(settings, http_url=f"http://{args.host}:{args.port}" if args.http else None, running=running)
+    http_url = f"http://{args.host}:{args.port}" if args.http else None
+    # over stdio the client's initialize and tools/list are answered while the store opens (``lifespan``)
+    server = build_server(settings, http_url=http_url, running=running, background=not args.http)
     stop_tracing = start_tracing()
     try:
         if args.http:
@@ -777,6 +787,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         if stop_tracing is not None:
             stop_tracing()  # the spans still in the exporter's queue go out
+    if running.failure is not None:
+        raise running.failure  # reported as if it had failed before serving
     return 0
 
 

@@ -3,9 +3,14 @@ delegation step that started it, and the runs started under it otherwise apart, 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from server.render import run_report
 from server.results import RunResult, child_info, run_result
-from storage import RunRecord, StepRecord, Store
+from storage import RunRecord, StepRecord
+
+if TYPE_CHECKING:
+    from storage import Store
 
 SHOWN_CHILDREN = 20
 """Child runs drawn per run (``podium runs list --parent RUN_ID`` lists them all)."""

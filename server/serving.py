@@ -23,7 +23,7 @@ from mcp.server.mcpserver import MCPServer
 
 from server.approvals import host_checks
 from server.config import Settings
-from server.lifespan import Running
+from server.lifespan import Running, failure_message
 from server.stdio import limited_stdin
 
 log = logging.getLogger("podium.server")
@@ -96,6 +96,7 @@ async def serve_stdio(mcp: MCPServer, running: Running, max_request_bytes: int) 
     """Serve stdio until the client closes the stream, or until a stop signal arrives: then drain, shut the
     server down, and end the process by that signal (the transport's stdin reader cannot be interrupted).
     Requests over ``max_request_bytes`` are refused before the transport reads them."""
+    running.on_failure = _exit_failed
     with limited_stdin(max_request_bytes):
         async with anyio.create_task_group() as tg:
             if sys.platform != "win32":  # anyio has no signal receivers on Windows: there the client ends the server
@@ -103,6 +104,14 @@ async def serve_stdio(mcp: MCPServer, running: Running, max_request_bytes: int) 
             tg.start_soon(trim_memory)
             await mcp.run_stdio_async()
             tg.cancel_scope.cancel()
+
+
+def _exit_failed(exc: BaseException) -> None:
+    """The store, registry or engine could not open (``lifespan(background=True)``): say why, as any failing
+    command does, and end the process at once (the transport's stdin reader cannot be interrupted)."""
+    print(f"podium: {failure_message(exc)}", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(2)
 
 
 async def _stop_on_signal(scope: anyio.CancelScope, running: Running) -> None:

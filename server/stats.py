@@ -4,13 +4,18 @@ pattern by status. The figures come from ``storage.stats``; this module parses t
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
 from server.render import table
 from server.results import iso
-from storage import Store
-from storage.stats import Stats
+
+if TYPE_CHECKING:
+    from storage.stats import Stats
+
+if TYPE_CHECKING:
+    from storage import Store
 
 DEFAULT_WINDOW = "24h"
 MAX_WINDOW_S = 366 * 86_400

@@ -1,62 +1,161 @@
-"""Durable state: tools, runs and step records in SQLite (default) or PostgreSQL."""
+"""Durable state: tools, runs and step records in SQLite (default) or PostgreSQL.
 
-from storage.database import Database, Durability, parse_database_url
-from storage.errors import NoBudget, NotFound, RunChanged, RunNotFound, StorageError, UnsupportedDatabase, WriteFailed
-from storage.gates import GateNotFound, GateStore
-from storage.records import (
-    GATE_DECIDED,
-    GATE_EXPIRED,
-    GATE_PENDING,
-    GATE_TIMED_OUT,
-    STEP_CANCELLED,
-    STEP_COMPLETED,
-    STEP_FAILED,
-    STEP_STARTED,
-    STEP_WAITING,
-    GateRecord,
-    NewGate,
-    NewRun,
-    RunRecord,
-    RunUpdate,
-    StepRecord,
-    StepWrite,
-    StoredTool,
-    dumps,
-    loads,
-)
-from storage.store import Store
+The names below load on first use (PEP 562): ``from storage import GATE_PENDING`` imports ``storage.records`` only,
+and SQLAlchemy loads with the first name that needs it (``Store``, ``Database``, ``GateStore``, ...). A server
+answers ``initialize`` and ``tools/list`` before it has loaded SQLAlchemy (see ``server.lifespan``).
+"""
 
-__all__ = [
-    "Database",
-    "Durability",
-    "GATE_DECIDED",
-    "GATE_EXPIRED",
-    "GATE_PENDING",
-    "GATE_TIMED_OUT",
-    "GateNotFound",
-    "GateRecord",
-    "GateStore",
-    "NewGate",
-    "NewRun",
-    "NoBudget",
-    "NotFound",
-    "RunChanged",
-    "RunNotFound",
-    "RunRecord",
-    "RunUpdate",
-    "STEP_CANCELLED",
-    "STEP_COMPLETED",
-    "STEP_FAILED",
-    "STEP_STARTED",
-    "STEP_WAITING",
-    "StepRecord",
-    "StepWrite",
-    "StorageError",
-    "Store",
-    "StoredTool",
-    "UnsupportedDatabase",
-    "WriteFailed",
-    "dumps",
-    "loads",
-    "parse_database_url",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the same names, for type checkers
+    from storage.database import (
+        Database as Database,
+    )
+    from storage.database import (
+        Durability as Durability,
+    )
+    from storage.database import (
+        parse_database_url as parse_database_url,
+    )
+    from storage.errors import (
+        GateNotFound as GateNotFound,
+    )
+    from storage.errors import (
+        NoBudget as NoBudget,
+    )
+    from storage.errors import (
+        NotFound as NotFound,
+    )
+    from storage.errors import (
+        RunChanged as RunChanged,
+    )
+    from storage.errors import (
+        RunNotFound as RunNotFound,
+    )
+    from storage.errors import (
+        StorageError as StorageError,
+    )
+    from storage.errors import (
+        UnsupportedDatabase as UnsupportedDatabase,
+    )
+    from storage.errors import (
+        WriteFailed as WriteFailed,
+    )
+    from storage.gates import (
+        GateStore as GateStore,
+    )
+    from storage.records import (
+        GATE_DECIDED as GATE_DECIDED,
+    )
+    from storage.records import (
+        GATE_EXPIRED as GATE_EXPIRED,
+    )
+    from storage.records import (
+        GATE_PENDING as GATE_PENDING,
+    )
+    from storage.records import (
+        GATE_TIMED_OUT as GATE_TIMED_OUT,
+    )
+    from storage.records import (
+        STEP_CANCELLED as STEP_CANCELLED,
+    )
+    from storage.records import (
+        STEP_COMPLETED as STEP_COMPLETED,
+    )
+    from storage.records import (
+        STEP_FAILED as STEP_FAILED,
+    )
+    from storage.records import (
+        STEP_STARTED as STEP_STARTED,
+    )
+    from storage.records import (
+        STEP_WAITING as STEP_WAITING,
+    )
+    from storage.records import (
+        GateRecord as GateRecord,
+    )
+    from storage.records import (
+        NewGate as NewGate,
+    )
+    from storage.records import (
+        NewRun as NewRun,
+    )
+    from storage.records import (
+        RunRecord as RunRecord,
+    )
+    from storage.records import (
+        RunUpdate as RunUpdate,
+    )
+    from storage.records import (
+        StepRecord as StepRecord,
+    )
+    from storage.records import (
+        StepWrite as StepWrite,
+    )
+    from storage.records import (
+        StoredTool as StoredTool,
+    )
+    from storage.records import (
+        dumps as dumps,
+    )
+    from storage.records import (
+        loads as loads,
+    )
+    from storage.store import (
+        Store as Store,
+    )
+
+_WHERE = {
+    "storage.database": ("Database", "Durability", "parse_database_url"),
+    "storage.errors": (
+        "GateNotFound",
+        "NoBudget",
+        "NotFound",
+        "RunChanged",
+        "RunNotFound",
+        "StorageError",
+        "UnsupportedDatabase",
+        "WriteFailed",
+    ),
+    "storage.gates": ("GateStore",),
+    "storage.records": (
+        "GATE_DECIDED",
+        "GATE_EXPIRED",
+        "GATE_PENDING",
+        "GATE_TIMED_OUT",
+        "STEP_CANCELLED",
+        "STEP_COMPLETED",
+        "STEP_FAILED",
+        "STEP_STARTED",
+        "STEP_WAITING",
+        "GateRecord",
+        "NewGate",
+        "NewRun",
+        "RunRecord",
+        "RunUpdate",
+        "StepRecord",
+        "StepWrite",
+        "StoredTool",
+        "dumps",
+        "loads",
+    ),
+    "storage.store": ("Store",),
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'storage' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODULE_OF})

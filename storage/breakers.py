@@ -11,35 +11,19 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, update
 
 from storage.models import BreakerCallRow, BreakerRow
+from storage.records import CLOSED, HALF_OPEN, OPEN, BreakerRecord
 from storage.sessions import Sessions
 
+__all__ = ["BUCKET_S", "CLOSED", "HALF_OPEN", "KEEP_BUCKETS_S", "OPEN", "BreakerRecord", "BreakerStore"]
+
 BUCKET_S = 5
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 KEEP_BUCKETS_S = 86_400
 """Counts older than this are deleted (no window is longer)."""
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerRecord:
-    tool: str
-    state: str
-    generation: int
-    opened_at: float | None
-    open_s: float
-    opens: int
-    reason: str | None
-    probe_owner: str | None
-    probe_expires_at: float | None
-    updated_at: float
-
-    def open_until(self) -> float | None:
-        return None if self.opened_at is None else self.opened_at + self.open_s
 
 
 def _record(row: Any) -> BreakerRecord:

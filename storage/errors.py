@@ -40,6 +40,12 @@ class RunNotFound(NotFound):
         self.run_id = run_id
 
 
+class GateNotFound(NotFound):
+    def __init__(self, gate_id: str) -> None:
+        super().__init__(f"no gate with id {quoted_id(gate_id)}")
+        self.gate_id = gate_id
+
+
 class RunChanged(StorageError):
     """The run changed between reading it and writing a change based on that reading; nothing was written."""
 

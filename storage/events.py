@@ -19,9 +19,7 @@
 from __future__ import annotations
 
 import importlib
-import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -30,56 +28,13 @@ from sqlalchemy import Connection, Insert, Select, bindparam, insert, select, up
 from storage import driver_sql
 from storage.errors import Duplicate
 from storage.models import EventRow, TriggerKeyRow, TriggerRow
-from storage.records import DUPLICATE_S, EventInsert, dumps, loads
+from storage.records import DUPLICATE_S, STARTING, Claim, EventInsert, EventRecord, dumps, iso_time, loads
 from storage.sessions import Sessions
 from storage.writer import StepWriter
 
 __all__ = ["DUPLICATE_S", "STARTING", "Claim", "EventRecord", "EventStore", "TriggerStore", "iso_time"]
 
-STARTING = "starting"
-"""In a stored outcome: the triggers that fired and whose runs are not recorded as started yet."""
 MAX_REMEMBERED = 65_536  # cooldowns remembered per store; past it, the ones that have ended go first
-
-
-_seconds: dict[int, str] = {}  # whole seconds already formatted: events come many a second, with a few times each
-
-
-def iso_time(at: float) -> str:
-    """``2026-12-04T05:25:05.123Z``: an epoch time as ISO-8601 UTC, to the millisecond (truncated)."""
-    fraction, whole = math.modf(at)  # as datetime.fromtimestamp rounds
-    second, micros = int(whole), round(fraction * 1_000_000)
-    if micros >= 1_000_000:
-        second, micros = second + 1, micros - 1_000_000
-    elif micros < 0:
-        second, micros = second - 1, micros + 1_000_000
-    text = _seconds.get(second)
-    if text is None:
-        if len(_seconds) >= 1024:
-            _seconds.clear()
-        text = _seconds[second] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{text}.{micros // 1000:03d}Z"
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """What an event asks of one trigger's key: fire now unless in cooldown, or (``debounce_s``) be held back."""
-
-    trigger: str
-    key: str
-    cooldown_s: float
-    debounce_s: float | None = None
-    max_wait_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EventRecord:
-    id: str
-    type: str
-    key: str | None
-    payload: Any
-    source: str
-    outcome: dict[str, Any]
-    received_at: float
 
 
 Decided = tuple[EventRecord, bool, dict[str, tuple[str, float | None]]]

@@ -8,16 +8,10 @@ from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, or_, select, update
 
-from storage.errors import Duplicate, NotFound, quoted_id
+from storage.errors import Duplicate, GateNotFound
 from storage.models import GateRow, RunRow
 from storage.records import GATE_DECIDED, GATE_EXPIRED, GATE_PENDING, GATE_TIMED_OUT, GateRecord, NewGate, dumps, loads
 from storage.sessions import Sessions
-
-
-class GateNotFound(NotFound):
-    def __init__(self, gate_id: str) -> None:
-        super().__init__(f"no gate with id {quoted_id(gate_id)}")
-        self.gate_id = gate_id
 
 
 def _gate(row: Any) -> GateRecord:

@@ -10,11 +10,11 @@ from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import aliased
 
 from storage.models import RunRow
+from storage.records import DELEGATION_KEY_PREFIX
 from storage.sessions import Sessions
 
-DELEGATION_KEY_PREFIX = "podium:"
-"""The idempotency keys of child runs that delegation steps start are ``podium:{parent}:{path}``; callers' keys may
-not start so."""
+__all__ = ["DELEGATED", "DELEGATION_KEY_PREFIX", "LeaseStore"]
+
 DELEGATED = DELEGATION_KEY_PREFIX + "%"
 
 

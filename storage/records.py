@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 # A step record's status. ``started`` is written before a tool is invoked; a replay skips ``completed``.
@@ -301,3 +303,77 @@ class GateRecord:
     def allowed_deciders(self) -> list[str]:
         """Everyone who may decide: the approvers and everyone the gate has escalated to so far."""
         return [*self.approvers, *self.escalate_to[: self.level]]
+
+
+DELEGATION_KEY_PREFIX = "podium:"
+"""The idempotency keys of child runs that delegation steps start are ``podium:{parent}:{path}``; callers' keys may
+not start so."""
+
+
+# -- events --
+
+STARTING = "starting"
+"""In a stored outcome: the triggers that fired and whose runs are not recorded as started yet."""
+
+
+_seconds: dict[int, str] = {}  # whole seconds already formatted: events come many a second, with a few times each
+
+
+def iso_time(at: float) -> str:
+    """``2026-12-04T05:25:05.123Z``: an epoch time as ISO-8601 UTC, to the millisecond (truncated)."""
+    fraction, whole = math.modf(at)  # as datetime.fromtimestamp rounds
+    second, micros = int(whole), round(fraction * 1_000_000)
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    elif micros < 0:
+        second, micros = second - 1, micros + 1_000_000
+    text = _seconds.get(second)
+    if text is None:
+        if len(_seconds) >= 1024:
+            _seconds.clear()
+        text = _seconds[second] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{micros // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What an event asks of one trigger's key: fire now unless in cooldown, or (``debounce_s``) be held back."""
+
+    trigger: str
+    key: str
+    cooldown_s: float
+    debounce_s: float | None = None
+    max_wait_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    id: str
+    type: str
+    key: str | None
+    payload: Any
+    source: str
+    outcome: dict[str, Any]
+    received_at: float
+
+
+# -- circuit breakers --
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerRecord:
+    tool: str
+    state: str
+    generation: int
+    opened_at: float | None
+    open_s: float
+    opens: int
+    reason: str | None
+    probe_owner: str | None
+    probe_expires_at: float | None
+    updated_at: float
+
+    def open_until(self) -> float | None:
+        return None if self.opened_at is None else self.opened_at + self.open_s
