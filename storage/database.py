@@ -94,6 +94,7 @@ def _sqlite_events(engine: Engine, durability: Durability, begin: str) -> None:
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         _ensure_wal(cursor)
         cursor.execute(f"PRAGMA synchronous={durability.upper()}")
+        cursor.execute("PRAGMA wal_autocheckpoint=0")  # no commit checkpoints: the store's own thread does it
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Executable
+from sqlalchemy import Connection, Dialect, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -22,7 +22,11 @@ _compiled: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
 def compiled(connection: Connection, name: str, build: Callable[[str], ClauseElement]) -> tuple[str, tuple[str, ...]]:
     """The statement ``build(dialect)`` as driver SQL and the names of its parameters in order, compiled once per
     dialect under ``name``."""
-    dialect = connection.dialect
+    return compiled_for(connection.dialect, name, build)
+
+
+def compiled_for(dialect: Dialect, name: str, build: Callable[[str], ClauseElement]) -> tuple[str, tuple[str, ...]]:
+    """``compiled`` for a dialect rather than a connection's."""
     found = _compiled.get((name, dialect.name))
     if found is None:
         statement = build(dialect.name).compile(dialect=dialect)

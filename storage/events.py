@@ -312,9 +312,7 @@ class EventStore:
     async def _is_new(self, event_id: str, now: float) -> bool:
         """Whether no event with this id was stored less than ``DUPLICATE_S`` ago (for the ones written behind and
         not durable yet, ask ``_written_behind`` first)."""
-        found = await self._sessions.query(
-            lambda connection: driver_sql.first(connection, "event received", _received_at, {"id": event_id})
-        )
+        found = await self._sessions.point("event received", _received_at, {"id": event_id})
         return found is None or found[0] <= now - DUPLICATE_S
 
     def _claim(self, connection: Connection, claim: Claim, event_id: str, now: float) -> float | None:

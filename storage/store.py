@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import ledger, migrate
 from storage.breakers import BreakerStore
+from storage.checkpoints import Checkpointer
 from storage.database import (
     Database,
     Durability,
@@ -175,16 +176,25 @@ class Store:
         engine = create_store_engine(db, durability)
         try:
             if db.dialect == "sqlite":
-                writer: StepWriter = ThreadedWriter(create_sqlite_writer_engine(db, durability), clock)
+                assert db.path is not None
+                checkpointer = Checkpointer(db.path)
+                writer: StepWriter = ThreadedWriter(
+                    create_sqlite_writer_engine(db, durability), clock, wrote=checkpointer.wrote
+                )
                 readers = create_sqlite_reader_engine(db, durability, SQLITE_READERS)
                 writers = create_sqlite_change_engine(db, durability)
                 try:
-                    yield cls(db, engine, writer, durability, clock, readers, writers)
+                    store = cls(db, engine, writer, durability, clock, readers, writers)
+                    try:
+                        yield store
+                    finally:
+                        store._sessions.close()  # on the loop, like the connection it closes
                 finally:
                     with anyio.CancelScope(shield=True):  # release the thread and its connection even when cancelled
                         await writer.aclose()
                         readers.dispose()
                         writers.dispose()
+                        await anyio.to_thread.run_sync(checkpointer.close)
             else:
                 async_writer = AsyncWriter(engine, clock)
                 async with anyio.create_task_group() as tg:

@@ -288,9 +288,11 @@ class ThreadedWriter(StepWriter):
     batches, and a writer that wakes (and takes the interpreter's lock from the steps executing) once per batch
     instead of once per record. A ``flush`` ends the gathering at once, so no barrier waits longer for it."""
 
-    def __init__(self, engine: Engine, clock: Callable[[], float]) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], float], wrote: Callable[[int], None] | None = None) -> None:
+        """``wrote``: told, in the writer's thread, how many records each committed batch held."""
         super().__init__(clock)
         self._engine = engine
+        self._wrote = wrote
         self._wake = threading.Event()
         self._urgent = threading.Event()
         self._loop = asyncio.get_running_loop()
@@ -316,6 +318,8 @@ class ThreadedWriter(StepWriter):
                 ops, upto = self._take()
                 if ops:
                     self._write(connection, ops)
+                    if self._wrote is not None:
+                        self._wrote(len(ops))
                 if self._done(upto) and not self._loop.is_closed():
                     self._loop.call_soon_threadsafe(self._b.release)
                 if closing and not ops:
