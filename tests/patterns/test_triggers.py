@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import anyio
 import pytest
 
 from patterns import Engine, InvalidStep, LimitExceeded, Limits
+from patterns.triggers import new_event_id
 from registry import Registry, WorkflowSpec
 from registry.errors import InvalidToolSpec
 from registry.triggers import TriggerSpec
@@ -265,3 +267,11 @@ async def test_an_event_that_fired_records_its_run_and_nothing_pending(engine: E
     assert set(answer) == {"event_id", "duplicate", "fired", "suppressed", "skipped"}
     stored = await engine.store.events.get("e3")
     assert stored is not None and stored.outcome["fired"] == answer["fired"] and "starting" not in stored.outcome
+
+
+def test_generated_event_ids_are_distinct_version_4_uuids() -> None:
+    ids = [new_event_id() for _ in range(1000)]  # several refills of the random bytes (256 ids each)
+    assert len(set(ids)) == len(ids)
+    for event_id in ids:
+        parsed = uuid.UUID(event_id)
+        assert str(parsed) == event_id and parsed.version == 4 and parsed.variant == uuid.RFC_4122
