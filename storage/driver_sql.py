@@ -9,7 +9,8 @@ driver is async) execute the statement through SQLAlchemy as usual.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import namedtuple
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Executable
@@ -55,7 +56,8 @@ def execute(
 
 
 def first(connection: Connection, name: str, build: Callable[[str], Any], params: dict[str, Any]) -> Any:
-    """The first row ``build(dialect)`` returns with ``params`` (a select, or a write with RETURNING), or None."""
+    """The first row ``build(dialect)`` returns with ``params`` (a select, or a write with RETURNING), or None;
+    its columns are attributes."""
     if connection.dialect.paramstyle != "qmark":
         statement: Executable = build(connection.dialect.name)
         return connection.execute(statement, params).first()
@@ -64,8 +66,41 @@ def first(connection: Connection, name: str, build: Callable[[str], Any], params
     try:
         cursor.execute(sql, tuple(params[key] for key in order))
         row = cursor.fetchone()
-        if row is not None:
-            cursor.fetchall()  # a RETURNING statement completes only once its rows are read
-        return row
+        if row is None:
+            return None
+        cursor.fetchall()  # a RETURNING statement completes only once its rows are read
+        return named(cursor, row)
+    finally:
+        cursor.close()
+
+
+_row_types: dict[tuple[str, ...], Callable[..., Any]] = {}
+
+
+def named(cursor: Any, values: tuple[Any, ...]) -> Any:
+    """A row of ``cursor`` whose columns are attributes, as SQLAlchemy's rows have (a ``row_factory``)."""
+    names = tuple(column[0] for column in cursor.description)
+    row_type = _row_types.get(names)
+    if row_type is None:
+        row_type = _row_types[names] = namedtuple("Row", names)
+    return row_type(*values)
+
+
+def rows(
+    connection: Connection,
+    name: str,
+    build: Callable[[str], Any],
+    params: dict[str, Any],
+    tail: str = "",
+    tail_params: Sequence[Any] = (),
+) -> list[Any]:
+    """SQLite only: every row of ``build(dialect)`` with ``params`` (SQL ``tail`` appended, with its own
+    positional ``tail_params``), as rows whose columns are attributes."""
+    assert connection.dialect.paramstyle == "qmark", name
+    sql, order = compiled(connection, name, build)
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql + tail, (*(params[key] for key in order), *tail_params))
+        return [named(cursor, row) for row in cursor.fetchall()]
     finally:
         cursor.close()

@@ -95,7 +95,9 @@ class Sessions:
         sql, order = driver_sql.compiled_for(self._readers.dialect, name, build)
         async with translated():
             try:
-                return self._loop_reader().execute(sql, tuple(params[key] for key in order)).fetchone()
+                cursor = self._loop_reader().execute(sql, tuple(params[key] for key in order))
+                row = cursor.fetchone()
+                return None if row is None else driver_sql.named(cursor, row)
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise

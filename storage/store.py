@@ -9,10 +9,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import anyio
-from sqlalchemy import Connection, Engine, Select, Table, or_, select, update
+from sqlalchemy import Connection, Engine, Select, Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage import ledger, migrate
+from storage import driver_sql, ledger, migrate
 from storage.breakers import BreakerStore
 from storage.checkpoints import Checkpointer
 from storage.database import (
@@ -91,6 +91,46 @@ _SUMMARY_COLUMNS = (
     StepRow.started_at,
     StepRow.finished_at,
 )
+_RUN_BY_ID: Select[Any] = select(RunRow).where(RunRow.id == bindparam("id"))
+_STATUSES = select(StepRow.path, StepRow.status).where(StepRow.run_id == bindparam("run_id"))
+_SUMMARIES = select(*_SUMMARY_COLUMNS).where(StepRow.run_id == bindparam("run_id"))  # + AND path IN (...)
+_CHILDREN = select(RunRow).where(RunRow.parent_run_id == bindparam("run_id")).order_by(RunRow.created_at, RunRow.id)
+
+
+def _run_by_id(dialect: str) -> Any:
+    return _RUN_BY_ID
+
+
+def _statuses(dialect: str) -> Any:
+    return _STATUSES
+
+
+def _summaries(dialect: str) -> Any:
+    return _SUMMARIES
+
+
+def _children(dialect: str) -> Any:
+    return _CHILDREN
+
+
+def _overview_on_sqlite(
+    connection: Connection, run_id: str, pick: Callable[[list[tuple[str, str]]], list[str]], children: int
+) -> tuple[list[tuple[str, str]], list[StepRecord], list[RunRecord]]:
+    """``Store.step_overview``'s read as driver SQL compiled once: building and executing three SQLAlchemy
+    statements cost about 0.8 ms of every answer that shows a run; this costs a tenth of it."""
+    ids = {"run_id": run_id}
+    pairs = [(row.path, row.status) for row in driver_sql.rows(connection, "step statuses", _statuses, ids)]
+    chosen = pick(pairs)
+    found: dict[str, StepRecord] = {}
+    for start in range(0, len(chosen), STEP_PARTITION):
+        some = chosen[start : start + STEP_PARTITION]
+        tail = f" AND steps.path IN ({', '.join('?' * len(some))})"
+        for row in driver_sql.rows(connection, "step summaries", _summaries, ids, tail, some):
+            found[row.path] = _step(row, payloads=False)
+    kids = []
+    if children > 0:
+        kids = [_run(row) for row in driver_sql.rows(connection, "child runs", _children, ids, " LIMIT ?", [children])]
+    return pairs, [found[path] for path in chosen if path in found], kids
 
 
 def _maybe_run(row: Any) -> RunRecord | None:
@@ -285,8 +325,10 @@ class Store:
         return await self._sessions.query(lambda connection: _maybe_run(connection.execute(query).first()))
 
     async def get_run(self, run_id: str) -> RunRecord:
-        query = select(RunRow).where(RunRow.id == run_id)
-        found = await self._sessions.query(lambda connection: _maybe_run(connection.execute(query).first()))
+        def read(connection: Connection) -> RunRecord | None:
+            return _maybe_run(driver_sql.first(connection, "run", _run_by_id, {"id": run_id}))
+
+        found = await self._sessions.query(read)
         if found is None:
             raise RunNotFound(run_id)
         return found
@@ -428,6 +470,8 @@ class Store:
         )
 
         def read(connection: Connection) -> tuple[list[tuple[str, str]], list[StepRecord], list[RunRecord]]:
+            if connection.dialect.paramstyle == "qmark":
+                return _overview_on_sqlite(connection, run_id, pick, children)
             pairs = [(path, status) for path, status in connection.execute(statuses)]
             chosen = pick(pairs)
             found: dict[str, StepRecord] = {}
