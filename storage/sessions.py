@@ -34,8 +34,8 @@ async def translated() -> AsyncIterator[None]:
         yield
     except StorageError:
         raise
-    except IntegrityError as exc:
-        raise Duplicate(" ".join(str(exc.orig).split())) from exc
+    except (IntegrityError, sqlite3.IntegrityError) as exc:  # the latter from driver SQL (``storage.driver_sql``)
+        raise Duplicate(" ".join(str(getattr(exc, "orig", exc)).split())) from exc
     except DRIVER_ERRORS as exc:
         raise DatabaseError(exc) from exc
 

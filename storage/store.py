@@ -92,9 +92,21 @@ _SUMMARY_COLUMNS = (
     StepRow.finished_at,
 )
 _RUN_BY_ID: Select[Any] = select(RunRow).where(RunRow.id == bindparam("id"))
+_NEW_RUN_COLUMNS = (
+    "id", "status", "step", "input", "output", "error", "missing", "lock", "limits", "tags", "usage_steps",
+    "usage_cost", "idempotency_key", "parent_run_id", "principal", "trace_id", "pattern", "span_id", "lease_owner",
+    "lease_expires_at", "deadline_at", "history", "created_at", "started_at", "finished_at", "updated_at",
+    "held_steps", "held_cost", "hold_state", "hold_steps", "hold_cost",
+)  # fmt: skip
+_INSERT_NEW_RUN = _RUNS.insert().values({name: bindparam(name) for name in _NEW_RUN_COLUMNS})
 _STATUSES = select(StepRow.path, StepRow.status).where(StepRow.run_id == bindparam("run_id"))
 _SUMMARIES = select(*_SUMMARY_COLUMNS).where(StepRow.run_id == bindparam("run_id"))  # + AND path IN (...)
 _CHILDREN = select(RunRow).where(RunRow.parent_run_id == bindparam("run_id")).order_by(RunRow.created_at, RunRow.id)
+
+
+def _new_run_insert(dialect: str) -> Any:
+    """The insert of ``Store._new_row``'s columns (the others keep their defaults)."""
+    return _INSERT_NEW_RUN
 
 
 def _run_by_id(dialect: str) -> Any:
@@ -307,7 +319,9 @@ class Store:
         def insert(connection: Connection) -> None:
             if ask is not None:
                 row.update(ledger.grant_columns(ledger.draw(connection, self._lock_rows, ask)))
-            connection.execute(_INSERT_RUN, row)
+                connection.execute(_INSERT_RUN, row)
+            else:
+                driver_sql.execute(connection, "new run", _new_run_insert, row)
 
         try:
             await self._sessions.change(insert)
