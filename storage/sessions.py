@@ -96,8 +96,11 @@ class Sessions:
         async with translated():
             try:
                 cursor = self._loop_reader().execute(sql, tuple(params[key] for key in order))
-                row = cursor.fetchone()
-                return None if row is None else driver_sql.named(cursor, row)
+                try:
+                    row = cursor.fetchone()
+                    return None if row is None else driver_sql.named(cursor, row)
+                finally:
+                    cursor.close()  # resets the statement: no read snapshot stays open
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise

@@ -3,6 +3,8 @@ the events that arrive together share one transaction. Neither may change what i
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from typing import Any
 
 import anyio
@@ -120,3 +122,22 @@ async def test_written_behind_events_on_each_database(db_url: str) -> None:
         assert not created and again.id == "behind-1"
         listed = await store.events.list(limit=10)
     assert sorted(event.id for event in listed) == ["behind-0", "behind-1", "behind-2", "fires"]
+
+
+async def test_a_sender_id_is_looked_up_without_holding_a_read_snapshot(tmp_path: Any) -> None:
+    """The lookup runs on the event loop on a connection of its own: it sees another store's events at once, and
+    it keeps no read transaction open (which would stop checkpoints from emptying the log)."""
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    async with Store.open(url) as store, Store.open(url) as other:
+        await decide(store, "fires", "C-1")
+        await decide(store, "behind", "C-1")  # in the remembered cooldown: a lookup, then written behind
+        await store.flush()
+        _, created, decided = await decide(other, "behind", "C-2")  # another store's lookup finds it
+        assert not created and decided == {}
+        _, created, _ = await decide(store, "new-id", "C-1")  # and this store's lookup finds nothing
+        assert created
+        await store.flush()
+        assert store.db.path is not None
+        with closing(sqlite3.connect(store.db.path)) as probe:
+            busy, _, _ = probe.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert busy == 0  # no connection holds a snapshot the checkpoint would have to wait for
