@@ -70,8 +70,7 @@ from storage import (
     loads,
 )
 from storage.errors import NoBudget
-from storage.grants import ENDED as LEDGER_ENDED
-from storage.grants import Draw, share_of_cost, share_of_steps
+from storage.grants import ENDED as LEDGER_ENDED, Draw, share_of_cost, share_of_steps
 from storage.records import DELEGATION_KEY_PREFIX
 
 if TYPE_CHECKING:

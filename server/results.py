@@ -18,8 +18,7 @@ from pydantic import BaseModel, Field
 
 from patterns import Engine, PatternError, RunOptions
 from patterns.planning import WORKFLOW_LOCK_PREFIX
-from patterns.workflows import plan_workflow, refuse_cycles, workflow_lock
-from patterns.workflows import problems as workflow_problems
+from patterns.workflows import plan_workflow, problems as workflow_problems, refuse_cycles, workflow_lock
 from registry import ToolSpec, WorkflowSpec
 from storage import GateRecord, RunRecord, StepRecord
 

@@ -16,8 +16,7 @@ from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from mcp.types import CallToolResult, InputRequiredResult, SetLevelRequestParams, TextContent
-from mcp.types import Tool as MCPTool
+from mcp.types import CallToolResult, InputRequiredResult, SetLevelRequestParams, TextContent, Tool as MCPTool
 from pydantic import BaseModel, ValidationError
 
 from patterns.errors import clip

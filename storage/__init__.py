@@ -13,35 +13,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the same names, for type checkers
     from storage.database import (
         Database as Database,
-    )
-    from storage.database import (
         Durability as Durability,
-    )
-    from storage.database import (
         parse_database_url as parse_database_url,
     )
     from storage.errors import (
         GateNotFound as GateNotFound,
-    )
-    from storage.errors import (
         NoBudget as NoBudget,
-    )
-    from storage.errors import (
         NotFound as NotFound,
-    )
-    from storage.errors import (
         RunChanged as RunChanged,
-    )
-    from storage.errors import (
         RunNotFound as RunNotFound,
-    )
-    from storage.errors import (
         StorageError as StorageError,
-    )
-    from storage.errors import (
         UnsupportedDatabase as UnsupportedDatabase,
-    )
-    from storage.errors import (
         WriteFailed as WriteFailed,
     )
     from storage.gates import (
@@ -49,59 +31,23 @@ if TYPE_CHECKING:  # the same names, for type checkers
     )
     from storage.records import (
         GATE_DECIDED as GATE_DECIDED,
-    )
-    from storage.records import (
         GATE_EXPIRED as GATE_EXPIRED,
-    )
-    from storage.records import (
         GATE_PENDING as GATE_PENDING,
-    )
-    from storage.records import (
         GATE_TIMED_OUT as GATE_TIMED_OUT,
-    )
-    from storage.records import (
         STEP_CANCELLED as STEP_CANCELLED,
-    )
-    from storage.records import (
         STEP_COMPLETED as STEP_COMPLETED,
-    )
-    from storage.records import (
         STEP_FAILED as STEP_FAILED,
-    )
-    from storage.records import (
         STEP_STARTED as STEP_STARTED,
-    )
-    from storage.records import (
         STEP_WAITING as STEP_WAITING,
-    )
-    from storage.records import (
         GateRecord as GateRecord,
-    )
-    from storage.records import (
         NewGate as NewGate,
-    )
-    from storage.records import (
         NewRun as NewRun,
-    )
-    from storage.records import (
         RunRecord as RunRecord,
-    )
-    from storage.records import (
         RunUpdate as RunUpdate,
-    )
-    from storage.records import (
         StepRecord as StepRecord,
-    )
-    from storage.records import (
         StepWrite as StepWrite,
-    )
-    from storage.records import (
         StoredTool as StoredTool,
-    )
-    from storage.records import (
         dumps as dumps,
-    )
-    from storage.records import (
         loads as loads,
     )
     from storage.store import (
