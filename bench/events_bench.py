@@ -99,14 +99,14 @@ async def emitting(path: Path, events: int, distinct: bool, emitters: int = 1, i
 async def deciding(path: Path, events: int, emitters: int) -> float:
     """Decide ``events`` events of distinct keys (each fires) from ``emitters`` concurrent senders."""
     outcome: dict[str, object] = {"duplicate": False, "fired": [], "suppressed": [], "skipped": []}
+    ids = [str(uuid.uuid4()) for _ in range(events)]  # made before the clock starts: the decision is measured
     async with Store.open(f"sqlite:///{path}") as store:
 
         async def emitter(first: int) -> None:
             for n in range(first, events, emitters):
                 claims = [Claim("renewals", f"C-{n}", 14_400)]
-                event_id = str(uuid.uuid4())
                 _, _, decided = await store.events.decide(
-                    event_id, "contract.renewal_due", f"C-{n}", "{}", "bench", claims, outcome, new_id=True, payload={}
+                    ids[n], "contract.renewal_due", f"C-{n}", "{}", "bench", claims, outcome, new_id=True, payload={}
                 )
                 assert decided == {"renewals": ("fire", None)}, decided
 
