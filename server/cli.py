@@ -776,7 +776,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return_freed_memory()
     running = Running()
     http_url = f"http://{args.host}:{args.port}" if args.http else None
-    # over stdio the client's initialize and tools/list are answered while the store opens (``lifespan``)
+    # over stdio the client's initialize and tools/list are answered while the store opens (``lifespan``); a
+    # registry file that cannot load fails here first, so that no client is answered by a server about to stop
+    for path in settings.registry if not args.http else ():
+        load_registry_file(path)
     server = build_server(settings, http_url=http_url, running=running, background=not args.http)
     stop_tracing = start_tracing()
     try:

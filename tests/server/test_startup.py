@@ -62,19 +62,17 @@ async def test_a_server_opening_in_the_background_serves_in_process(settings: Se
     assert not found.is_error, found.content
 
 
-def test_a_registry_file_that_cannot_load_ends_the_server_with_the_reason(tmp_path: Path) -> None:
-    """Over stdio the file is read after the client was answered; the process still ends at once (its stdin still
-    open), with the reason and status 2, and no traceback."""
-    bad = tmp_path / "tools.json"
-    bad.write_text('{"tool": [{"name": "extract"}]}')
+def ended(tmp_path: Path, *args: str) -> tuple[int, str]:
+    """Run ``podium serve`` with its stdin left open (the server must not wait for its client to go); its exit
+    status and stderr."""
     log = tmp_path / "stderr.txt"
     with (
         log.open("w") as stderr_file,
         subprocess.Popen(
-            [PODIUM, *serve_args(tmp_path, bad)],
+            [PODIUM, "serve", *args],
             env=server_env(),
             cwd=REPO,
-            stdin=subprocess.PIPE,  # left open: the server does not wait for its client to go
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=stderr_file,
         ) as process,
@@ -83,7 +81,22 @@ def test_a_registry_file_that_cannot_load_ends_the_server_with_the_reason(tmp_pa
             status = process.wait(timeout=60)
         finally:
             process.kill()
-    stderr = log.read_text()
+    return status, log.read_text()
+
+
+def test_a_registry_file_that_cannot_load_is_refused_before_any_answer(tmp_path: Path) -> None:
+    bad = tmp_path / "tools.json"
+    bad.write_text('{"tool": [{"name": "extract"}]}')
+    status, stderr = ended(tmp_path, "--db", str(tmp_path / "p.db"), "--registry", str(bad))
     assert status == 2, stderr
     assert f"podium: {bad}" in stderr and "version: Field required" in stderr and "provider: Field required" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_store_that_cannot_open_in_the_background_ends_the_server_with_the_reason(tmp_path: Path) -> None:
+    """The database opens after the client was answered; the process still ends at once, as a failing command."""
+    (tmp_path / "a-file").write_text("")
+    status, stderr = ended(tmp_path, "--db", str(tmp_path / "a-file" / "p.db"))
+    assert status == 2, stderr
+    assert "podium: the database failed:" in stderr and "a-file" in stderr
     assert "Traceback" not in stderr
