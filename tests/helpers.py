@@ -107,6 +107,14 @@ async def wait_for_steps(
             await anyio.sleep(0.01)
 
 
+async def wait_for_calls(counter: str, n: int) -> None:
+    """Until the test tools counting into ``counter`` have been invoked ``n`` times: their steps are in flight
+    (a count only grows, so no window can be missed, as one between a step's start and its end can)."""
+    with anyio.fail_after(10):
+        while calls(counter) < n:
+            await anyio.sleep(0.005)
+
+
 async def until(engine: Engine, run_id: str, *statuses: str) -> RunRecord:
     """Poll until the run is in one of ``statuses``."""
     with anyio.fail_after(10):

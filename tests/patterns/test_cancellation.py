@@ -120,7 +120,8 @@ async def test_a_blocking_sync_tool_in_flight_does_not_block_cancellation(engine
 
 
 async def test_a_blocking_sleep_in_flight_does_not_keep_a_cancelled_run_running(engine):
-    started = await engine.start({"chain": [{"tool": "blocking-sleep", "input": {"seconds": 0.5}}]})
+    # 3 s: still in flight when the cancel comes, however slow the machine
+    started = await engine.start({"chain": [{"tool": "blocking-sleep", "input": {"seconds": 3}}]})
     await wait_for_steps(engine, started.id, ["0"])
 
     with anyio.fail_after(3):

@@ -9,7 +9,7 @@ import pytest
 from patterns import Engine, RunOptions
 from patterns.errors import ShuttingDown
 from tests.conftest import calls
-from tests.helpers import counters, resume_and_wait, wait_for_steps
+from tests.helpers import counters, resume_and_wait, wait_for_calls, wait_for_steps
 
 pytestmark = pytest.mark.anyio
 
@@ -20,13 +20,13 @@ async def test_the_step_in_flight_finishes_within_the_grace_and_the_next_one_wai
     first, second = counters(tmp_path, "first", "second")
     step = {
         "chain": [
-            {"tool": "sleepy", "input": {"seconds": 0.3, "value": 4, "counter": first}},
+            {"tool": "sleepy", "input": {"seconds": 1.0, "value": 4, "counter": first}},
             {"tool": "double", "input": {"value": {"$": "prev.value"}, "counter": second}},
         ]
     }
     async with Engine(store, registry, limits, grace_s=10) as engine:
         started = await engine.start(step)
-        await wait_for_steps(engine, started.id, ["0"])
+        await wait_for_calls(first, 1)  # the first step is in flight
 
     records = {r.path: r for r in await store.get_steps(started.id)}
     assert records["0"].status == "completed"  # it was allowed to finish
@@ -61,10 +61,10 @@ async def test_parallel_branches_in_flight_all_finish_and_the_waiting_ones_do_no
     store, registry, limits, tmp_path: Path
 ):
     counter = counters(tmp_path, "branches")[0]
-    branches = [{"tool": "sleepy", "input": {"seconds": 0.3, "value": n, "counter": counter}} for n in range(4)]
+    branches = [{"tool": "sleepy", "input": {"seconds": 1.0, "value": n, "counter": counter}} for n in range(4)]
     async with Engine(store, registry, limits, grace_s=10) as engine:
         started = await engine.start({"fan_out": {"branches": branches, "max_concurrency": 2}})
-        await wait_for_steps(engine, started.id, ["fan_out/0", "fan_out/1"])
+        await wait_for_calls(counter, 2)  # two branches in flight, two waiting for a slot
 
     statuses = {r.path: r.status for r in await store.get_steps(started.id)}
     assert statuses == {"": "started", "fan_out/0": "completed", "fan_out/1": "completed"}
