@@ -5,8 +5,10 @@ file, and syncs it, before it returns: every few thousand step records one commi
 barrier waits on it, takes milliseconds longer (``bench/mcp_bench.py`` part 2: the slowest answers 3-5 ms later).
 A store's connections turn that off (``PRAGMA wal_autocheckpoint=0``, ``storage.database``) and this thread does
 it instead, on its own connection: a PASSIVE checkpoint, which never waits for readers or the writer (what a
-reader still uses is copied the next time), once a second if the log changed, or at once when the step writer has
-written ``WAKE_RECORDS`` records since the last one. The sqlite3 module releases the interpreter lock while SQLite
+reader still uses is copied the next time). It runs at once when the step writer has written ``WAKE_RECORDS``
+records since it last asked; otherwise the log is looked at once a second and checkpointed if it changed and is
+at least ``SMALL_BYTES`` long, or changed and was last checkpointed ``QUIET_S`` ago (a small log is left alone, as
+SQLite leaves it, rather than synced every second). The sqlite3 module releases the interpreter lock while SQLite
 works, so the event loop and the writer go on meanwhile. When a store's last connection closes, SQLite checkpoints
 what is left and removes the log.
 """
@@ -17,12 +19,15 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 log = logging.getLogger("podium.storage")
 
 CHECK_S = 1.0  # how often the log is looked at (one stat) when the writer has not asked
 WAKE_RECORDS = 4_000  # records the step writer writes before it asks for a checkpoint at once
+SMALL_BYTES = 1 << 20  # a log shorter than this waits for QUIET_S (unless the writer asks)
+QUIET_S = 30.0
 
 
 class Checkpointer:
@@ -58,9 +63,10 @@ class Checkpointer:
     def _main(self) -> None:
         connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         last: tuple[int, int] | None = None
+        last_at = time.monotonic()
         try:
             while True:
-                self._due.wait(self._check_s)
+                asked = self._due.wait(self._check_s)
                 self._due.clear()
                 if self._closing:
                     return
@@ -68,12 +74,14 @@ class Checkpointer:
                 self.rounds += 1
                 if seen is None or seen == last:
                     continue  # no log, or unchanged since the last checkpoint
+                if not asked and seen[1] < SMALL_BYTES and time.monotonic() - last_at < QUIET_S:
+                    continue  # a small log: not worth a sync yet
                 try:
                     connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     self.checkpoints += 1
                 except sqlite3.Error as exc:  # e.g. the file went away; the next round tries again
                     log.warning("WAL checkpoint of %s failed: %s", self._path, exc)
-                last = seen
+                last, last_at = seen, time.monotonic()
         finally:
             connection.close()
 

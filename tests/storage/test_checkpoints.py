@@ -90,3 +90,19 @@ def test_the_store_connections_do_not_checkpoint_at_commit(tmp_path: Path) -> No
             engine.dispose()
     with closing(sqlite3.connect(tmp_path / "p.db")) as plain:  # what SQLite does by default
         assert plain.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
+
+
+async def test_a_small_log_is_left_alone_until_the_writer_asks(tmp_path: Path) -> None:
+    """A quiet store's log (under a MiB) is not synced every second: it waits for QUIET_S, or for the writer."""
+    path = tmp_path / "db.sqlite"
+    checkpointer = Checkpointer(path, check_s=0.01, wake_records=10)
+    try:
+        with store_like_connection(path) as connection:
+            write_batch(connection)  # about 200 KiB
+            rounds = checkpointer.rounds
+            await until(lambda: checkpointer.rounds >= rounds + 3)  # looked at it, three times
+            assert checkpointer.checkpoints == 0
+            checkpointer.wrote(10)
+            await until(lambda: checkpointer.checkpoints == 1)
+    finally:
+        checkpointer.close()
