@@ -77,7 +77,10 @@ def steps(depth: int = 2) -> st.SearchStrategy[Any]:
     if depth == 0:
         return st.one_of(tool, tool, near_miss)
     child = steps(depth - 1)
-    children = st.lists(child, min_size=1, max_size=4) | st.builds(lambda s, n: [s] * n, child, st.integers(0, 3000))
+    # thousands of branches of a plain step, at the top only: repeated at every level, one example held millions
+    # of steps, and the client spent minutes serialising it before the server could refuse it
+    repeated = st.builds(lambda s, n: [s] * n, steps(0), st.integers(0, 3000)) if depth == 2 else st.nothing()
+    children = st.lists(child, min_size=1, max_size=4) | repeated
     strategy = st.sampled_from(["all", "best_effort", "quorum", "most"])
     return st.one_of(
         tool,

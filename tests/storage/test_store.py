@@ -260,3 +260,14 @@ async def test_a_run_created_twice_with_one_id_is_refused_and_loses_nothing(db_u
             await store.create_run(new_run("run-1", input={"second": True}))
         run = await store.get_run("run-1")
     assert run.input == {"first": True} and run.status == "pending"
+
+
+async def test_a_new_run_row_is_inserted_with_every_column_the_store_fills(store: Store) -> None:
+    """The compiled insert (``_NEW_RUN_COLUMNS``) names exactly the columns ``_new_row`` fills: a column added to
+    one and not the other would be dropped silently."""
+    from storage.models import RunRow
+    from storage.store import _NEW_RUN_COLUMNS
+
+    row = store._new_row(new_run("r-columns"))
+    assert tuple(row) == _NEW_RUN_COLUMNS
+    assert set(_NEW_RUN_COLUMNS) <= {column.name for column in RunRow.__table__.columns}
