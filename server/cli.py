@@ -790,8 +790,6 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         if stop_tracing is not None:
             stop_tracing()  # the spans still in the exporter's queue go out
-    if running.failure is not None:
-        raise running.failure  # reported as if it had failed before serving
     return 0
 
 

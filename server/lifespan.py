@@ -44,8 +44,9 @@ class Running:
 
     def __init__(self) -> None:
         self.state: AppState | None = None
-        self.failure: BaseException | None = None  # why a server opening in the background could not start
-        self.on_failure: Callable[[BaseException], None] | None = None  # then called; else the server stops
+        # called when a server opening in the background cannot start (``serve_stdio`` ends the process); without
+        # it the server stops, and the requests waiting for the state get the failure
+        self.on_failure: Callable[[BaseException], None] | None = None
 
 
 class Opening:
@@ -79,8 +80,8 @@ def lifespan(
 
     ``background``: serve at once and open all that in a task, its imports (SQLAlchemy and the store, about a
     fifth of a second) in a worker thread, so that a client's ``initialize`` and ``tools/list`` need not wait for
-    them; requests that need the state wait until it is open. If it cannot open, the failure is kept in
-    ``running.failure``, waiting requests get it, and the server stops.
+    them; requests that need the state wait until it is open. If it cannot open, waiting requests get the failure,
+    ``running.on_failure`` is told, and the server stops.
     """
 
     @asynccontextmanager
@@ -121,12 +122,11 @@ async def _open_in_background(
         expected = isinstance(exc, PatternError | RegistryError | StorageError)
         if not expected or running.on_failure is None:  # else on_failure says it
             log.error("podium could not start: %s", failure_message(exc), exc_info=None if expected else exc)
-        running.failure = exc
         opening.failure = failure_message(exc)
         opening.opened.set()
         if running.on_failure is not None:
             running.on_failure(exc)
-        serving.cancel()  # the server stops; whoever runs it reports running.failure
+        serving.cancel()  # the server stops
 
 
 def failure_message(exc: BaseException) -> str:
