@@ -2,7 +2,7 @@
 
 By default the commit that takes SQLite's write-ahead log past 1,000 pages copies the log back into the database
 file, and syncs it, before it returns: every few thousand step records one commit, and the run whose durability
-barrier waits on it, takes milliseconds longer (``bench/mcp_bench.py`` part 2: the slowest answers 3-5 ms later).
+barrier waits on it, takes milliseconds longer (``bench/mcp_bench.py`` part 2: its slowest answers).
 A store's connections turn that off (``PRAGMA wal_autocheckpoint=0``, ``storage.database``) and this thread does
 it instead, on its own connection: a PASSIVE checkpoint, which never waits for readers or the writer (what a
 reader still uses is copied the next time). It runs at once when the step writer has written ``WAKE_RECORDS``

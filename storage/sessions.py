@@ -86,8 +86,8 @@ class Sessions:
         unique index (a few pages, never a scan), for reads on a hot path.
 
         On SQLite it runs on the event loop, on a connection of its own made for it: a B-tree descent on pages the
-        OS has cached takes about 10 us, where the hand-off to a reader thread and back costs 100-150 us here, and a
-        reader of a WAL database does not wait for the writer. It is never made to wait: ``busy_timeout`` is 0, and
+        OS has cached costs far less than the hand-off to a reader thread and back, and a reader of a WAL database
+        does not wait for the writer. It is never made to wait: ``busy_timeout`` is 0, and
         the rare busy answer (the log being recovered) sends the read to a reader thread instead. Elsewhere it is
         ``query``."""
         if self._readers is None:
