@@ -78,9 +78,10 @@ def lifespan(
 ) -> Callable[[MCPServer], AbstractAsyncContextManager[AppState | Opening]]:
     """Open the store (migrating it), load the registry files and start the engine; close them in reverse.
 
-    ``background``: serve at once and open all that in a task, its imports (SQLAlchemy and the store) in a worker thread, so that a client's ``initialize`` and ``tools/list`` need not wait for
-    them; requests that need the state wait until it is open. If it cannot open, waiting requests get the failure,
-    ``running.on_failure`` is told, and the server stops.
+    ``background``: serve at once and open all that in a task, its imports (SQLAlchemy and the store) in a worker
+    thread, so that a client's ``initialize`` and ``tools/list`` need not wait for them; requests that need the
+    state wait until it is open. If it cannot open, waiting requests get the failure, ``running.on_failure`` is
+    told, and the server stops.
     """
 
     @asynccontextmanager
