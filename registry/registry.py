@@ -17,7 +17,7 @@ from registry.errors import (
     ToolNotFound,
     WorkflowNotFound,
 )
-from registry.files import load_registry_file
+from registry.files import RegistryFile, load_registry_file
 from registry.models import McpProvider, PythonProvider, ToolSpec, trust_schemas
 from registry.providers import Invoker, load_target, make_invoker
 from registry.resolve import ToolRef, parse_ref, resolve_version
@@ -150,12 +150,13 @@ class Registry:
 
     async def register_file(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | RegistryFile,
         *,
         check_provider: bool = True,
         check_workflow: Callable[[WorkflowSpec], Awaitable[None]] | None = None,
     ) -> list[ToolSpec]:
-        """Publish the tools and workflows of a registry file (TOML, YAML or JSON). Returns the tool specs it holds.
+        """Publish the tools and workflows of a registry file (TOML, YAML or JSON), or of one already loaded.
+        Returns the tool specs it holds.
 
         The schemas of versions already published are not checked again (they were when they were published).
         Workflows are published after the tools (they use them), each once ``check_workflow`` (the engine's
@@ -167,7 +168,7 @@ class Registry:
             for tool in published
             for schema in (tool.definition.get("input_schema"), tool.definition.get("output_schema"))
         )
-        loaded = load_registry_file(path)
+        loaded = path if isinstance(path, RegistryFile) else load_registry_file(path)
         for server in loaded.servers:  # first: the file's tools may be served by them
             await self.register_server(server)
         await self._register_all(list(loaded.tools), published, check_provider, {s.name for s in loaded.servers})

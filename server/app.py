@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
@@ -18,7 +19,7 @@ from patterns.contracts import check_caller_payload
 from patterns.expressions import MAX_EXPRESSION_CHARS
 from patterns.gates import MAX_COMMENT_CHARS
 from patterns.steps import MAX_BRIEF_CHARS, MAX_NAME_CHARS, MAX_NAMES, MAX_REF_CHARS, MAX_SLA_S
-from registry import ToolSpec
+from registry import RegistryFile, ToolSpec
 from server.approvals import add_approval_routes
 from server.auth import PrincipalTokens, current_principal, roles_of
 from server.calls import (
@@ -109,7 +110,12 @@ READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hin
 
 
 def build_server(
-    settings: Settings, *, http_url: str | None = None, running: Running | None = None, background: bool = False
+    settings: Settings,
+    *,
+    http_url: str | None = None,
+    running: Running | None = None,
+    background: bool = False,
+    registry_files: Sequence[RegistryFile] | None = None,
 ) -> MCPServer:
     """The Podium MCP server over the database and registry files that ``settings`` name.
 
@@ -121,6 +127,7 @@ def build_server(
             stopped and its store is closed, for whoever drives the process (e.g. to drain the engine on SIGTERM).
         background: answer at once and open the store, registry and engine in the background (``lifespan``);
             requests that need them wait. ``podium serve`` over stdio does this.
+        registry_files: ``settings.registry``'s files, already loaded (else they are loaded at start-up).
     """
     auth: dict[str, Any] = {}
     if http_url is not None and settings.principal:
@@ -137,7 +144,7 @@ def build_server(
         "podium",
         version="0.1.0",
         instructions=INSTRUCTIONS,
-        lifespan=lifespan(settings, running, http_url, background=background),
+        lifespan=lifespan(settings, running, http_url, background=background, registry_files=registry_files),
         **auth,
     )
     mcp.middleware.append(refuse_oversized)

@@ -778,9 +778,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     http_url = f"http://{args.host}:{args.port}" if args.http else None
     # over stdio the client's initialize and tools/list are answered while the store opens (``lifespan``); a
     # registry file that cannot load fails here first, so that no client is answered by a server about to stop
-    for path in settings.registry if not args.http else ():
-        load_registry_file(path)
-    server = build_server(settings, http_url=http_url, running=running, background=not args.http)
+    loaded = None if args.http else [load_registry_file(path) for path in settings.registry]
+    server = build_server(settings, http_url=http_url, running=running, background=not args.http, registry_files=loaded)
     stop_tracing = start_tracing()
     try:
         if args.http:

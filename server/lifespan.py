@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,7 @@ from mcp.server.mcpserver import Context, MCPServer
 
 from patterns import Engine, PatternError
 from patterns.workflows import workflow_checker
-from registry import Registry, RegistryError
+from registry import Registry, RegistryError, RegistryFile
 from server.config import Settings
 from server.errors import PodiumToolError
 from storage.errors import StorageError
@@ -74,26 +74,34 @@ async def app_state(ctx: Context[Any]) -> AppState:
 
 
 def lifespan(
-    settings: Settings, running: Running, http_url: str | None, *, background: bool = False
+    settings: Settings,
+    running: Running,
+    http_url: str | None,
+    *,
+    background: bool = False,
+    registry_files: Sequence[RegistryFile] | None = None,
 ) -> Callable[[MCPServer], AbstractAsyncContextManager[AppState | Opening]]:
     """Open the store (migrating it), load the registry files and start the engine; close them in reverse.
 
     ``background``: serve at once and open all that in a task, its imports (SQLAlchemy and the store) in a worker
     thread, so that a client's ``initialize`` and ``tools/list`` need not wait for them; requests that need the
     state wait until it is open. If it cannot open, waiting requests get the failure, ``running.on_failure`` is
-    told, and the server stops.
+    told, and the server stops. ``registry_files``: the files of ``settings.registry`` already loaded (the CLI loads
+    them before it serves, so that a bad file is refused before any answer); else they are loaded here.
     """
 
     @asynccontextmanager
     async def serving(_server: MCPServer) -> AsyncIterator[AppState | Opening]:
         if not background:
-            async with _opened(settings, running, http_url) as state:
+            async with _opened(settings, running, http_url, registry_files) as state:
                 yield state
             return
         opening = Opening()
         closing = anyio.Event()
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_open_in_background, settings, running, http_url, opening, closing, tasks.cancel_scope)
+            tasks.start_soon(
+                _open_in_background, settings, running, http_url, registry_files, opening, closing, tasks.cancel_scope
+            )
             try:
                 yield opening
             finally:
@@ -106,13 +114,14 @@ async def _open_in_background(
     settings: Settings,
     running: Running,
     http_url: str | None,
+    registry_files: Sequence[RegistryFile] | None,
     opening: Opening,
     closing: anyio.Event,
     serving: anyio.CancelScope,
 ) -> None:
     try:
         await anyio.to_thread.run_sync(importlib.import_module, "storage.store")
-        async with _opened(settings, running, http_url) as state:
+        async with _opened(settings, running, http_url, registry_files) as state:
             opening.state = state
             opening.opened.set()
             await closing.wait()
@@ -135,15 +144,17 @@ def failure_message(exc: BaseException) -> str:
 
 
 @asynccontextmanager
-async def _opened(settings: Settings, running: Running, http_url: str | None) -> AsyncIterator[AppState]:
+async def _opened(
+    settings: Settings, running: Running, http_url: str | None, registry_files: Sequence[RegistryFile] | None
+) -> AsyncIterator[AppState]:
     from storage import Store  # loaded here: a server opening in the background answers before it loads
 
     try:
         async with Store.open(settings.database_url, durability=settings.durability) as store:
             registry = Registry(store, sync_threads=settings.sync_tool_threads)
             check = workflow_checker(settings.limits, registry)
-            for path in settings.registry:
-                await registry.register_file(path, check_workflow=check)
+            for file in settings.registry if registry_files is None else registry_files:
+                await registry.register_file(file, check_workflow=check)
             async with Engine(
                 store,
                 registry,
