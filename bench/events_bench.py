@@ -17,6 +17,10 @@ A fresh SQLite file each time, one trigger (``cooldown_s`` 4 h) on a one-no-op-s
   floor per event;
 - (e) distinct keys, ``emit``: ``--fired`` events from as many concurrent senders, each deciding and starting its
   run (reported: starting and running a workflow is not part of the decision, and costs more).
+
+Once its store and engine are open, each part calls ``settle_heap`` as ``podium serve`` does (a collection, then
+``gc.freeze``: the long-lived objects are out of the collector's way). Reported for context: the collector's
+passes during the timed parts and what they took, and the same for (c) without ``settle_heap``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -38,10 +45,47 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from patterns import Engine, Limits
 from registry import PythonProvider, Registry, ToolSpec, WorkflowSpec
 from registry.triggers import TriggerSpec
+from server.serving import settle_heap
 from storage import Store
 from storage.events import Claim
 
 TARGET = 2.0
+
+
+class Collector:
+    """The garbage collector's passes while ``timing()`` blocks run: per generation, how many and how long."""
+
+    def __init__(self) -> None:
+        self.passes = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._on = False
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if not self._on:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.passes[info["generation"]] += 1
+            self.seconds[info["generation"]] += time.perf_counter() - self._started
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        self._on = True
+        try:
+            yield
+        finally:
+            self._on = False
+
+    def report(self) -> str:
+        return ", ".join(
+            f"gen{g}: {n} in {t * 1e3:.0f} ms" for g, (n, t) in enumerate(zip(self.passes, self.seconds, strict=True))
+        )
+
+
+COLLECTORS = {name: Collector() for name in ("hot", "hot_ids", "unsettled", "decisions", "distinct")}
 
 
 def floor(path: Path, events: int) -> float:
@@ -62,7 +106,9 @@ def floor(path: Path, events: int) -> float:
     return elapsed
 
 
-async def emitting(path: Path, events: int, distinct: bool, emitters: int = 1, ids: bool = False) -> tuple[float, int]:
+async def emitting(
+    path: Path, events: int, distinct: bool, emitters: int = 1, ids: bool = False, settle: bool = True, name: str = ""
+) -> tuple[float, int]:
     async with Store.open(f"sqlite:///{path}") as store:
         registry = Registry(store)
         await registry.register(
@@ -73,7 +119,11 @@ async def emitting(path: Path, events: int, distinct: bool, emitters: int = 1, i
             TriggerSpec(name="renewals", on="contract.renewal_due", workflow="renewal", cooldown_s=14_400)
         )
         async with Engine(store, registry, Limits()) as engine:
-            gc.collect()
+            if settle:
+                settle_heap()
+            else:  # the heap as it would be had no settle_heap ever run
+                gc.unfreeze()
+                gc.collect()
 
             async def emitter(first: int) -> None:
                 for n in range(first, events, emitters):
@@ -84,12 +134,13 @@ async def emitting(path: Path, events: int, distinct: bool, emitters: int = 1, i
                         event_id=f"evt-{n}" if ids else None,  # the sender's ids: each is checked for a duplicate
                     )
 
-            started = time.perf_counter()
-            async with anyio.create_task_group() as group:
-                for first in range(emitters):
-                    group.start_soon(emitter, first)
-            await store.flush()  # the events written behind are durable: their cost is counted
-            elapsed = time.perf_counter() - started
+            with COLLECTORS[name].timing():
+                started = time.perf_counter()
+                async with anyio.create_task_group() as group:
+                    for first in range(emitters):
+                        group.start_soon(emitter, first)
+                await store.flush()  # the events written behind are durable: their cost is counted
+                elapsed = time.perf_counter() - started
             runs = len(await store.list_runs(None, events + 1))
             recorded = len(await store.events.list(limit=events + 1))
     assert recorded == events, f"{recorded} of {events} events recorded"
@@ -110,33 +161,45 @@ async def deciding(path: Path, events: int, emitters: int) -> float:
                 )
                 assert decided == {"renewals": ("fire", None)}, decided
 
-        gc.collect()
-        started = time.perf_counter()
-        async with anyio.create_task_group() as group:
-            for first in range(emitters):
-                group.start_soon(emitter, first)
-        elapsed = time.perf_counter() - started
+        settle_heap()
+        with COLLECTORS["decisions"].timing():
+            started = time.perf_counter()
+            async with anyio.create_task_group() as group:
+                for first in range(emitters):
+                    group.start_soon(emitter, first)
+            elapsed = time.perf_counter() - started
         recorded = len(await store.events.list(limit=events + 1))
     assert recorded == events, f"{recorded} of {events} events recorded"
     return elapsed
 
 
 async def main(events: int, fired: int, emitters: int, reps: int) -> None:
-    samples: dict[str, list[float]] = {"floor": [], "hot": [], "hot_ids": [], "decisions": [], "distinct": []}
+    samples: dict[str, list[float]] = {
+        name: [] for name in ("floor", "hot", "hot_ids", "unsettled", "decisions", "distinct")
+    }
     runs: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="podium-events-") as tmp:
         root = Path(tmp)
         for rep in range(reps + 1):  # the first round warms up and is not counted
             timed = rep > 0
+            if rep == 1:
+                for collector in COLLECTORS.values():
+                    collector.__init__()  # type: ignore[misc]
             one = floor(root / f"floor-{rep}.db", events)
-            hot, runs["hot"] = await emitting(root / f"hot-{rep}.db", events, distinct=False)
-            hot_ids, runs["hot_ids"] = await emitting(root / f"hot-ids-{rep}.db", events, distinct=False, ids=True)
+            hot, runs["hot"] = await emitting(root / f"hot-{rep}.db", events, False, name="hot")
+            hot_ids, runs["hot_ids"] = await emitting(root / f"ids-{rep}.db", events, False, ids=True, name="hot_ids")
+            unsettled, _ = await emitting(
+                root / f"unsettled-{rep}.db", events, False, ids=True, settle=False, name="unsettled"
+            )
             decisions = await deciding(root / f"decisions-{rep}.db", events, emitters)
-            distinct, runs["distinct"] = await emitting(root / f"distinct-{rep}.db", fired, True, emitters)
+            distinct, runs["distinct"] = await emitting(
+                root / f"distinct-{rep}.db", fired, True, emitters, name="distinct"
+            )
             if timed:
                 samples["floor"].append(one)
                 samples["hot"].append(hot)
                 samples["hot_ids"].append(hot_ids)
+                samples["unsettled"].append(unsettled)
                 samples["decisions"].append(decisions)
                 samples["distinct"].append(distinct)
     per = {name: statistics.median(values) / events * 1e6 for name, values in samples.items()}
@@ -147,6 +210,7 @@ async def main(events: int, fired: int, emitters: int, reps: int) -> None:
     print(f"(c) emit, one hot key (all but 1 suppressed):    {per['hot']:8.1f} µs/event   runs started: {runs['hot']}")
     shown = f"{per['hot_ids']:8.1f} µs/event   runs started: {runs['hot_ids']}"
     print(f"    the same with the sender's event ids:        {shown}")
+    print(f"    the same without settle_heap (context):      {per['unsettled']:8.1f} µs/event")
     print(f"(d) decide, distinct keys ({emitters} senders, each fires): {per['decisions']:8.1f} µs/event")
     shown = f"{per['distinct']:8.1f} µs/event   runs started: {runs['distinct']} of {fired}"
     print(f"(e) emit, distinct keys ({emitters} senders, each starts a run): {shown}")
@@ -157,6 +221,15 @@ async def main(events: int, fired: int, emitters: int, reps: int) -> None:
     )
     verdict = "PASS" if decided <= TARGET else "FAIL"
     print(f"distinct-key decision / floor: {decided:.2f}   target <= {TARGET}: {verdict}")
+    print(f"\ngarbage collector during the {reps} counted timings of each (context):")
+    for name, label in (
+        ("hot", "(c) Podium's ids"),
+        ("hot_ids", "(c) the sender's ids"),
+        ("unsettled", "(c) the sender's ids, no settle_heap"),
+        ("decisions", "(d)"),
+        ("distinct", "(e)"),
+    ):
+        print(f"  {label + ':':38} {COLLECTORS[name].report()}")
 
 
 def parse_args() -> argparse.Namespace:

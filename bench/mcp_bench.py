@@ -24,7 +24,9 @@ in this process on its own fresh SQLite file, with the server's default limits. 
    after its run's ``finished_at`` the in-process ``engine.run`` returned.
 3. Slope of ``syncwork`` chains (10 and 200 steps, each step's output the next one's input, from ``{"value": 0}``)
    over stdio against the noop slope of part 1. Target: <= 2 x. For context, no target: the same two slopes in
-   process, which tell the engine's share of the difference from the server's.
+   process, which tell the engine's share of the difference from the server's; and what one bare hand-off of a
+   function to a worker thread and back costs on this process's loop (200 in a row, interleaved with the chains),
+   which a sync step pays and an async one does not, before any work of its own.
 4. Cold start: from spawning the process to the first answered ``tools/list``, ``podium serve`` (on the database
    it used before, as every start but the first does; the same registry) against ``bench/bare_server.py`` (an
    ``MCPServer`` with one async tool), each spawned ``--spawns`` times, interleaved. Target: podium median <= bare
@@ -69,6 +71,7 @@ from patterns.engine import Engine  # noqa: E402
 from patterns.limits import Limits  # noqa: E402
 from registry import PythonProvider, Registry, ToolSpec  # noqa: E402
 from storage import Store  # noqa: E402
+from storage.threads import WorkerThreads  # noqa: E402
 
 PODIUM = str(Path(sys.executable).with_name("podium"))
 BARE_SERVER = REPO_ROOT / "bench" / "bare_server.py"
@@ -292,11 +295,26 @@ class Chains:
     engine_noop: tuple[Row, Row]
     mcp_sync: tuple[Row, Row]
     engine_sync: tuple[Row, Row]  # context: what the engine alone pays for syncwork
+    handoff: Row  # context: LONG bare hand-offs to a worker thread and back
     engine_lags: list[float]
 
     @property
     def rows(self) -> list[Row]:
-        return [*self.mcp_noop, *self.engine_noop, *self.mcp_sync, *self.engine_sync]
+        return [*self.mcp_noop, *self.engine_noop, *self.mcp_sync, *self.engine_sync, self.handoff]
+
+
+def handoffs(n: int) -> Measure:
+    """``n`` hand-offs, one after another, of a function that does nothing to a worker thread and back, as a sync
+    tool's call is made (``storage.threads.WorkerThreads``, the registry's pool), on this process's event loop."""
+    threads = WorkerThreads(1, name="bench-handoff")
+
+    async def measure(_arrivals: list[Arrival] | None) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            await threads.run(int)
+        return time.perf_counter() - start
+
+    return measure
 
 
 async def measure_chains(podium: Client, engine: Engine, reps: int, arrivals: list[Arrival]) -> Chains:
@@ -320,9 +338,10 @@ async def measure_chains(podium: Client, engine: Engine, reps: int, arrivals: li
         mcp("syncwork", LONG),
         local("syncwork", SHORT),
         local("syncwork", LONG),
+        (f"{LONG} bare hand-offs to a worker thread", handoffs(LONG)),
     ]
     rows = await interleaved(cases, reps, CHAIN_WARMUP_ROUNDS, arrivals)
-    return Chains((rows[0], rows[1]), (rows[2], rows[3]), (rows[4], rows[5]), (rows[6], rows[7]), engine_lags)
+    return Chains((rows[0], rows[1]), (rows[2], rows[3]), (rows[4], rows[5]), (rows[6], rows[7]), rows[8], engine_lags)
 
 
 async def measure_round_trips(podium: Client, bare: Client, reps: int, arrivals: list[Arrival]) -> list[Row]:
@@ -523,7 +542,9 @@ def sync_slope_verdict(chains: Chains) -> Verdict:
     print(
         f"3. per-step slope over MCP: syncwork {sync * 1e6:.1f} µs/step, noop {noop * 1e6:.1f} µs/step\n"
         f"   (context, no target: in process, syncwork {engine_sync * 1e6:.1f} µs/step, "
-        f"noop {engine_noop * 1e6:.1f} µs/step)"
+        f"noop {engine_noop * 1e6:.1f} µs/step;\n"
+        f"   a bare hand-off to a worker thread and back, which every sync step pays before any work: "
+        f"{chains.handoff.median / LONG * 1e6:.1f} µs)"
     )
     return slope_ratio_verdict("3. slope, sync+schemas / async noop", sync, noop, SYNC_SLOPE_TARGET)
 

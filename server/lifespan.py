@@ -47,6 +47,8 @@ class Running:
         # called when a server opening in the background cannot start (``serve_stdio`` ends the process); without
         # it the server stops, and the requests waiting for the state get the failure
         self.on_failure: Callable[[BaseException], None] | None = None
+        # called once the state is open (``serving.settle_heap``: the process's long-lived objects are all there)
+        self.on_open: Callable[[], None] | None = None
 
 
 class Opening:
@@ -165,6 +167,8 @@ async def _opened(
             ) as engine:
                 log.info("podium serving with %s", store.db.display)
                 running.state = AppState(settings, store, registry, engine, http_url)
+                if running.on_open is not None:
+                    running.on_open()
                 try:
                     yield running.state
                 finally:

@@ -9,6 +9,7 @@ replica resumes the runs at once rather than when their leases expire.
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import math
 import os
@@ -58,6 +59,18 @@ def return_freed_memory() -> None:
         libc.mallopt(M_MMAP_THRESHOLD, LARGE_ALLOCATION)
 
 
+def settle_heap() -> None:
+    """Collect, then freeze (``gc.freeze``) what is left: the objects a server holds for as long as it runs (the
+    modules of the SDK, pydantic and SQLAlchemy, the registry, the store's engines). CPython's full collection
+    walks every object it tracks, and it comes again and again under load (each time a quarter as many objects
+    as the last one left have survived two younger collections, as the records of runs and events do): with those
+    objects in it, each one stalls the event loop for tens of milliseconds (``bench/events_bench.py`` prints
+    what the collector cost). Frozen, they are never walked again; freeing them by reference counting still
+    works. Called once, when the store, registry and engine are open."""
+    gc.collect()
+    gc.freeze()
+
+
 def _rss_bytes() -> int:
     try:
         with open("/proc/self/statm") as statm:
@@ -97,6 +110,7 @@ async def serve_stdio(mcp: MCPServer, running: Running, max_request_bytes: int) 
     server down, and end the process by that signal (the transport's stdin reader cannot be interrupted).
     Requests over ``max_request_bytes`` are refused before the transport reads them."""
     running.on_failure = _exit_failed
+    running.on_open = settle_heap
     with limited_stdin(max_request_bytes):
         async with anyio.create_task_group() as tg:
             if sys.platform != "win32":  # anyio has no signal receivers on Windows: there the client ends the server
@@ -146,6 +160,7 @@ class _DrainingServer(uvicorn.Server):
 
 async def serve_http(mcp: MCPServer, running: Running, host: str, port: int, settings: Settings) -> None:
     """Serve streamable HTTP at ``/mcp`` (and the approval links) until a stop signal."""
+    running.on_open = settle_heap
     app = mcp.streamable_http_app(
         streamable_http_path="/mcp",
         host=host,

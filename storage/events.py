@@ -13,7 +13,7 @@
   record, so it is decided here without a transaction and its record is written behind by the group-commit writer
   (``EventInsert``, visible to this store's reads at once, durable within milliseconds). The duplicate check still
   holds: an id generated for the event is new; one the caller gave is looked up among the events written behind
-  and not yet durable (``_written_behind``), then in the database.
+  and not yet durable (``_behind``), then in the database.
 """
 
 from __future__ import annotations
@@ -174,10 +174,11 @@ class EventStore:
         An event that can change nothing but its own record (module docstring) is decided without a transaction;
         the others that arrive together share one (``_batched``)."""
         now = self._sessions.clock()
+        self._forget_durable()
         if not new_id:
-            earlier = self._written_behind(event_id)
+            earlier = self._behind.get(event_id)
             if earlier is not None:  # not durable yet, so not in the database for the checks below to find
-                return earlier, False, {}
+                return earlier[1], False, {}
         value = loads(payload_json) if payload is None else payload
         row = {"id": event_id, "type": type, "key": key, "payload": payload_json, "source": source, "received_at": now}
         held = self._held(claims, now)
@@ -297,21 +298,19 @@ class EventStore:
                 del remembered[next(iter(remembered))]
         remembered[(claim.trigger, claim.key)] = until
 
-    def _written_behind(self, event_id: str) -> EventRecord | None:
-        """The event of this id written behind and not yet durable, if there is one (the durable ones are
-        forgotten here: the database has them)."""
+    def _forget_durable(self) -> None:
+        """Drop the events written behind that are durable now (the database has them): what ``_behind`` keeps
+        is only what the writer has not committed yet."""
         behind, durable = self._behind, self._writer.durable
         while behind:
             oldest = next(iter(behind))
             if behind[oldest][0] > durable:
                 break
             del behind[oldest]
-        found = behind.get(event_id)
-        return None if found is None else found[1]
 
     async def _is_new(self, event_id: str, now: float) -> bool:
         """Whether no event with this id was stored less than ``DUPLICATE_S`` ago (for the ones written behind and
-        not durable yet, ask ``_written_behind`` first)."""
+        not durable yet, look in ``_behind`` first)."""
         found = await self._sessions.point("event received", _received_at, {"id": event_id})
         return found is None or found[0] <= now - DUPLICATE_S
 

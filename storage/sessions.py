@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -44,8 +45,10 @@ class Sessions:
     """The store's way to its database. ``clock`` gives the time the records are stamped with.
 
     ``readers`` (SQLite): a synchronous engine whose connections serve ``query`` in worker threads, at most
-    ``reader_threads`` at once; ``writers`` (SQLite) likewise serves ``change``, one at a time. Without them
-    (PostgreSQL), both run on connections of the async engine.
+    ``reader_threads`` at once; ``writers`` (SQLite) likewise serves ``change``, one at a time, each transaction
+    holding ``write_lock`` (shared with the step writer's thread: the store's writers wait on each other's commit
+    rather than in SQLite's busy handler). Without them (PostgreSQL), both run on connections of the async
+    engine.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class Sessions:
         readers: Engine | None = None,
         reader_threads: int = 1,
         writers: Engine | None = None,
+        write_lock: threading.Lock | None = None,
     ) -> None:
         self._engine = engine
         self._maker = async_sessionmaker(engine, expire_on_commit=False)
@@ -63,6 +67,7 @@ class Sessions:
         self._threads = WorkerThreads(reader_threads, name="podium-read")
         self._writers = writers
         self._writer_threads = anyio.CapacityLimiter(1)  # SQLite has one writer at a time anyway
+        self._write_lock = write_lock if write_lock is not None else threading.Lock()
         self._loop_connection: sqlite3.Connection | None = None  # ``point``'s, used on the event loop only
 
     async def query(self, read: Callable[[Connection], T]) -> T:
@@ -135,7 +140,7 @@ class Sessions:
 
     def _change(self, write: Callable[[Connection], T]) -> T:
         assert self._writers is not None
-        with self._writers.begin() as connection:
+        with self._write_lock, self._writers.begin() as connection:
             return write(connection)
 
     @asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -188,11 +189,12 @@ class Store:
         clock: Callable[[], float],
         readers: Engine | None = None,
         writers: Engine | None = None,
+        write_lock: threading.Lock | None = None,
     ) -> None:
         self.db = db
         self.durability = durability
         self._engine = engine
-        self._sessions = Sessions(engine, clock, readers, SQLITE_READERS, writers)
+        self._sessions = Sessions(engine, clock, readers, SQLITE_READERS, writers, write_lock)
         self._writer = writer
         self.tools = ToolStore(self._sessions)
         self.workflows = ToolStore(self._sessions, WorkflowRow)
@@ -230,13 +232,14 @@ class Store:
             if db.dialect == "sqlite":
                 assert db.path is not None
                 checkpointer = Checkpointer(db.path)
+                write_lock = threading.Lock()  # the writer's thread and ``Sessions.change`` take turns
                 writer: StepWriter = ThreadedWriter(
-                    create_sqlite_writer_engine(db, durability), clock, wrote=checkpointer.wrote
+                    create_sqlite_writer_engine(db, durability), clock, wrote=checkpointer.wrote, lock=write_lock
                 )
                 readers = create_sqlite_reader_engine(db, durability, SQLITE_READERS)
                 writers = create_sqlite_change_engine(db, durability)
                 try:
-                    store = cls(db, engine, writer, durability, clock, readers, writers)
+                    store = cls(db, engine, writer, durability, clock, readers, writers, write_lock)
                     try:
                         yield store
                     finally:

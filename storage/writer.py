@@ -18,6 +18,7 @@ import importlib
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import anyio
@@ -198,10 +199,12 @@ class StepWriter:
     """What both writers share: ``submit`` never blocks; ``flush`` returns once everything submitted before it is
     durable; a batch is written in one transaction, or run by run if that fails."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], lock: AbstractContextManager[Any] | None = None) -> None:
+        """``lock``: held around each transaction (SQLite: shared with the store's other writing connection)."""
         self._b = _Barriers()
         self._clock = clock
         self._closing = False
+        self._lock = lock if lock is not None else nullcontext()
 
     def submit(self, op: Op) -> int:
         """Queue ``op``; returns its sequence number (it is durable once ``durable`` reaches it)."""
@@ -261,7 +264,7 @@ class StepWriter:
         """Write ``ops`` in one transaction; if that fails, once per run so that other runs' records survive."""
 
         def attempt(group: list[Op]) -> None:
-            with connection.begin():
+            with self._lock, connection.begin():
                 apply_batch(connection, group, self._clock())
 
         try:
@@ -288,9 +291,18 @@ class ThreadedWriter(StepWriter):
     batches, and a writer that wakes (and takes the interpreter's lock from the steps executing) once per batch
     instead of once per record. A ``flush`` ends the gathering at once, so no barrier waits longer for it."""
 
-    def __init__(self, engine: Engine, clock: Callable[[], float], wrote: Callable[[int], None] | None = None) -> None:
-        """``wrote``: told, in the writer's thread, how many records each committed batch held."""
-        super().__init__(clock)
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Callable[[], float],
+        wrote: Callable[[int], None] | None = None,
+        lock: AbstractContextManager[Any] | None = None,
+    ) -> None:
+        """``wrote``: told, in the writer's thread, how many records each committed batch held; ``lock``: held
+        around each transaction, shared with the store's other writing connection (``Sessions.change``), so that
+        of the two one waits on the other's commit, never in SQLite's busy handler, which sleeps in steps of 1 to
+        100 ms."""
+        super().__init__(clock, lock)
         self._engine = engine
         self._wrote = wrote
         self._wake = threading.Event()

@@ -52,6 +52,17 @@ async def test_a_caller_id_written_behind_is_still_a_duplicate(store: Store) -> 
     assert not created and decided == {} and again.outcome == record.outcome
 
 
+async def test_what_is_kept_of_events_written_behind_ends_once_they_are_durable(store: Store) -> None:
+    """The store keeps each event it writes behind only until the writer has committed it, whatever the ids: an
+    endless stream of events with ids Podium made (never looked up) must not grow the server's memory."""
+    await decide(store, "fires", "C-1", new_id=True)
+    for n in range(300):
+        await decide(store, f"made-{n}", "C-1", new_id=True)  # each in the remembered cooldown: written behind
+    await store.flush()
+    await decide(store, "after", "C-1", new_id=True)
+    assert set(store.events._behind) <= {"after"}
+
+
 async def test_an_id_older_than_the_duplicate_window_is_a_new_event(store: Store, clock: MovableClock) -> None:
     await decide(store, "old", "C-1", cooldown_s=3 * DUPLICATE_S)
     clock.advance(DUPLICATE_S + 1)  # the id is forgotten, the key's cooldown is not

@@ -271,3 +271,41 @@ async def test_a_new_run_row_is_inserted_with_every_column_the_store_fills(store
     row = store._new_row(new_run("r-columns"))
     assert tuple(row) == _NEW_RUN_COLUMNS
     assert set(_NEW_RUN_COLUMNS) <= {column.name for column in RunRow.__table__.columns}
+
+
+async def test_single_writes_and_the_step_writer_take_turns_without_sqlites_busy_handler(tmp_path: Path) -> None:
+    """A store's single writes (``Sessions.change``) and its step writer's batches are two SQLite connections of
+    one process. They take turns on one lock, each holding it for its transaction, so neither waits in SQLite's busy
+    handler, which sleeps 1 to 100 ms between tries and gives up after the busy timeout: runs created while step
+    records flood in, each batch flushed at once (so the writer starts the next one straight away), all land."""
+    async with Store.open(f"sqlite:///{tmp_path / 'turns.db'}") as store:
+        assert store._writer._lock is store._sessions._write_lock
+        await store.create_run(new_run("flooded"))
+        stop = anyio.Event()
+        written = 0
+
+        async def flood() -> None:
+            nonlocal written
+            while not stop.is_set():
+                for _ in range(50):
+                    written += 1
+                    store.submit_step(
+                        StepWrite(
+                            run_id="flooded",
+                            path=f"/{written}",
+                            kind="tool",
+                            status="completed",
+                            started_at=time.time(),
+                            tool="noop",
+                            input_json='"' + "x" * 2000 + '"',
+                        )
+                    )
+                await store.flush()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(flood)
+            for n in range(100):
+                await store.create_run(new_run(f"created-{n}"))
+            stop.set()
+        assert len(await store.list_runs(None, 200)) == 101
+        assert len(await store.get_steps("flooded", payloads=False)) == written
