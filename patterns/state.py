@@ -161,12 +161,12 @@ class RunState:
     """The usage the heartbeat last wrote to the run's row."""
     counted_for: dict[str, list[float]] = field(default_factory=dict)
     """Per child run of a delegation step: the [steps, cost] its run tree counted into this run as it went."""
-    limiter: anyio.CapacityLimiter = field(init=False)
+    limiter: anyio.Semaphore = field(init=False)
     run_info: dict[str, Any] = field(init=False)
     _missing_seen: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
-        self.limiter = anyio.CapacityLimiter(self.limits.max_concurrency)
+        self.limiter = anyio.Semaphore(self.limits.max_concurrency)  # no owner to look up per call
         self.spare_workers = self.limits.max_concurrency
         self.run_info = {"id": self.run_id, "input": self.input}
         self.max_steps = self.limits.max_steps

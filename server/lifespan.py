@@ -47,7 +47,7 @@ class Running:
         # called when a server opening in the background cannot start (``serve_stdio`` ends the process); without
         # it the server stops, and the requests waiting for the state get the failure
         self.on_failure: Callable[[BaseException], None] | None = None
-        # called once the state is open (``serving.settle_heap``: the process's long-lived objects are all there)
+        # called once the state is open (``serving.tune_interpreter``: the process's long-lived objects are all there)
         self.on_open: Callable[[], None] | None = None
 
 

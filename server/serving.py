@@ -59,16 +59,28 @@ def return_freed_memory() -> None:
         libc.mallopt(M_MMAP_THRESHOLD, LARGE_ALLOCATION)
 
 
-def settle_heap() -> None:
-    """Collect, then freeze (``gc.freeze``) what is left: the objects a server holds for as long as it runs (the
-    modules of the SDK, pydantic and SQLAlchemy, the registry, the store's engines). CPython's full collection
-    walks every object it tracks, and it comes again and again under load (each time a quarter as many objects
-    as the last one left have survived two younger collections, as the records of runs and events do): with those
-    objects in it, each one stalls the event loop for tens of milliseconds (``bench/events_bench.py`` prints
-    what the collector cost). Frozen, they are never walked again; freeing them by reference counting still
-    works. Called once, when the store, registry and engine are open."""
+SWITCH_INTERVAL_S = 0.001  # how long the interpreter lets a thread run Python while another waits for it
+
+
+def tune_interpreter() -> None:
+    """Set the interpreter up for serving, once the store, registry and engine are open:
+
+    - Collect, then freeze (``gc.freeze``) what is left: the objects a server holds for as long as it runs (the
+      modules of the SDK, pydantic and SQLAlchemy, the registry, the store's engines). CPython's full collection
+      walks every object it tracks, and it comes again and again under load (each time a quarter as many objects
+      as the last one left have survived two younger collections, as the records of runs and events do): with
+      those objects in it, each one stalls the event loop for tens of milliseconds (``bench/events_bench.py``
+      prints what the collector cost with and without this). Frozen, they are never walked again; freeing them by
+      reference counting still works.
+    - A switch interval of ``SWITCH_INTERVAL_S`` instead of 5 ms. While the event loop runs Python without a pause
+      (a long chain of quick steps, a stream of events), another thread gets the interpreter only when the loop is
+      made to yield it, after the interval, and the step writer's thread needs it back after each statement: with
+      5 ms its batches fell behind by the whole burst, so the records written behind stayed undurable, and the
+      burst's last answer waited for all of them. With no thread waiting, the interval changes nothing.
+    """
     gc.collect()
     gc.freeze()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def _rss_bytes() -> int:
@@ -110,7 +122,7 @@ async def serve_stdio(mcp: MCPServer, running: Running, max_request_bytes: int) 
     server down, and end the process by that signal (the transport's stdin reader cannot be interrupted).
     Requests over ``max_request_bytes`` are refused before the transport reads them."""
     running.on_failure = _exit_failed
-    running.on_open = settle_heap
+    running.on_open = tune_interpreter
     with limited_stdin(max_request_bytes):
         async with anyio.create_task_group() as tg:
             if sys.platform != "win32":  # anyio has no signal receivers on Windows: there the client ends the server
@@ -160,7 +172,7 @@ class _DrainingServer(uvicorn.Server):
 
 async def serve_http(mcp: MCPServer, running: Running, host: str, port: int, settings: Settings) -> None:
     """Serve streamable HTTP at ``/mcp`` (and the approval links) until a stop signal."""
-    running.on_open = settle_heap
+    running.on_open = tune_interpreter
     app = mcp.streamable_http_app(
         streamable_http_path="/mcp",
         host=host,

@@ -9,6 +9,7 @@ driver is async) execute the statement through SQLAlchemy as usual.
 
 from __future__ import annotations
 
+import itertools
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,6 +19,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
 _compiled: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
+_multi_row: dict[tuple[str, int], str] = {}
+MAX_ROWS = 256  # rows per multi-row statement: at most 256 x the columns of a row bound, far under SQLite's 32,766
 
 
 def compiled(connection: Connection, name: str, build: Callable[[str], ClauseElement]) -> tuple[str, tuple[str, ...]]:
@@ -50,9 +53,35 @@ def execute(
         if isinstance(params, dict):
             cursor.execute(sql, tuple(params[key] for key in order))
         else:
-            cursor.executemany(sql, [tuple(row[key] for key in order) for row in params])
+            insert_rows(cursor, sql, [tuple(row[key] for key in order) for row in params])
     finally:
         cursor.close()
+
+
+def insert_rows(cursor: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Execute the single-row INSERT ``sql`` (the placeholders of its one ``VALUES`` group its only ones) for each of
+    ``rows``, as a few multi-row statements rather than ``executemany``, which steps the statement once per row.
+    Each step releases the interpreter's lock and must take it back; while the event loop runs Python without a
+    pause (a long chain of quick steps, a stream of events), a thread gets it back only when the loop is made to
+    yield it, once per switch interval (``server.serving.tune_interpreter``), so a writer's thread wrote a row per
+    interval and fell behind by thousands. Row counts are powers of two up to ``MAX_ROWS`` (60 rows are four
+    statements), so a connection prepares and caches a few statements, not one per batch size."""
+    done = 0
+    while done < len(rows):
+        count = min(MAX_ROWS, 1 << ((len(rows) - done).bit_length() - 1))
+        chunk = rows[done : done + count]
+        cursor.execute(_multi_row_sql(sql, len(chunk[0]), count), tuple(itertools.chain.from_iterable(chunk)))
+        done += count
+
+
+def _multi_row_sql(sql: str, width: int, count: int) -> str:
+    found = _multi_row.get((sql, count))
+    if found is None:
+        group = "(" + ", ".join("?" * width) + ")"
+        head, values, tail = sql.partition(f"VALUES {group}")
+        assert values and sql.count("?") == width, f"not a single-row INSERT of {width} values: {sql[:80]}"
+        found = _multi_row[(sql, count)] = f"{head}VALUES {', '.join([group] * count)}{tail}"
+    return found
 
 
 def first(connection: Connection, name: str, build: Callable[[str], Any], params: dict[str, Any]) -> Any:

@@ -145,10 +145,15 @@ def apply_batch(connection: Connection, ops: list[Op], now: float) -> None:
             # which is most of a batch's cost here (the writer holds the GIL while it runs)
             sql, order = driver_sql.compiled(connection, "steps", _step_upsert)
             if order == STEP_COLUMNS:
-                connection.exec_driver_sql(sql, [s.values() for s in steps.values()])
+                values = [s.values() for s in steps.values()]
             else:
                 rows = [s.row() for s in steps.values()]
-                connection.exec_driver_sql(sql, [tuple(row[name] for name in order) for row in rows])
+                values = [tuple(row[name] for name in order) for row in rows]
+            cursor = connection.connection.cursor()
+            try:
+                driver_sql.insert_rows(cursor, sql, values)
+            finally:
+                cursor.close()
         else:
             connection.execute(_step_upsert(connection.dialect.name), [s.row() for s in steps.values()])
     for change in runs:
