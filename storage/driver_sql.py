@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections import namedtuple
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Executable
@@ -66,11 +66,38 @@ def insert_rows(cursor: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     yield it, once per switch interval (``server.serving.tune_interpreter``), so a writer's thread wrote a row per
     interval and fell behind by thousands. Row counts are powers of two up to ``MAX_ROWS`` (60 rows are four
     statements), so a connection prepares and caches a few statements, not one per batch size."""
+    for statement, values in _statements(sql, rows):
+        cursor.execute(statement, values)
+
+
+def insert_returning(
+    connection: Connection, name: str, build: Callable[[str], Any], params: Sequence[dict[str, Any]]
+) -> list[Any]:
+    """SQLite only: the rows the single-row INSERT .. RETURNING ``build(dialect)`` returns for all of ``params``,
+    written as ``insert_rows`` writes (a few multi-row statements), as rows whose columns are attributes. Which
+    input row a returned row comes from is for its columns to say: SQLite returns them in no promised order."""
+    assert connection.dialect.paramstyle == "qmark", name
+    sql, order = compiled(connection, name, build)
+    rows = [tuple(row[key] for key in order) for row in params]
+    found: list[Any] = []
+    cursor = connection.connection.cursor()
+    try:
+        for statement, values in _statements(sql, rows):
+            cursor.execute(statement, values)
+            found.extend(named(cursor, row) for row in cursor.fetchall())
+    finally:
+        cursor.close()
+    return found
+
+
+def _statements(sql: str, rows: Sequence[Sequence[Any]]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """The multi-row statements (and their values) that write ``rows`` with the single-row INSERT ``sql``: row
+    counts are powers of two up to ``MAX_ROWS``."""
     done = 0
     while done < len(rows):
         count = min(MAX_ROWS, 1 << ((len(rows) - done).bit_length() - 1))
         chunk = rows[done : done + count]
-        cursor.execute(_multi_row_sql(sql, len(chunk[0]), count), tuple(itertools.chain.from_iterable(chunk)))
+        yield _multi_row_sql(sql, len(chunk[0]), count), tuple(itertools.chain.from_iterable(chunk))
         done += count
 
 

@@ -99,7 +99,7 @@ def _claim_upsert(dialect: str) -> Any:
                 "fired_at": upsert.excluded.fired_at,
             },
             where=TriggerKeyRow.next_allowed_at <= upsert.excluded.fired_at,
-        ).returning(TriggerKeyRow.trigger)
+        ).returning(TriggerKeyRow.trigger, TriggerKeyRow.key)
     return statement
 
 
@@ -243,13 +243,20 @@ class EventStore:
             decision.result = result
 
     def _write_all(self, connection: Connection, batch: list[_Decision]) -> list[Decided]:
-        """Decide each of ``batch`` in order; the new events' records are inserted together at the end."""
+        """Decide each of ``batch`` in order; the new events' records are inserted together at the end. On
+        SQLite, a batch of events with new ids whose claims are plain cooldowns of distinct keys (a burst of
+        events for many entities: nothing in it can depend on another) has all its claims made in one multi-row
+        upsert (``_claim_batch``) rather than one statement each."""
         results: list[Decided] = []
         rows: list[dict[str, Any]] = []
         taken: dict[str, EventRecord] = {}  # the ids this batch stores, for a duplicate within it
+        claimed = self._claim_batch(connection, batch)
         for decision in batch:
             first = taken.get(decision.row["id"])
-            decided = (first, False, {}) if first is not None else self._write(connection, decision, rows)
+            if first is not None:
+                decided: Decided = (first, False, {})
+            else:
+                decided = self._write(connection, decision, rows, claimed)
             if decided[1]:
                 taken[decided[0].id] = decided[0]
             results.append(decided)
@@ -257,15 +264,58 @@ class EventStore:
             driver_sql.execute(connection, "events", _insert_event, rows)
         return results
 
-    def _write(self, connection: Connection, decision: _Decision, rows: list[dict[str, Any]]) -> Decided:
-        """Decide one event: its claims now, its record to ``rows`` (a new one) or updated (a stale id's)."""
+    def _claim_batch(self, connection: Connection, batch: list[_Decision]) -> set[tuple[str, str]] | None:
+        """The (trigger, key) pairs that fire, claimed together for the whole batch, or None where the batch does
+        not qualify (see ``_write_all``) and each claim is made in turn."""
+        if connection.dialect.paramstyle != "qmark" or len(batch) < 2:
+            return None
+        values: list[dict[str, Any]] = []
+        pairs: set[tuple[str, str]] = set()
+        for decision in batch:
+            if not decision.new_id:
+                return None
+            now = decision.row["received_at"]
+            for claim in decision.claims:
+                if claim.debounce_s is not None or (claim.trigger, claim.key) in pairs:
+                    return None
+                pairs.add((claim.trigger, claim.key))
+                values.append(
+                    {
+                        "trigger": claim.trigger,
+                        "key": claim.key,
+                        "event_id": decision.row["id"],
+                        "now": now,
+                        "until": now + claim.cooldown_s,
+                    }
+                )
+        if not values:
+            return None
+        return {
+            (row.trigger, row.key) for row in driver_sql.insert_returning(connection, "claim", _claim_upsert, values)
+        }
+
+    def _write(
+        self,
+        connection: Connection,
+        decision: _Decision,
+        rows: list[dict[str, Any]],
+        claimed: set[tuple[str, str]] | None,
+    ) -> Decided:
+        """Decide one event: its claims now (or as ``claimed`` for the batch), its record to ``rows`` (a new one)
+        or updated (a stale id's)."""
         event_id, now = decision.row["id"], decision.row["received_at"]
         found = None if decision.new_id else connection.execute(_SELECT_EVENT, {"id": event_id}).first()
         if found is not None and found.received_at > now - DUPLICATE_S:
             return _event(found), False, {}
         results: dict[str, tuple[str, float | None]] = {}
         for claim in decision.claims:
-            if claim.debounce_s is None:
+            if claimed is not None and (claim.trigger, claim.key) in claimed:
+                results[claim.trigger] = ("fire", None)
+            elif claimed is not None:  # in a cooldown: until when
+                pair = {"trigger": claim.trigger, "key": claim.key}
+                found_until = driver_sql.first(connection, "cooldown until", _select_until, pair)
+                results[claim.trigger] = ("cooldown", float(found_until[0]) if found_until is not None else now)
+            elif claim.debounce_s is None:
                 until = self._claim(connection, claim, event_id, now)
                 results[claim.trigger] = ("fire", None) if until is None else ("cooldown", until)
             else:

@@ -98,17 +98,18 @@ class Sessions:
         if self._readers is None:
             return await self.query(lambda connection: driver_sql.first(connection, name, build, params))
         sql, order = driver_sql.compiled_for(self._readers.dialect, name, build)
-        async with translated():
+        try:  # the errors translated as ``translated`` does, without its context manager: this is a hot path
+            cursor = self._loop_reader().execute(sql, [params[key] for key in order])
             try:
-                cursor = self._loop_reader().execute(sql, tuple(params[key] for key in order))
-                try:
-                    row = cursor.fetchone()
-                    return None if row is None else driver_sql.named(cursor, row)
-                finally:
-                    cursor.close()  # resets the statement: no read snapshot stays open
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
+                row = cursor.fetchone()
+                return None if row is None else driver_sql.named(cursor, row)
+            finally:
+                cursor.close()  # resets the statement: no read snapshot stays open
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise DatabaseError(exc) from exc
+        except sqlite3.Error as exc:
+            raise DatabaseError(exc) from exc
         return await self.query(lambda connection: driver_sql.first(connection, name, build, params))
 
     def _loop_reader(self) -> sqlite3.Connection:

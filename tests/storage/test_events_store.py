@@ -108,6 +108,35 @@ async def test_concurrent_events_share_transactions_and_each_is_decided(store: S
     assert len(await store.events.list(limit=300)) == 200
 
 
+async def test_a_burst_for_many_keys_is_decided_as_one_event_at_a_time_would_be(
+    tmp_path: Any, clock: MovableClock
+) -> None:
+    """Events with new ids for distinct keys that wait together are claimed in one statement (SQLite): each still
+    fires, or is held by the cooldown the database has (one this store never saw), with that cooldown's end."""
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    async with Store.open(url, clock=clock) as first, Store.open(url, clock=clock) as second:
+        fired_at = clock()
+        for n in range(30):
+            await decide(first, f"a{n}", f"C-{n}", new_id=True)
+        verdicts: dict[int, Any] = {}
+
+        async def send(n: int) -> None:
+            record, created, decided = await decide(second, f"b{n}", f"C-{n}", new_id=True)
+            assert created and record.id == f"b{n}"
+            verdicts[n] = decided["renewals"]
+
+        async with anyio.create_task_group() as group:
+            for n in range(60):  # the first 30 keys fired in the first store, the other 30 are new
+                group.start_soon(send, n)
+        held = [verdicts[n] for n in range(30)]
+        assert all(verdict == ("cooldown", pytest.approx(fired_at + 3600, abs=5)) for verdict in held), held
+        assert [verdicts[n] for n in range(30, 60)] == [("fire", None)] * 30
+        stored = {event.id: event for event in await second.events.list(limit=100)}
+        assert (
+            stored["b0"].outcome["suppressed"][0]["reason"] == "cooldown" and stored["b59"].outcome["suppressed"] == []
+        )
+
+
 async def test_one_id_sent_twice_at_once_is_decided_once(db_url: str) -> None:
     async with Store.open(db_url) as first, Store.open(db_url) as second:
         answers: list[tuple[bool, str]] = []
