@@ -113,8 +113,9 @@ def floor(path: Path, events: int) -> float:
 
 
 async def emitting(
-    path: Path, events: int, distinct: bool, emitters: int = 1, ids: bool = False, settle: bool = True, name: str = ""
+    path: Path, events: int, distinct: bool, *, name: str, emitters: int = 1, ids: bool = False, settle: bool = True
 ) -> tuple[float, int]:
+    """Emit ``events`` events and wait until all are durable; the collector's passes meanwhile go to ``name``."""
     async with Store.open(f"sqlite:///{path}") as store:
         registry = Registry(store)
         await registry.register(
@@ -200,7 +201,7 @@ async def main(events: int, fired: int, emitters: int, reps: int) -> None:
             )
             decisions = await deciding(root / f"decisions-{rep}.db", events, emitters)
             distinct, runs["distinct"] = await emitting(
-                root / f"distinct-{rep}.db", fired, True, emitters, name="distinct"
+                root / f"distinct-{rep}.db", fired, True, emitters=emitters, name="distinct"
             )
             if timed:
                 samples["floor"].append(one)

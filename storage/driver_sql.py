@@ -42,7 +42,7 @@ def compiled_for(dialect: Dialect, name: str, build: Callable[[str], ClauseEleme
 def execute(
     connection: Connection, name: str, build: Callable[[str], Any], params: dict[str, Any] | list[dict[str, Any]]
 ) -> None:
-    """Execute ``build(dialect)`` with ``params``: one row, or many."""
+    """Execute ``build(dialect)`` with ``params``: one row, or many rows of a single-row INSERT (``insert_rows``)."""
     if connection.dialect.paramstyle != "qmark":
         statement: Executable = build(connection.dialect.name)
         connection.execute(statement, params)
