@@ -48,6 +48,7 @@ from patterns.limits import Limits
 from patterns.planning import WORKFLOW_LOCK_PREFIX, Plan, RunOptions, checked_tree, effective_limits, plan
 from patterns.runner import Runner
 from patterns.scheduler import schedule
+from patterns.settled import SettledStatuses
 from patterns.state import RunState, Scope
 from patterns.steps import AnyStep, ChildBudget, WorkflowStep
 from patterns.validate import static_tool_steps
@@ -180,6 +181,7 @@ class Engine:
         self._drain = Drain()
         self._drain_started: float | None = None
         self._active: dict[str, _Active] = {}
+        self._settled = SettledStatuses()  # the step statuses of the newest runs settled here
         self._depths: dict[str, int] = {}  # how deep in its run tree each run executing here is (0: a root)
         self.downstream = Downstream(registry, max_response_bytes=self.limits.max_payload_bytes)
         """Sessions to downstream MCP servers and the HTTP client, open while the engine runs."""
@@ -823,6 +825,8 @@ class Engine:
             with anyio.CancelScope(shield=True):
                 if finished:
                     active.final = await self._settle(record, state, status, output_json, error)
+                    if active.final is not None and active.final.status in SETTLED:
+                        self._settled.keep(active.final, state.statuses)
                 else:
                     if not active.abandoned:
                         self._interrupted.add(record.id)
@@ -974,12 +978,16 @@ class Engine:
         return await self.store.get_steps(run_id, payloads=payloads)
 
     async def step_overview(
-        self, run_id: str, pick: Callable[[list[tuple[str, str]]], list[str]], children: int = 0
+        self, record: RunRecord, pick: Callable[[list[tuple[str, str]]], list[str]], children: int = 0
     ) -> tuple[list[tuple[str, str]], list[StepRecord], list[RunRecord]]:
         """Every step's ``(path, status)``, the records ``pick`` chooses and the first ``children`` child runs
-        (``Store.step_overview``), once written."""
+        (``Store.step_overview``) of the run as ``record`` shows it, once written. For a run that settled here
+        (and has not changed since) the statuses are those the engine kept, not read back."""
+        kept = self._settled.get(record)
+        if kept is not None:  # durable: its settling waited for its records
+            return await self.store.step_overview(record.id, pick, children, statuses=kept)
         await self.store.flush()
-        return await self.store.step_overview(run_id, pick, children)
+        return await self.store.step_overview(record.id, pick, children)
 
     def is_active(self, run_id: str) -> bool:
         return run_id in self._active

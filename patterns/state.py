@@ -121,6 +121,8 @@ class RunState:
     confirm_lease: Callable[[], Awaitable[None]]
     """Awaited before a non-idempotent call: returns while this engine holds the run's lease, never otherwise."""
     records: dict[str, StepRecord] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)
+    """Every step record's status by path, as this engine wrote it (and as it found it, resuming the run)."""
     outputs: dict[str, Any] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     steps_used: int = 0
@@ -173,6 +175,7 @@ class RunState:
         self.max_cost = self.limits.max_cost_per_run
         # usage already spent by an earlier execution of this run counts against its limits
         for record in self.records.values():
+            self.statuses[record.path] = record.status
             self.bytes_used += len(record.output_json or "")
             if record.kind == "tool" and record.status != STEP_STARTED:
                 self.steps_used += 1
@@ -184,6 +187,7 @@ class RunState:
         it may wait in reference cycles for the collector, and should not keep megabytes of outputs meanwhile."""
         self.outputs.clear()
         self.records.clear()
+        self.statuses.clear()
         self.last_output = self.last_input = None
         self.run_info = {"id": self.run_id}
         self.input = None
@@ -306,6 +310,7 @@ class RunState:
             input_json=input_json,
         )
         self.live.put(path, write)
+        self.statuses[path] = STEP_STARTED
         self.store.submit_step(write)
 
     def update(self, path: str, **changes: Any) -> None:
@@ -331,6 +336,7 @@ class RunState:
             return
         if write.kind == "tool":
             self.steps_done += 1
+        self.statuses[path] = status
         # built field by field: this runs once per step, and dataclasses.replace costs several times more
         self.store.submit_step(
             StepWrite(

@@ -131,7 +131,7 @@ async def settle(
 async def step_view(app: AppState, record: RunRecord, step_limit: int) -> StepView:
     """What a result with ``step_limit`` steps needs of the run's steps, read at a cost that grows with the limit."""
     statuses, shown, children = await app.engine.step_overview(
-        record.id, lambda pairs: pick_steps(pairs, step_limit), children=step_limit
+        record, lambda pairs: pick_steps(pairs, step_limit), children=step_limit
     )
     return StepView(statuses, shown, children)
 

@@ -108,8 +108,7 @@ class GateStore:
             updated_at=now,
         )
         try:
-            async with self._sessions.write() as session:
-                session.add(row)
+            await self._sessions.insert(row)
             return _gate(row), True
         except Duplicate:
             existing = await self.at(new.run_id, new.path)
@@ -149,10 +148,8 @@ class GateStore:
         statement = (
             update(GateRow).where(GateRow.id == gate.id, *conditions).values(**values, history=history, updated_at=now)
         )
-        async with self._sessions.write() as session:
-            result = await session.execute(statement)
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return None
+        if await self._sessions.execute(statement) != 1:
+            return None
         return await self.get(gate.id)
 
     async def decide(
@@ -231,8 +228,7 @@ class GateStore:
             .where(GateRow.id == gate_id, GateRow.consumed_at.is_(None))
             .values(consumed_at=self._sessions.clock())
         )
-        async with self._sessions.write() as session:
-            await session.execute(statement)
+        await self._sessions.execute(statement)
 
     async def waiting_runs_with_answers(self) -> list[str]:
         """Runs parked while one of their gates has been decided or timed out and not yet acted on."""

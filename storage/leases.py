@@ -111,5 +111,4 @@ class LeaseStore:
             .where(RunRow.id.in_(list(run_ids)), RunRow.lease_owner == owner, RunRow.status == "running")
             .values(lease_expires_at=0.0)
         )
-        async with self._sessions.write() as session:
-            await session.execute(statement)
+        await self._sessions.execute(statement)

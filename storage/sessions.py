@@ -1,8 +1,11 @@
 """Sessions on the store's database, through which driver errors arrive as ``StorageError``s.
 
-Every read and write of the store goes through ``Sessions.read()`` or ``Sessions.write()``: an insert whose key is
-taken raises ``Duplicate``, and anything else the database or its driver raises (unreachable, locked, out of space)
-raises ``DatabaseError`` with a one-line cause, so nothing above ``storage`` handles SQLAlchemy's errors.
+Every read and write of the store goes through a ``Sessions`` (the step writer's batches aside): an insert whose key
+is taken raises ``Duplicate``, and anything else the database or its driver raises (unreachable, locked, out of
+space) raises ``DatabaseError`` with a one-line cause, so nothing above ``storage`` handles SQLAlchemy's errors.
+
+On SQLite every write is a ``change`` (``execute`` and ``insert`` are made of it), so that it takes turns with the
+step writer's thread on the store's write lock; the async driver only reads (``read``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
-from sqlalchemy import Connection, Engine
+import sqlalchemy
+from sqlalchemy import Connection, CursorResult, Engine, Executable
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -39,6 +43,10 @@ async def translated() -> AsyncIterator[None]:
         raise Duplicate(" ".join(str(getattr(exc, "orig", exc)).split())) from exc
     except DRIVER_ERRORS as exc:
         raise DatabaseError(exc) from exc
+
+
+def _rowcount(result: Any) -> int:
+    return result.rowcount if isinstance(result, CursorResult) else 0
 
 
 class Sessions:
@@ -150,8 +158,15 @@ class Sessions:
         async with translated(), self._maker() as session:
             yield session
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncSession]:
-        """A session in a transaction, committed when the block ends without an error."""
-        async with translated(), self._maker.begin() as session:
-            yield session
+    async def execute(self, statement: Executable) -> int:
+        """One write statement in a transaction of its own (``change``); how many rows it matched."""
+        return await self.change(lambda connection: _rowcount(connection.execute(statement)))
+
+    async def insert(self, row: Any) -> None:
+        """Insert the new mapped object ``row`` in a write transaction of its own (``change``): the attributes it
+        was given, and the columns' defaults for the others."""
+        mapper = sqlalchemy.inspect(row).mapper
+        given = row.__dict__
+        values = {attr.columns[0].name: given[attr.key] for attr in mapper.column_attrs if attr.key in given}
+        table = mapper.local_table
+        await self.execute(table.insert().values(values))

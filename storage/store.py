@@ -75,6 +75,7 @@ def _run(row: Any) -> RunRecord:
 
 
 STEP_PARTITION = 500
+PICK_ON_LOOP = 256  # Store.step_overview: with the statuses known, a pick from this many runs on the event loop
 SQLITE_READERS = 4  # threads (and connections) serving reads of a SQLite store at once
 _RUNS: Table = RunRow.__table__  # type: ignore[assignment]
 _INSERT_RUN = _RUNS.insert()
@@ -127,12 +128,18 @@ def _children(dialect: str) -> Any:
 
 
 def _overview_on_sqlite(
-    connection: Connection, run_id: str, pick: Callable[[list[tuple[str, str]]], list[str]], children: int
+    connection: Connection,
+    run_id: str,
+    pick: Callable[[list[tuple[str, str]]], list[str]],
+    children: int,
+    statuses: list[tuple[str, str]] | None,
 ) -> tuple[list[tuple[str, str]], list[StepRecord], list[RunRecord]]:
     """``Store.step_overview``'s read as driver SQL compiled once: building and executing three SQLAlchemy
     statements per call was most of the cost of every answer that shows a run."""
     ids = {"run_id": run_id}
-    pairs = [(row.path, row.status) for row in driver_sql.rows(connection, "step statuses", _statuses, ids)]
+    pairs = statuses
+    if pairs is None:
+        pairs = [(row.path, row.status) for row in driver_sql.rows(connection, "step statuses", _statuses, ids)]
     chosen = pick(pairs)
     found: dict[str, StepRecord] = {}
     for start in range(0, len(chosen), STEP_PARTITION):
@@ -412,19 +419,21 @@ class Store:
                 updated_at=now,
             )
         )
-        async with self._sessions.write() as session:
-            result = await session.execute(statement)
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                current = await session.get(RunRow, seen.id)
-                raise RunChanged(seen.id, current.status if current is not None else "deleted")
+        lock = self._lock_rows
+
+        def write(connection: Connection) -> None:
+            if connection.execute(statement).rowcount != 1:
+                current = connection.execute(select(RunRow.status).where(RunRow.id == seen.id)).scalar()
+                raise RunChanged(seen.id, current if current is not None else "deleted")
             for write in steps:
                 values = write.row()
-                await session.execute(
+                connection.execute(
                     update(StepRow).where(StepRow.run_id == write.run_id, StepRow.path == write.path).values(values)
                 )
             if seen.hold_state == "closed":  # it holds its whole grant again while it runs
-                lock = self._lock_rows
-                await session.run_sync(lambda sync: ledger.reopen(sync.connection(), lock, seen.id))
+                ledger.reopen(connection, lock, seen.id)
+
+        await self._sessions.change(write)
         return await self.get_run(seen.id)
 
     async def append_history(self, run_id: str, entry: dict[str, Any], *, once: bool = False) -> None:
@@ -439,9 +448,8 @@ class Store:
                 .where(RunRow.id == run_id, RunRow.history == dumps(seen))
                 .values(history=dumps([*seen, {"at": self._sessions.clock(), **entry}]))
             )
-            async with self._sessions.write() as session:
-                if (await session.execute(statement)).rowcount == 1:  # type: ignore[attr-defined]
-                    return
+            if await self._sessions.execute(statement) == 1:
+                return
 
     async def cancel_open_steps(self, run_id: str, error: dict[str, Any]) -> None:
         """Record ``cancelled`` on the steps of a run left ``started`` by an engine that no longer executes it."""
@@ -450,8 +458,7 @@ class Store:
             .where(StepRow.run_id == run_id, StepRow.status == "started")
             .values(status="cancelled", error=dumps(error), finished_at=self._sessions.clock())
         )
-        async with self._sessions.write() as session:
-            await session.execute(statement)
+        await self._sessions.execute(statement)
 
     async def get_steps(self, run_id: str, *, payloads: bool = True) -> list[StepRecord]:
         """Every step record of a run, in the order the steps started.
@@ -475,21 +482,32 @@ class Store:
         return found
 
     async def step_overview(
-        self, run_id: str, pick: Callable[[list[tuple[str, str]]], list[str]], children: int = 0
+        self,
+        run_id: str,
+        pick: Callable[[list[tuple[str, str]]], list[str]],
+        children: int = 0,
+        statuses: list[tuple[str, str]] | None = None,
     ) -> tuple[list[tuple[str, str]], list[StepRecord], list[RunRecord]]:
         """``(path, status)`` of every step record of a run, the records (without payloads) of the paths that
-        ``pick`` chooses from those pairs, in its order, and its first ``children`` child runs: one read, whose cost
-        grows with what is picked rather than with the run's size. ``pick`` runs where the read runs (on SQLite, a
-        worker thread)."""
-        statuses = select(StepRow.path, StepRow.status).where(StepRow.run_id == run_id)
+        ``pick`` chooses from those pairs, in its order, and its first ``children`` child runs, in one read.
+        ``pick`` runs where the read runs (on SQLite, a worker thread).
+
+        ``statuses``: the pairs, known already (the engine that settled the run kept them): the read is then only
+        of what is picked, and none at all when a run of at most ``PICK_ON_LOOP`` steps has nothing picked and no
+        children are asked for."""
+        if statuses is not None and children == 0 and len(statuses) <= PICK_ON_LOOP and not pick(statuses):
+            return statuses, [], []
         kids = (
             select(RunRow).where(RunRow.parent_run_id == run_id).order_by(RunRow.created_at, RunRow.id).limit(children)
         )
 
         def read(connection: Connection) -> tuple[list[tuple[str, str]], list[StepRecord], list[RunRecord]]:
             if connection.dialect.paramstyle == "qmark":
-                return _overview_on_sqlite(connection, run_id, pick, children)
-            pairs = [(path, status) for path, status in connection.execute(statuses)]
+                return _overview_on_sqlite(connection, run_id, pick, children, statuses)
+            pairs = statuses
+            if pairs is None:
+                found_pairs = connection.execute(select(StepRow.path, StepRow.status).where(StepRow.run_id == run_id))
+                pairs = [(path, status) for path, status in found_pairs]
             chosen = pick(pairs)
             found: dict[str, StepRecord] = {}
             for start in range(0, len(chosen), STEP_PARTITION):

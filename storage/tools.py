@@ -45,8 +45,7 @@ class ToolStore:
             created_at=self._sessions.clock(),
         )
         try:
-            async with self._sessions.write() as session:
-                session.add(row)
+            await self._sessions.insert(row)
             return _tool(row), True
         except Duplicate:
             existing = await self.get(name, version)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import anyio
 import pytest
+from sqlalchemy import event
 
 from storage import NewRun, RunNotFound, RunUpdate, StepWrite, Store, UnsupportedDatabase, parse_database_url
 from storage.migrate import HEAD, current_revision, head_revision
@@ -271,6 +273,63 @@ async def test_a_new_run_row_is_inserted_with_every_column_the_store_fills(store
     row = store._new_row(new_run("r-columns"))
     assert tuple(row) == _NEW_RUN_COLUMNS
     assert set(_NEW_RUN_COLUMNS) <= {column.name for column in RunRow.__table__.columns}
+
+
+class CountingLock:
+    """A lock that counts how often it was taken."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.taken = 0
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self.taken += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+async def test_on_sqlite_every_write_holds_the_write_lock_and_none_goes_through_the_async_driver(
+    tmp_path: Path,
+) -> None:
+    """Gates, leases, tools and operators' actions write on the store's pooled write connection, under the lock
+    the step writer takes too: none of them waits in SQLite's busy handler while the writer commits."""
+    from tests.storage.test_gates_store import new_gate
+
+    async with Store.open(f"sqlite:///{tmp_path / 'locked.db'}") as store:
+        lock = CountingLock()
+        store._sessions._write_lock = lock  # type: ignore[assignment]
+        store._writer._lock = lock
+        through_driver: list[str] = []
+
+        def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+            through_driver.append(statement.split(None, 1)[0].upper())
+
+        event.listen(store._engine.sync_engine, "before_cursor_execute", seen)
+        await store.create_run(new_run("run-1"))
+        gate, created = await store.gates.create(new_gate("g1"))
+        decided = await store.gates.decide(gate, "approve", "ana", "fine", None, "hash")
+        assert created and decided is not None and decided.decision == "approve"
+        await store.gates.consume("g1")
+        await store.leases.release("engine-a", ["run-1"])
+        _, stored = await store.tools.put("noop", "1.0.0", {"name": "noop"}, "h")
+        await store.append_history("run-1", {"action": "note", "by": "ops"})
+        await store.cancel_open_steps("run-1", {"type": "cancelled", "message": "stopped"})
+        store.submit_run(RunUpdate("run-1", status="failed", finished_at=time.time()))
+        await store.flush()
+        reopened = await store.reopen_run(await store.get_run("run-1"), {"action": "retry"}, [], None)
+        assert (
+            stored
+            and reopened.status == "running"
+            and [e["action"] for e in reopened.history][-2:]
+            == [
+                "note",
+                "retry",
+            ]
+        )
+        assert lock.taken >= 10
+        assert [s for s in through_driver if s in ("INSERT", "UPDATE", "DELETE", "REPLACE")] == []
 
 
 async def test_single_writes_and_the_step_writer_take_turns_without_sqlites_busy_handler(tmp_path: Path) -> None:
