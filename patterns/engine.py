@@ -825,8 +825,9 @@ class Engine:
             with anyio.CancelScope(shield=True):
                 if finished:
                     active.final = await self._settle(record, state, status, output_json, error)
-                    if active.final is not None and active.final.status in SETTLED:
-                        self._settled.keep(active.final, state.statuses)
+                    final = active.final
+                    if final is not None and final.status in SETTLED and not self._collected_here(record):
+                        self._settled.keep(final, state.statuses)  # durable: its settling waited for them
                 else:
                     if not active.abandoned:
                         self._interrupted.add(record.id)
@@ -984,7 +985,7 @@ class Engine:
         (``Store.step_overview``) of the run as ``record`` shows it, once written. For a run that settled here
         (and has not changed since) the statuses are those the engine kept, not read back."""
         kept = self._settled.get(record)
-        if kept is not None:  # durable: its settling waited for its records
+        if kept is not None:
             return await self.store.step_overview(record.id, pick, children, statuses=kept)
         await self.store.flush()
         return await self.store.step_overview(record.id, pick, children)
