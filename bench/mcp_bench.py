@@ -5,8 +5,9 @@ Run from the repository root::
     python bench/mcp_bench.py [--reps 30] [--spawns 5] [--mode auto|legacy] [--quick]
 
 The machine is noisy, so every target is a ratio (or, for cold start, a difference) of two things measured in the
-same run, and every figure is the median of interleaved repetitions (a, b, c, a, b, c, ...), ``gc.collect()``
-before each sample, after untimed warm-up rounds. Times are client-side wall time around one call.
+same run, and every figure is the median of interleaved repetitions (rounds of every case, each round in a shuffled
+order: b, a, c, c, a, b, ...), ``gc.collect()`` before each sample, after untimed warm-up rounds. Times are
+client-side wall time around one call.
 
 One ``podium serve`` subprocess over stdio (a fresh SQLite file, and a registry file holding ``noop@1.0.0``, an
 async no-op, and ``syncwork@1.0.0``, a plain ``def`` taking and returning ``{"value": int}`` with input and output
@@ -47,6 +48,7 @@ import gc
 import json
 import os
 import platform
+import random
 import sqlite3
 import statistics
 import sys
@@ -78,6 +80,7 @@ BARE_SERVER = REPO_ROOT / "bench" / "bare_server.py"
 
 SHORT, LONG = 10, 200  # chain lengths whose difference gives the per-step slope
 DEFAULT_REPS = 30
+ORDER_SEED = 11  # the rounds' shuffled orders (see ``interleaved``)
 DEFAULT_SPAWNS = 5
 QUICK_REPS = 5
 QUICK_SPAWNS = 2
@@ -270,13 +273,19 @@ def percentile90(values: Sequence[float]) -> float:
 async def interleaved(
     cases: Sequence[tuple[str, Measure]], reps: int, warmup: int, arrivals: list[Arrival]
 ) -> list[Row]:
-    """``warmup`` untimed rounds of every case, then ``reps`` timed rounds of every case in turn."""
+    """``warmup`` untimed rounds of every case, then ``reps`` timed rounds of every case, each round in an order of
+    its own (shuffled, the same for every run of the benchmark). A case is slower right after another process's
+    busy case than after its own: in a fixed order, each case would always follow the same one, and that bias
+    would stay in every ratio."""
     for _ in range(warmup):
         for _, measure in cases:
             await measure(None)
     rows = [Row(label) for label, _ in cases]
+    order = random.Random(ORDER_SEED)
     for _ in range(reps):
-        for row, (_, measure) in zip(rows, cases, strict=True):
+        turn = list(zip(rows, cases, strict=True))
+        order.shuffle(turn)
+        for row, (_, measure) in turn:
             gc.collect()
             row.samples.append(await measure(arrivals))
     return rows

@@ -25,7 +25,9 @@ class SettledStatuses:
 
     def __init__(self, limit: int = KEPT_PAIRS) -> None:
         self._limit = limit
-        self._kept: OrderedDict[str, tuple[float, Statuses]] = OrderedDict()
+        # per run: its updated_at, its paths, their statuses; tuples of strings, which the garbage collector stops
+        # tracking the first time it meets them, so that the runs kept are not walked by every full collection
+        self._kept: OrderedDict[str, tuple[float, tuple[str, ...], tuple[str, ...]]] = OrderedDict()
         self._pairs = 0
 
     def __len__(self) -> int:
@@ -40,11 +42,10 @@ class SettledStatuses:
         self.drop(record.id)
         if len(statuses) > self._limit:
             return
-        pairs = list(statuses.items())
-        self._kept[record.id] = (record.updated_at, pairs)
-        self._pairs += len(pairs)
+        self._kept[record.id] = (record.updated_at, tuple(statuses), tuple(statuses.values()))
+        self._pairs += len(statuses)
         while self._pairs > self._limit:
-            _, (_, dropped) = self._kept.popitem(last=False)
+            _, (_, dropped, _) = self._kept.popitem(last=False)
             self._pairs -= len(dropped)
 
     def get(self, record: RunRecord) -> Statuses | None:
@@ -52,7 +53,7 @@ class SettledStatuses:
         kept = self._kept.get(record.id)
         if kept is None or kept[0] != record.updated_at:
             return None
-        return kept[1]
+        return list(zip(kept[1], kept[2], strict=True))
 
     def drop(self, run_id: str) -> None:
         kept = self._kept.pop(run_id, None)
