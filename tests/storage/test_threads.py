@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
 
 import anyio
 import pytest
 
-from storage.threads import WorkerThreads
+from storage.threads import WorkerThreads, _Affinity
 
 pytestmark = pytest.mark.anyio
 
@@ -98,3 +99,50 @@ async def test_idle_threads_end() -> None:
 def test_a_pool_needs_a_thread() -> None:
     with pytest.raises(ValueError, match="max_threads must be at least 1"):
         WorkerThreads(0)
+
+
+needs_affinity = pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="CPU affinity needs Linux and at least two usable CPUs",
+)
+
+
+@needs_affinity
+def test_a_sleeping_thread_is_made_to_wake_on_the_callers_cpu_and_then_runs_anywhere_again() -> None:
+    affinity = _Affinity()
+    allowed = os.sched_getaffinity(0)
+    here = min(allowed)
+    asleep, woken, done = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, set[int]] = {}
+    tid: list[int] = []
+
+    def sleeper() -> None:
+        tid.append(threading.get_native_id())
+        asleep.set()
+        woken.wait(10)
+        seen["woken"] = os.sched_getaffinity(0)
+        affinity.release()
+        seen["released"] = os.sched_getaffinity(0)
+        done.set()
+
+    os.sched_setaffinity(0, {here})  # the caller's CPU, made certain for the test
+    try:
+        thread = threading.Thread(target=sleeper)
+        thread.start()
+        assert asleep.wait(10)
+        affinity.follow(tid[0])
+        woken.set()
+        assert done.wait(10)
+        thread.join()
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert seen == {"woken": {here}, "released": allowed}
+
+
+async def test_a_call_runs_with_every_cpu_the_process_may_use_however_its_thread_was_woken() -> None:
+    """The pool wakes an idle thread on the caller's CPU; the function it runs is not confined to that CPU."""
+    pool = WorkerThreads(1)
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    for _ in range(20):  # the first call starts the thread; the others wake it
+        ran_with = await pool.run(lambda: os.sched_getaffinity(0) if allowed is not None else None)
+        assert ran_with == allowed
