@@ -10,7 +10,7 @@ a call not yet started never runs.
 
 A hand-off wakes a sleeping thread, and the event loop sleeps until the call comes back: two wake-ups. Woken on
 another CPU, each costs far more than on the same one (on a virtual machine, an idle virtual CPU must be woken
-first: about 50 against 25 us for the round trip, measured by ``bench/mcp_bench.py``'s bare hand-off). So on Linux,
+first: 65-67 against 30-31 us for the round trip in ``bench/mcp_bench.py``'s bare hand-off). So on Linux,
 before waking an idle thread, the pool sets that thread's CPU affinity to the CPU the event loop runs on, and the
 thread, once awake, gives the affinity back (all the CPUs the process may use) before it calls the function: the
 wake-up is local, and a long call that releases the interpreter lock (I/O, C code) can still move to another CPU.
