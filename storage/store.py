@@ -75,7 +75,7 @@ def _run(row: Any) -> RunRecord:
 
 
 STEP_PARTITION = 500
-PICK_ON_LOOP = 256  # Store.step_overview: with the statuses known, a pick from this many runs on the event loop
+PICK_ON_LOOP = 256  # Store.step_overview: statuses known, a run of at most this many steps is picked on the loop
 SQLITE_READERS = 4  # threads (and connections) serving reads of a SQLite store at once
 _RUNS: Table = RunRow.__table__  # type: ignore[assignment]
 _INSERT_RUN = _RUNS.insert()
@@ -421,7 +421,7 @@ class Store:
         )
         lock = self._lock_rows
 
-        def write(connection: Connection) -> None:
+        def reopen(connection: Connection) -> None:
             if connection.execute(statement).rowcount != 1:
                 current = connection.execute(select(RunRow.status).where(RunRow.id == seen.id)).scalar()
                 raise RunChanged(seen.id, current if current is not None else "deleted")
@@ -433,7 +433,7 @@ class Store:
             if seen.hold_state == "closed":  # it holds its whole grant again while it runs
                 ledger.reopen(connection, lock, seen.id)
 
-        await self._sessions.change(write)
+        await self._sessions.change(reopen)
         return await self.get_run(seen.id)
 
     async def append_history(self, run_id: str, entry: dict[str, Any], *, once: bool = False) -> None:
@@ -495,8 +495,11 @@ class Store:
         ``statuses``: the pairs, known already (the engine that settled the run kept them): the read is then only
         of what is picked, and none at all when a run of at most ``PICK_ON_LOOP`` steps has nothing picked and no
         children are asked for."""
-        if statuses is not None and children == 0 and len(statuses) <= PICK_ON_LOOP and not pick(statuses):
-            return statuses, [], []
+        if statuses is not None and len(statuses) <= PICK_ON_LOOP:
+            chosen = pick(statuses)
+            if not chosen and children == 0:
+                return statuses, [], []
+            pick = lambda _pairs: chosen  # noqa: E731 -- picked already: not again in the thread
         kids = (
             select(RunRow).where(RunRow.parent_run_id == run_id).order_by(RunRow.created_at, RunRow.id).limit(children)
         )
