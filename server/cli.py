@@ -21,6 +21,7 @@ from registry import Registry, RegistryError, load_registry_file, staged
 from registry.mcp_import import import_server
 from registry.servers import ServerSpec
 from server.config import ConfigError, Settings
+from server.eventloop import loop_options
 from server.log_format import LogFormatError, configure_logging
 from server.render import gate_report, gates_table, run_report, runs_table, step_tree, table, tools_table
 from server.results import (
@@ -759,7 +760,7 @@ HANDLERS: dict[tuple[str, str | None], Callable[[Store, argparse.Namespace], Awa
 }
 
 
-def _serve(settings: Settings, args: argparse.Namespace) -> int:
+def _serve(settings: Settings, args: argparse.Namespace, loop: dict[str, Any]) -> int:
     from server.app import build_server
     from server.lifespan import Running
     from server.serving import return_freed_memory, serve_http, serve_stdio
@@ -783,9 +784,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     stop_tracing = start_tracing()
     try:
         if args.http:
-            anyio.run(serve_http, server, running, args.host, args.port, settings)
+            anyio.run(serve_http, server, running, args.host, args.port, settings, backend_options=loop)
         else:
-            anyio.run(serve_stdio, server, running, settings.max_request_bytes)
+            anyio.run(serve_stdio, server, running, settings.max_request_bytes, backend_options=loop)
     finally:
         if stop_tracing is not None:
             stop_tracing()  # the spans still in the exporter's queue go out
@@ -809,19 +810,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.load(args.config, database_url=args.db)
         configure_logging(logging.WARNING, settings.log_format)  # a config file may name it too
+        loop = loop_options(settings.event_loop)
         if args.command == "serve":
             logging.getLogger().setLevel(logging.INFO)
-            return _serve(settings, args)
+            return _serve(settings, args, loop)
         if args.command == "db":
             command = _db_upgrade if args.action == "upgrade" else _db_current
-            return anyio.run(command, settings, args)
+            return anyio.run(command, settings, args, backend_options=loop)
         if args.command == "demo":
             from server.demo import run_demo
 
-            return anyio.run(run_demo, settings)
+            return anyio.run(run_demo, settings, backend_options=loop)
         handler = HANDLERS[(args.command, getattr(args, "action", None))]
         args.settings = settings  # for the handlers that start an engine
-        return anyio.run(_with_store, settings, lambda store: handler(store, args))
+        return anyio.run(_with_store, settings, lambda store: handler(store, args), backend_options=loop)
     except (CommandError, ConfigError) as exc:
         print(f"podium: {exc}", file=sys.stderr)
         return 2

@@ -22,6 +22,9 @@ from registry.models import BreakerSettings
 PREFIX = "PODIUM_"
 
 
+EventLoop = Literal["auto", "uvloop", "asyncio"]
+
+
 class ConfigError(Exception):
     """The settings could not be read: names the source and the field."""
 
@@ -67,6 +70,9 @@ class Settings(BaseModel):
     )
     log_format: Literal["text", "json"] = Field(
         "text", description="Log lines on stderr: text, or one JSON object per line with run_id and trace_id."
+    )
+    event_loop: EventLoop = Field(
+        "auto", description="The event loop of podium's commands: uvloop where installed (auto), uvloop, or asyncio."
     )
 
     @classmethod

@@ -22,6 +22,7 @@ from patterns.workflows import workflow_checker
 from registry import Registry, RegistryError, RegistryFile
 from server.config import Settings
 from server.errors import PodiumToolError
+from server.eventloop import running_loop_name
 from storage.errors import StorageError
 
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ async def _opened(
                 grace_s=settings.shutdown_grace_s,
                 breaker=settings.breaker,
             ) as engine:
-                log.info("podium serving with %s", store.db.display)
+                log.info("podium serving with %s, on %s", store.db.display, running_loop_name())
                 running.state = AppState(settings, store, registry, engine, http_url)
                 if running.on_open is not None:
                     running.on_open()

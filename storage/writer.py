@@ -40,7 +40,8 @@ _event_inserts: dict[str, Insert] = {}
 _STEP_UPDATE_COLUMNS = [c.name for c in _STEPS.columns if c.name not in ("run_id", "path")]
 _upserts: dict[str, Insert] = {}
 _run_update_texts: dict[tuple[str, ...], str] = {}
-COALESCE_S = 0.002  # the SQLite writer gathers records nobody waits for this long before writing them
+COALESCE_S = 0.02  # the SQLite writer gathers records nobody waits for this long before writing them,
+BATCH_RECORDS = 256  # or until this many are pending
 
 
 def _step_upsert(dialect: str) -> Insert:
@@ -218,7 +219,8 @@ class StepWriter:
             b.pending.append(op)
             b.submitted += 1
             sequence = b.submitted
-        self._kick(urgent=False)
+            full = len(b.pending) >= BATCH_RECORDS
+        self._kick(urgent=full)
         return sequence
 
     @property
@@ -246,7 +248,8 @@ class StepWriter:
         b.check(run_id)
 
     def _kick(self, urgent: bool) -> None:
-        """Make sure the writer is awake; ``urgent``: someone waits for what is pending to be durable."""
+        """Make sure the writer is awake; ``urgent``: write what is pending now (someone waits for it to be durable,
+        or a batch's worth is pending)."""
         raise NotImplementedError
 
     def _take(self) -> tuple[list[Op], int]:
@@ -292,9 +295,14 @@ class StepWriter:
 class ThreadedWriter(StepWriter):
     """SQLite: a thread with one synchronous connection; one handoff and one commit per batch.
 
-    Records nobody waits for yet are gathered for up to ``COALESCE_S`` before they are written: fewer, larger
-    batches, and a writer that wakes (and takes the interpreter's lock from the steps executing) once per batch
-    instead of once per record. A ``flush`` ends the gathering at once, so no barrier waits longer for it."""
+    Records nobody waits for yet are gathered for up to ``COALESCE_S``, or until ``BATCH_RECORDS`` are pending,
+    before they are written: fewer, larger batches, and a writer that wakes (and takes the interpreter's lock from
+    the steps executing) once per batch instead of once per record. Each batch is a turn of this thread that a
+    worker thread or the event loop, woken meanwhile, waits behind: a chain of sync steps (two such wake-ups each)
+    met one every 2 ms when this was 2 ms (README, "Performance": part 3 of ``bench/mcp_bench.py``). The count bounds
+    what a batch, and the final flush of a long run, holds. A ``flush`` ends the gathering at once, so no barrier
+    waits longer for it; what is gathered is lost in a crash, as it would be a moment earlier (those records are
+    of idempotent steps, repeated on recovery: the others flush before their call)."""
 
     def __init__(
         self,

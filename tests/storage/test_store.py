@@ -13,7 +13,7 @@ import anyio
 import pytest
 from sqlalchemy import event
 
-from storage import NewRun, RunNotFound, RunUpdate, StepWrite, Store, UnsupportedDatabase, parse_database_url
+from storage import NewRun, RunNotFound, RunUpdate, StepWrite, Store, UnsupportedDatabase, parse_database_url, writer
 from storage.migrate import HEAD, current_revision, head_revision
 from tests.helpers import REPO
 
@@ -126,6 +126,22 @@ async def test_step_records_written_through_the_writer_are_durable_after_flush(d
     assert sorted(s.output["i"] for s in steps) == list(range(50))
     assert steps[0].attempts == [{"n": 1, "ok": True}]
     assert run.status == "succeeded" and run.output == {"done": True}
+
+
+async def test_on_sqlite_a_batch_worth_of_records_is_written_without_waiting_for_the_gathering_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer gathers records nobody waits for, but writes them once ``BATCH_RECORDS`` are pending: a long
+    chain's records go to the database in batches of bounded size, and its final flush never has more to write."""
+    monkeypatch.setattr(writer, "COALESCE_S", 600.0)  # gathering alone would hold them for ten minutes
+    async with Store.open(f"sqlite:///{tmp_path / 'podium.db'}") as store:
+        await store.create_run(new_run("run-1"))
+        for i in range(writer.BATCH_RECORDS):
+            store.submit_step(StepWrite("run-1", str(i), "tool", "completed", time.time(), output_json=str(i)))
+        with anyio.fail_after(30):
+            while len(await store.get_steps("run-1")) < writer.BATCH_RECORDS:  # no flush: only the writer's own
+                await anyio.sleep(0.01)
+        assert sorted(s.output for s in await store.get_steps("run-1")) == list(range(writer.BATCH_RECORDS))
 
 
 async def test_records_survive_closing_and_reopening_the_store(db_url: str) -> None:
