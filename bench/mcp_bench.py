@@ -25,9 +25,11 @@ in this process on its own fresh SQLite file, with the server's default limits. 
    after its run's ``finished_at`` the in-process ``engine.run`` returned.
 3. Slope of ``syncwork`` chains (10 and 200 steps, each step's output the next one's input, from ``{"value": 0}``)
    over stdio against the noop slope of part 1. Target: <= 2 x. For context, no target: the same two slopes in
-   process, which tell the engine's share of the difference from the server's; and what one bare hand-off of a
+   process, which tell the engine's share of the difference from the server's; what one bare hand-off of a
    function to a worker thread and back costs on this process's loop (200 in a row, interleaved with the chains),
-   which a sync step pays and an async one does not, before any work of its own.
+   which a sync step pays and an async one does not, before any work of its own, and the same on uvloop (the loop
+   ``podium serve`` runs on where uvloop is installed); and under both, a lock handed from one thread to another
+   on the same CPU and back, with no event loop: the two wake-ups alone.
 4. Cold start: from spawning the process to the first answered ``tools/list``, ``podium serve`` (on the database
    it used before, as every start but the first does; the same registry) against ``bench/bare_server.py`` (an
    ``MCPServer`` with one async tool), each spawned ``--spawns`` times, interleaved. Target: podium median <= bare
@@ -53,6 +55,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -305,11 +308,14 @@ class Chains:
     mcp_sync: tuple[Row, Row]
     engine_sync: tuple[Row, Row]  # context: what the engine alone pays for syncwork
     handoff: Row  # context: LONG bare hand-offs to a worker thread and back
+    handoff_uvloop: Row | None  # the same on uvloop, where installed
+    lock_trips: Row  # context: LONG round trips of a lock between two threads on one CPU, no event loop
     engine_lags: list[float]
 
     @property
     def rows(self) -> list[Row]:
-        return [*self.mcp_noop, *self.engine_noop, *self.mcp_sync, *self.engine_sync, self.handoff]
+        context = [self.handoff, *([] if self.handoff_uvloop is None else [self.handoff_uvloop]), self.lock_trips]
+        return [*self.mcp_noop, *self.engine_noop, *self.mcp_sync, *self.engine_sync, *context]
 
 
 def handoffs(n: int) -> Measure:
@@ -322,6 +328,69 @@ def handoffs(n: int) -> Measure:
         for _ in range(n):
             await threads.run(int)
         return time.perf_counter() - start
+
+    return measure
+
+
+def handoffs_on_uvloop(n: int) -> Measure | None:
+    """``handoffs(n)`` on a uvloop event loop, as ``podium serve`` runs where uvloop is installed: each sample in a
+    thread of its own running a new loop (``n`` untimed hand-offs first); None without uvloop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    inner = handoffs(n)
+
+    async def warm_then_time() -> float:
+        await inner(None)
+        return await inner(None)
+
+    async def measure(_arrivals: list[Arrival] | None) -> float:
+        seconds: list[float] = []
+        thread = threading.Thread(target=lambda: seconds.append(uvloop.run(warm_then_time())), name="bench-uvloop")
+        thread.start()
+        await anyio.to_thread.run_sync(thread.join)
+        return seconds[0]
+
+    return measure
+
+
+def lock_round_trips(n: int) -> Measure:
+    """``n`` round trips of a lock handed between two threads on one CPU, with no event loop: what two wake-ups
+    cost on this machine when nothing else is done (the floor under any hand-off to a thread and back)."""
+
+    def run() -> float:
+        ping, pong = threading.Lock(), threading.Lock()
+        ping.acquire()
+        pong.acquire()
+        cpu = {os.sched_getaffinity(0).pop()} if hasattr(os, "sched_setaffinity") else None
+
+        def other() -> None:
+            if cpu is not None:
+                os.sched_setaffinity(0, cpu)
+            for _ in range(n):
+                ping.acquire()
+                pong.release()
+
+        if cpu is not None:
+            os.sched_setaffinity(0, cpu)
+        thread = threading.Thread(target=other, name="bench-lock")
+        thread.start()
+        start = time.perf_counter()
+        for _ in range(n):
+            ping.release()
+            pong.acquire()
+        seconds = time.perf_counter() - start
+        thread.join()
+        return seconds
+
+    async def measure(_arrivals: list[Arrival] | None) -> float:
+        seconds: list[float] = []
+        # two threads of their own, pinned and then gone: this process's other threads keep their CPUs
+        thread = threading.Thread(target=lambda: seconds.append(run()), name="bench-lock-main")
+        thread.start()
+        await anyio.to_thread.run_sync(thread.join)
+        return seconds[0]
 
     return measure
 
@@ -348,9 +417,15 @@ async def measure_chains(podium: Client, engine: Engine, reps: int, arrivals: li
         local("syncwork", SHORT),
         local("syncwork", LONG),
         (f"{LONG} bare hand-offs to a worker thread", handoffs(LONG)),
+        (f"{LONG} lock round trips, 2 threads, 1 CPU", lock_round_trips(LONG)),
     ]
+    on_uvloop = handoffs_on_uvloop(LONG)
+    if on_uvloop is not None:
+        cases.append((f"{LONG} bare hand-offs, on uvloop", on_uvloop))
     rows = await interleaved(cases, reps, CHAIN_WARMUP_ROUNDS, arrivals)
-    return Chains((rows[0], rows[1]), (rows[2], rows[3]), (rows[4], rows[5]), (rows[6], rows[7]), rows[8], engine_lags)
+    uvloop_row = rows[10] if on_uvloop is not None else None
+    chains = ((rows[0], rows[1]), (rows[2], rows[3]), (rows[4], rows[5]), (rows[6], rows[7]))
+    return Chains(*chains, rows[8], uvloop_row, rows[9], engine_lags)
 
 
 async def measure_round_trips(podium: Client, bare: Client, reps: int, arrivals: list[Arrival]) -> list[Row]:
@@ -548,12 +623,16 @@ def lag_verdict(lags: Lags, calls: int, engine_lags: Sequence[float]) -> Verdict
 def sync_slope_verdict(chains: Chains) -> Verdict:
     sync, noop = slope(*chains.mcp_sync), slope(*chains.mcp_noop)
     engine_sync, engine_noop = slope(*chains.engine_sync), slope(*chains.engine_noop)
+    uv = chains.handoff_uvloop
+    on_uvloop = "" if uv is None else f" (on uvloop, as the server runs: {uv.median / LONG * 1e6:.1f} µs)"
     print(
         f"3. per-step slope over MCP: syncwork {sync * 1e6:.1f} µs/step, noop {noop * 1e6:.1f} µs/step\n"
         f"   (context, no target: in process, syncwork {engine_sync * 1e6:.1f} µs/step, "
         f"noop {engine_noop * 1e6:.1f} µs/step;\n"
         f"   a bare hand-off to a worker thread and back, which every sync step pays before any work: "
-        f"{chains.handoff.median / LONG * 1e6:.1f} µs)"
+        f"{chains.handoff.median / LONG * 1e6:.1f} µs{on_uvloop};\n"
+        f"   under it, a lock handed to another thread on the same CPU and back, no event loop: "
+        f"{chains.lock_trips.median / LONG * 1e6:.1f} µs)"
     )
     return slope_ratio_verdict("3. slope, sync+schemas / async noop", sync, noop, SYNC_SLOPE_TARGET)
 
