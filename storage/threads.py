@@ -16,6 +16,14 @@ thread, once awake, gives the affinity back (all the CPUs the process may use) b
 wake-up is local, and a long call that releases the interpreter lock (I/O, C code) can still move to another CPU.
 The interpreter lock lets only one of the two threads run Python at a time anyway. Where the affinity cannot be
 read or set, threads are woken as they are.
+
+The pool's threads are also in Linux's ``SCHED_BATCH`` class: a thread of that class, woken, does not preempt the
+thread running on its CPU. Without it, the woken worker preempted the event loop that had just woken it, while the
+loop still held the interpreter lock: the worker found the lock taken and slept again until the loop went to wait
+for events, two more switches on every hand-off (``bench/mcp_bench.py``, part 3; README, "Performance"). Nothing
+else changes for them: same priority and share of the CPU. Threads and processes that a sync tool starts inherit
+the class, as they inherit any (a woken one of them waits for the next switch of its CPU rather than preempting
+what runs there). Where the class is unknown, threads keep their own.
 """
 
 from __future__ import annotations
@@ -84,6 +92,17 @@ class _Affinity:
             os.sched_setaffinity(0, self._allowed)
         except OSError:
             self._cpu = None
+
+
+def _no_wakeup_preemption() -> None:
+    """Put the calling thread in ``SCHED_BATCH`` (see the module), where the system has it."""
+    batch = getattr(os, "SCHED_BATCH", None)
+    if batch is None or not hasattr(os, "sched_setscheduler"):
+        return
+    try:
+        os.sched_setscheduler(0, batch, os.sched_param(0))
+    except OSError:  # e.g. a sandbox that forbids it: the thread stays as it is
+        pass
 
 
 _affinity: _Affinity | None = None
@@ -165,6 +184,7 @@ class WorkerThreads:
         return me.job
 
     def _work(self) -> None:
+        _no_wakeup_preemption()
         wake = threading.Lock()
         wake.acquire()  # held while the thread sleeps; a caller releases it to wake the thread
         me = _Worker(threading.get_native_id(), wake)

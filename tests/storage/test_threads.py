@@ -146,3 +146,32 @@ async def test_a_call_runs_with_every_cpu_the_process_may_use_however_its_thread
     for _ in range(20):  # the first call starts the thread; the others wake it
         ran_with = await pool.run(lambda: os.sched_getaffinity(0) if allowed is not None else None)
         assert ran_with == allowed
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="no SCHED_BATCH scheduling class on this system")
+async def test_the_pools_threads_do_not_preempt_the_event_loop_when_woken_and_the_loop_is_left_as_it_is() -> None:
+    """Its threads are in SCHED_BATCH (a woken thread waits for the running one instead of preempting it); the
+    caller's thread keeps its own class, and so does every other thread."""
+    refused: list[OSError] = []
+
+    def try_batch() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        except OSError as exc:
+            refused.append(exc)
+
+    probe = threading.Thread(target=try_batch)
+    probe.start()
+    probe.join()
+    if refused:
+        pytest.skip(f"this system refuses SCHED_BATCH to threads here ({refused[0]}): the pool leaves them as they are")
+    before = os.sched_getscheduler(0)
+    pool = WorkerThreads(2)
+    policies = {await pool.run(lambda: os.sched_getscheduler(0)) for _ in range(5)}
+    assert policies == {os.SCHED_BATCH}
+    assert os.sched_getscheduler(0) == before == os.SCHED_OTHER
+    outside: list[int] = []
+    thread = threading.Thread(target=lambda: outside.append(os.sched_getscheduler(0)))
+    thread.start()
+    thread.join()
+    assert outside == [os.SCHED_OTHER]
