@@ -332,6 +332,16 @@ def handoffs(n: int) -> Measure:
     return measure
 
 
+async def in_a_thread_of_its_own(timed: Callable[[], float]) -> float:
+    """``timed()`` in a new thread (it may set that thread's CPU affinity or run an event loop of its own), waited
+    for without holding this loop; what it returned."""
+    seconds: list[float] = []
+    thread = threading.Thread(target=lambda: seconds.append(timed()), name="bench-own-thread")
+    thread.start()
+    await anyio.to_thread.run_sync(thread.join)
+    return seconds[0]
+
+
 def handoffs_on_uvloop(n: int) -> Measure | None:
     """``handoffs(n)`` on a uvloop event loop, as ``podium serve`` runs where uvloop is installed: each sample in a
     thread of its own running a new loop (``n`` untimed hand-offs first); None without uvloop."""
@@ -346,11 +356,7 @@ def handoffs_on_uvloop(n: int) -> Measure | None:
         return await inner(None)
 
     async def measure(_arrivals: list[Arrival] | None) -> float:
-        seconds: list[float] = []
-        thread = threading.Thread(target=lambda: seconds.append(uvloop.run(warm_then_time())), name="bench-uvloop")
-        thread.start()
-        await anyio.to_thread.run_sync(thread.join)
-        return seconds[0]
+        return await in_a_thread_of_its_own(lambda: uvloop.run(warm_then_time()))
 
     return measure
 
@@ -385,12 +391,7 @@ def lock_round_trips(n: int) -> Measure:
         return seconds
 
     async def measure(_arrivals: list[Arrival] | None) -> float:
-        seconds: list[float] = []
-        # two threads of their own, pinned and then gone: this process's other threads keep their CPUs
-        thread = threading.Thread(target=lambda: seconds.append(run()), name="bench-lock-main")
-        thread.start()
-        await anyio.to_thread.run_sync(thread.join)
-        return seconds[0]
+        return await in_a_thread_of_its_own(run)  # pinned and then gone: the process's other threads keep their CPUs
 
     return measure
 
