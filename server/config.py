@@ -20,6 +20,7 @@ from patterns import Limits
 from registry.models import BreakerSettings
 
 PREFIX = "PODIUM_"
+TEST_PREFIX = "PODIUM_TEST_"  # the test suite's variables (PODIUM_TEST_POSTGRES_URL), not settings
 
 
 EventLoop = Literal["auto", "uvloop", "asyncio"]
@@ -123,7 +124,7 @@ def _value(text: str) -> Any:
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, text in environ.items():
-        if not key.startswith(PREFIX) or key == f"{PREFIX}CONFIG":
+        if not key.startswith(PREFIX) or key == f"{PREFIX}CONFIG" or key.startswith(TEST_PREFIX):
             continue
         parts = key[len(PREFIX) :].lower().split("__")
         target = out

@@ -162,6 +162,11 @@ def test_settings_come_from_podium_toml_and_env_and_db_wins(tmp_path: Path, regi
     assert flag.exists()
     broken = podium("tools", "list", cwd=tmp_path, env={"PODIUM_LIMITS__MAX_STEPS": "zero"})
     assert broken.returncode == 2 and "limits.max_steps" in broken.stderr
+    # the test suite's PostgreSQL URL, exported as the README says, is not a setting: nothing to refuse
+    suite = podium("tools", "list", cwd=tmp_path, env={"PODIUM_TEST_POSTGRES_URL": "postgresql+asyncpg://x@h/test"})
+    assert suite.returncode == 0, suite.stderr
+    misspelt = podium("tools", "list", cwd=tmp_path, env={"PODIUM_LIMIT__MAX_STEPS": "5"})
+    assert misspelt.returncode == 2 and "limit" in misspelt.stderr
 
 
 def test_the_default_database_is_created_in_the_user_data_directory(tmp_path: Path, registry_file: Path) -> None:
