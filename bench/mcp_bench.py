@@ -28,8 +28,9 @@ in this process on its own fresh SQLite file, with the server's default limits. 
    process, which tell the engine's share of the difference from the server's; what one bare hand-off of a
    function to a worker thread and back costs on this process's loop (200 in a row, interleaved with the chains),
    which a sync step pays and an async one does not, before any work of its own, and the same on uvloop (the loop
-   ``podium serve`` runs on where uvloop is installed); and under both, a lock handed from one thread to another
-   on the same CPU and back, with no event loop: the two wake-ups alone.
+   ``podium serve`` runs on where uvloop is installed), with the kernel's count of the process's context switches
+   per hand-off on uvloop (2,000 after 2,000 untimed; two is the floor); and under both, a lock handed from one
+   thread to another on the same CPU and back, with no event loop: the two wake-ups alone.
 4. Cold start: from spawning the process to the first answered ``tools/list``, ``podium serve`` (on the database
    it used before, as every start but the first does; the same registry) against ``bench/bare_server.py`` (an
    ``MCPServer`` with one async tool), each spawned ``--spawns`` times, interleaved. Target: podium median <= bare
@@ -88,6 +89,7 @@ DEFAULT_SPAWNS = 5
 QUICK_REPS = 5
 QUICK_SPAWNS = 2
 CHAIN_WARMUP_ROUNDS = 2
+SWITCH_COUNT_HANDOFFS = 2000  # context (part 3): the kernel's count of context switches over this many hand-offs
 ROUND_TRIP_WARMUP_ROUNDS = 10
 READ_TIMEOUT_S = 60.0  # per request; a hung server fails the run instead of stalling it
 
@@ -311,6 +313,7 @@ class Chains:
     handoff_uvloop: Row | None  # the same on uvloop, where installed
     lock_trips: Row  # context: LONG round trips of a lock between two threads on one CPU, no event loop
     engine_lags: list[float]
+    switches: float | None = None  # context: the process's context switches per bare hand-off on uvloop
 
     @property
     def rows(self) -> list[Row]:
@@ -359,6 +362,31 @@ def handoffs_on_uvloop(n: int) -> Measure | None:
         return await in_a_thread_of_its_own(lambda: uvloop.run(warm_then_time()))
 
     return measure
+
+
+async def switches_per_handoff(n: int) -> float | None:
+    """The process's context switches (voluntary and not) per bare hand-off on uvloop, counted by the kernel over
+    ``n`` of them after ``n`` untimed ones; two is the floor (one to the worker, one back). None without uvloop or
+    ``getrusage``."""
+    try:
+        import resource
+
+        import uvloop
+    except ImportError:
+        return None
+    inner = handoffs(n)
+
+    def switches() -> int:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_nvcsw + usage.ru_nivcsw
+
+    async def count() -> float:
+        await inner(None)
+        before = switches()
+        await inner(None)
+        return (switches() - before) / n
+
+    return await in_a_thread_of_its_own(lambda: uvloop.run(count()))
 
 
 def lock_round_trips(n: int) -> Measure:
@@ -426,7 +454,8 @@ async def measure_chains(podium: Client, engine: Engine, reps: int, arrivals: li
     rows = await interleaved(cases, reps, CHAIN_WARMUP_ROUNDS, arrivals)
     uvloop_row = rows[10] if on_uvloop is not None else None
     chains = ((rows[0], rows[1]), (rows[2], rows[3]), (rows[4], rows[5]), (rows[6], rows[7]))
-    return Chains(*chains, rows[8], uvloop_row, rows[9], engine_lags)
+    switches = await switches_per_handoff(SWITCH_COUNT_HANDOFFS)
+    return Chains(*chains, rows[8], uvloop_row, rows[9], engine_lags, switches)
 
 
 async def measure_round_trips(podium: Client, bare: Client, reps: int, arrivals: list[Arrival]) -> list[Row]:
@@ -625,7 +654,10 @@ def sync_slope_verdict(chains: Chains) -> Verdict:
     sync, noop = slope(*chains.mcp_sync), slope(*chains.mcp_noop)
     engine_sync, engine_noop = slope(*chains.engine_sync), slope(*chains.engine_noop)
     uv = chains.handoff_uvloop
-    on_uvloop = "" if uv is None else f" (on uvloop, as the server runs: {uv.median / LONG * 1e6:.1f} µs)"
+    on_uvloop = "" if uv is None else f" (on uvloop, as the server runs: {uv.median / LONG * 1e6:.1f} µs"
+    if uv is not None:
+        each = "" if chains.switches is None else f", {chains.switches:.1f} context switches each"
+        on_uvloop += f"{each})"
     print(
         f"3. per-step slope over MCP: syncwork {sync * 1e6:.1f} µs/step, noop {noop * 1e6:.1f} µs/step\n"
         f"   (context, no target: in process, syncwork {engine_sync * 1e6:.1f} µs/step, "

@@ -24,6 +24,15 @@ for events, two more switches on every hand-off (``bench/mcp_bench.py``, part 3;
 else changes for them: same priority and share of the CPU. Threads and processes that a sync tool starts inherit
 the class, as they inherit any (a woken one of them waits for the next switch of its CPU rather than preempting
 what runs there). Where the class is unknown, threads keep their own.
+
+The way back has the same trap in the other direction: ``call_soon_threadsafe`` wakes the loop while the worker
+holds the interpreter lock, so the woken loop preempts the worker, finds the lock taken and sleeps again until the
+worker goes back to waiting: four switches per hand-off where two do. So on Linux a worker hands its outcome back
+through an eventfd that the loop reads (one per event loop, ``_Returns``), written by ``os.eventfd_write``, which
+lets go of the interpreter lock around the write: the loop, woken, finds the lock free. The worker joins the idle
+threads before it writes, so the loop's next call finds it there (rather than starting another thread) even
+though the worker has not run again yet. Where there is no eventfd, or the loop cannot watch one, outcomes go back
+through ``call_soon_threadsafe``.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import contextvars
 import ctypes
 import os
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +52,10 @@ T = TypeVar("T")
 
 IDLE_S = 10.0
 
-_Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, Callable[[], Any]]
+_Post = Callable[["asyncio.Future[Any]", Any, "BaseException | None"], None]
+"""Called in a worker with a call's future and its outcome (result, exception): gets them to the loop."""
+_Job = tuple[_Post, "asyncio.Future[Any]", contextvars.Context, Callable[[], Any]]
+_Outcome = tuple[_Post, "asyncio.Future[Any]", Any, "BaseException | None"]
 
 
 def _deliver(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -53,6 +66,65 @@ def _deliver(future: asyncio.Future[Any], result: Any, error: BaseException | No
         future.set_result(result)
     else:
         future.set_exception(error)
+
+
+class _Returns:
+    """One event loop's way back from the workers (see the module): the outcomes not yet delivered, and an eventfd
+    the loop watches. Closed once neither the loop nor a worker refers to it any more."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._done: deque[tuple[asyncio.Future[Any], Any, BaseException | None]] = deque()
+        self._armed = False  # a wake-up is written that the loop has not read yet
+        self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        weakref.finalize(self, os.close, self._fd)
+        loop.add_reader(self._fd, self._drain)
+
+    def post(self, future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        """In a worker: queue the outcome and wake the loop, unless a wake-up is already on its way."""
+        self._done.append((future, result, error))
+        if not self._armed:
+            self._armed = True
+            os.eventfd_write(self._fd, 1)  # lets go of the interpreter lock around the write
+
+    def _drain(self) -> None:
+        try:
+            os.eventfd_read(self._fd)
+        except BlockingIOError:  # read already
+            pass
+        self._armed = False  # from here on, an outcome queued after this line writes again
+        done = self._done
+        while done:
+            _deliver(*done.popleft())
+
+
+_posts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Post] = weakref.WeakKeyDictionary()
+_posts_lock = threading.Lock()
+
+
+def _post_for(loop: asyncio.AbstractEventLoop) -> _Post:
+    """How a worker gets an outcome back to ``loop``: its ``_Returns`` where it can have one."""
+    post = _posts.get(loop)
+    if post is None:
+        with _posts_lock:
+            post = _posts.get(loop) or _new_post(loop)
+            _posts[loop] = post
+    return post
+
+
+def _new_post(loop: asyncio.AbstractEventLoop) -> _Post:
+    if EVENTFD:
+        try:
+            return _Returns(loop).post
+        except (NotImplementedError, OSError):  # a loop that cannot watch a file, or no file to watch
+            pass
+    return _post_soon
+
+
+def _post_soon(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    future.get_loop().call_soon_threadsafe(_deliver, future, result, error)
+
+
+EVENTFD = hasattr(os, "eventfd")
 
 
 class _Affinity:
@@ -148,7 +220,7 @@ class WorkerThreads:
         """``fn()`` in a worker thread, with the caller's context variables; its result or its exception."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        job: _Job = (loop, future, contextvars.copy_context(), fn)
+        job: _Job = (_post_for(loop), future, contextvars.copy_context(), fn)
         worker = None
         with self._lock:
             if self._idle:
@@ -164,14 +236,9 @@ class WorkerThreads:
             worker.wake.release()
         return await future
 
-    def _next(self, me: _Worker) -> _Job | None:
-        """The next call for this thread: one waiting, else one handed to it while it slept; None once it has been
-        idle for ``idle_s`` (it has then left the pool)."""
-        with self._lock:
-            if self._jobs:
-                return self._jobs.popleft()
-            me.job = None
-            self._idle.append(me)
+    def _wait(self, me: _Worker) -> _Job | None:
+        """Sleep until handed a call, which is returned; None once idle for ``idle_s`` (the thread has then left
+        the pool)."""
         woken = me.wake.acquire(timeout=self._idle_s)
         if not woken:
             with self._lock:
@@ -188,23 +255,34 @@ class WorkerThreads:
         wake = threading.Lock()
         wake.acquire()  # held while the thread sleeps; a caller releases it to wake the thread
         me = _Worker(threading.get_native_id(), wake)
+        outcome: _Outcome | None = None
         while True:
-            job = self._next(me)
+            with self._lock:  # the next call waiting, else join the idle threads (before handing back: see the module)
+                job = self._jobs.popleft() if self._jobs else None
+                if job is None:
+                    me.job = None
+                    self._idle.append(me)
+            if outcome is not None:
+                _hand_back(outcome)
+                outcome = None  # drop references before waiting for the next call
             if job is None:
-                return
-            loop, future, context, fn = job
+                job = self._wait(me)
+                if job is None:
+                    return
+            post, future, context, fn = job
             del job
             if future.cancelled():  # its caller stopped waiting before it started: do not run it
                 continue
-            result: Any = None
-            error: BaseException | None = None
             try:
-                result = context.run(fn)
+                outcome = (post, future, context.run(fn), None)
             except BaseException as exc:  # handed to the caller, whatever it is
-                error = exc
-            try:
-                loop.call_soon_threadsafe(_deliver, future, result, error)
-            except RuntimeError:  # the loop has closed: nobody is waiting any more
-                pass
-            del result, error, future, fn  # drop references before waiting for the next job
-            me.job = None
+                outcome = (post, future, None, exc)
+            del post, future, fn
+
+
+def _hand_back(outcome: _Outcome) -> None:
+    post, future, result, error = outcome
+    try:
+        post(future, result, error)
+    except RuntimeError:  # the loop has closed (call_soon_threadsafe): nobody is waiting any more
+        pass

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import gc
 import os
 import threading
 
 import anyio
 import pytest
 
+from storage import threads
 from storage.threads import WorkerThreads, _Affinity
 
 pytestmark = pytest.mark.anyio
@@ -175,3 +178,98 @@ async def test_the_pools_threads_do_not_preempt_the_event_loop_when_woken_and_th
     thread.start()
     thread.join()
     assert outside == [os.SCHED_OTHER]
+
+
+async def test_a_thread_back_from_a_call_is_idle_for_the_next_one_so_a_chain_of_calls_keeps_one_thread() -> None:
+    """A worker joins the idle threads before it hands its outcome back: the caller, woken by the outcome, finds it
+    idle even if it has not run again yet, and wakes it rather than starting a thread."""
+    pool = WorkerThreads(8)
+    value = 0
+    for _ in range(300):
+        value = await pool.run(lambda v=value: v + 1)  # type: ignore[misc]
+    assert value == 300
+    assert pool.threads == 1
+
+
+async def test_outcomes_finishing_together_each_reach_their_own_caller() -> None:
+    """Forty calls released at once hand back forty outcomes, many on one wake-up of the loop."""
+    pool = WorkerThreads(40)
+    go = threading.Event()
+    started = 0
+    lock = threading.Lock()
+
+    def call(i: int) -> int:
+        nonlocal started
+        with lock:
+            started += 1
+        go.wait(10)
+        if i % 7 == 0:
+            raise ValueError(i)
+        return i * i
+
+    results: dict[int, object] = {}
+
+    async def one(i: int) -> None:
+        try:
+            results[i] = await pool.run(lambda: call(i))
+        except ValueError as exc:
+            results[i] = exc.args
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for i in range(40):
+                tg.start_soon(one, i)
+            while started < 40:
+                await anyio.sleep(0.005)
+            go.set()
+    assert results == {i: (i,) if i % 7 == 0 else i * i for i in range(40)}
+
+
+def test_one_pool_serves_event_loops_in_several_threads_at_once() -> None:
+    pool = WorkerThreads(4)
+    totals: dict[int, int] = {}
+
+    async def calls(k: int) -> None:
+        total = 0
+        for i in range(200):
+            total += await pool.run(lambda i=i: i * k)  # type: ignore[misc]
+        totals[k] = total
+
+    threads = [threading.Thread(target=asyncio.run, args=(calls(k),)) for k in range(1, 5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert totals == {k: k * sum(range(200)) for k in range(1, 5)}
+
+
+def open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counting open files needs /proc/self/fd (Linux)")
+def test_an_event_loops_way_back_is_closed_with_the_loop() -> None:
+    """Each event loop gets its own way back from the workers (an eventfd on Linux); a loop gone leaves no file
+    open, whatever number of loops have used the pool."""
+    pool = WorkerThreads(2)
+
+    async def use() -> int:
+        return await pool.run(lambda: 1)
+
+    asyncio.run(use())  # the first loop may open what stays open (the selector's own files are closed with it)
+    gc.collect()
+    before = open_files()
+    for _ in range(30):
+        assert asyncio.run(use()) == 1
+    gc.collect()
+    assert open_files() == before
+
+
+def test_without_an_eventfd_outcomes_come_back_through_the_loop_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads, "EVENTFD", False)
+    pool = WorkerThreads(2)
+
+    async def use() -> list[int]:
+        return [await pool.run(lambda i=i: i) for i in range(50)]  # type: ignore[misc]
+
+    assert asyncio.run(use()) == list(range(50))
