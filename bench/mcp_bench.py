@@ -654,10 +654,10 @@ def sync_slope_verdict(chains: Chains) -> Verdict:
     sync, noop = slope(*chains.mcp_sync), slope(*chains.mcp_noop)
     engine_sync, engine_noop = slope(*chains.engine_sync), slope(*chains.engine_noop)
     uv = chains.handoff_uvloop
-    on_uvloop = "" if uv is None else f" (on uvloop, as the server runs: {uv.median / LONG * 1e6:.1f} µs"
+    on_uvloop = ""
     if uv is not None:
         each = "" if chains.switches is None else f", {chains.switches:.1f} context switches each"
-        on_uvloop += f"{each})"
+        on_uvloop = f" (on uvloop, as the server runs: {uv.median / LONG * 1e6:.1f} µs{each})"
     print(
         f"3. per-step slope over MCP: syncwork {sync * 1e6:.1f} µs/step, noop {noop * 1e6:.1f} µs/step\n"
         f"   (context, no target: in process, syncwork {engine_sync * 1e6:.1f} µs/step, "

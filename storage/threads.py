@@ -112,6 +112,7 @@ def _post_for(loop: asyncio.AbstractEventLoop) -> _Post:
 
 
 def _new_post(loop: asyncio.AbstractEventLoop) -> _Post:
+    """A new ``_Returns`` for ``loop``, else ``call_soon_threadsafe``."""
     if EVENTFD:
         try:
             return _Returns(loop).post
