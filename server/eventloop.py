@@ -1,11 +1,11 @@
 """Which asyncio event loop the ``podium`` commands run on: uvloop where it is installed, else the standard one.
 
-A sync tool's step is two hand-offs between the event loop and a worker thread, and each one back wakes the loop
-through ``call_soon_threadsafe`` and a turn of its poll: uvloop does both in C. Over stdio, a chain of sync steps
-costs about a fifth less per step with it (``bench/mcp_bench.py``, part 3; README, "Performance"); nothing else
-the server does changed measurably. ``event_loop`` (setting) chooses: ``auto`` (uvloop if it can be imported),
-``uvloop`` (required: a clear error where it is missing) or ``asyncio`` (the standard loop, e.g. to rule uvloop
-out when looking into a problem).
+A sync tool's step is two hand-offs between the event loop and a worker thread, and the one back wakes the loop
+from the worker's thread and takes a turn of its poll: uvloop runs that turn in C. Over stdio, a chain of sync
+steps cost about a fifth less per step with it when it came (``bench/mcp_bench.py``, part 3; README,
+"Performance"); nothing else the server does changed measurably. ``event_loop`` (setting) chooses: ``auto``
+(uvloop if it can be imported), ``uvloop`` (required: a clear error where it is missing) or ``asyncio`` (the
+standard loop, e.g. to rule uvloop out when looking into a problem).
 """
 
 from __future__ import annotations
